@@ -1,0 +1,318 @@
+//! The memory adapter: the default cache, in-process, nothing to install.
+//!
+//! Values are kept as serialized JSON text, so a read can never alter what is
+//! stored. TTLs are enforced on every read and a background sweep reclaims
+//! expired entries that nobody reads, so a long-running process does not grow
+//! with dead keys. All state sits behind one `RwLock` that is never held across
+//! an `.await`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::{
+    Cache, CacheResult, Connection, Expiry, KEY_SEPARATOR, Projection, RemainingTtl, Ttl,
+    WriteOp, check_page_size, decode_value, glob,
+};
+
+/// How often the sweep looks for expired entries.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Entry {
+    json: Box<str>,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn is_live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Sorted, so `get_all` pages in key order without sorting.
+    entries: BTreeMap<String, Entry>,
+    /// `(expiry, key)` of every entry that expires, soonest first, for the sweep.
+    expirations: BTreeSet<(Instant, String)>,
+}
+
+impl Inner {
+    fn live(&self, key: &str, now: Instant) -> Option<&Entry> {
+        self.entries.get(key).filter(|entry| entry.is_live(now))
+    }
+
+    fn insert(&mut self, key: String, json: Box<str>, expires_at: Option<Instant>) {
+        self.remove(&key);
+        if let Some(at) = expires_at {
+            self.expirations.insert((at, key.clone()));
+        }
+        self.entries.insert(key, Entry { json, expires_at });
+    }
+
+    fn remove(&mut self, key: &str) -> bool {
+        let Some(entry) = self.entries.remove(key) else {
+            return false;
+        };
+        if let Some(at) = entry.expires_at {
+            self.expirations.remove(&(at, key.to_owned()));
+        }
+        true
+    }
+
+    fn set_expiry(&mut self, key: &str, expires_at: Instant) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        if let Some(old) = entry.expires_at.replace(expires_at) {
+            self.expirations.remove(&(old, key.to_owned()));
+        }
+        self.expirations.insert((expires_at, key.to_owned()));
+    }
+
+    /// Drop every entry whose expiry has passed; returns how many went.
+    fn sweep(&mut self, now: Instant) -> usize {
+        let mut swept = 0;
+        while let Some((at, _)) = self.expirations.first() {
+            if *at > now {
+                break;
+            }
+            let (_, key) = self
+                .expirations
+                .pop_first()
+                .expect("first() just returned an element");
+            self.entries.remove(&key);
+            swept += 1;
+        }
+        swept
+    }
+
+    /// Live projection keys matching `pattern`, in key order. Only the keys that
+    /// share the pattern's literal prefix are visited, so `order_summary:::*`
+    /// does not walk the other projections.
+    fn matching<'a>(
+        &'a self,
+        pattern: &'a str,
+        now: Instant,
+    ) -> impl Iterator<Item = (&'a String, &'a Entry)> {
+        let prefix = glob::literal_prefix(pattern);
+        self.entries
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(move |(key, _)| key.starts_with(prefix))
+            .filter(move |(key, entry)| {
+                key.contains(KEY_SEPARATOR) && entry.is_live(now) && glob::matches(pattern, key)
+            })
+    }
+}
+
+/// The shared store behind a [`MemoryCache`]; what `get_connection` hands out.
+#[derive(Debug, Default)]
+pub struct Store {
+    inner: RwLock<Inner>,
+}
+
+impl Store {
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way
+        // that matters more than losing the cache, so poisoning is ignored.
+        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reclaim expired entries now; the background sweep calls this every second.
+    pub fn sweep_expired(&self) -> usize {
+        self.write().sweep(Instant::now())
+    }
+
+    /// How many entries are held, expired ones not yet swept included.
+    pub fn stored_entries(&self) -> usize {
+        self.read().entries.len()
+    }
+}
+
+/// The in-process cache (see the module docs).
+#[derive(Debug, Clone)]
+pub struct MemoryCache {
+    store: Arc<Store>,
+    default_ttl: Ttl,
+}
+
+impl MemoryCache {
+    /// A new empty cache. Inside a tokio runtime it starts the background sweep,
+    /// which ends by itself when the last handle on the store is dropped.
+    pub fn new(default_ttl: Ttl) -> Self {
+        let store = Arc::new(Store::default());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep_until_dropped(Arc::downgrade(&store)));
+        }
+        MemoryCache { store, default_ttl }
+    }
+
+    fn expires_at(&self, expiry: Expiry, now: Instant) -> Option<Instant> {
+        match expiry {
+            Expiry::CacheDefault => Some(now + self.default_ttl.as_duration()),
+            Expiry::After(ttl) => Some(now + ttl.as_duration()),
+            Expiry::Never => None,
+        }
+    }
+}
+
+async fn sweep_until_dropped(store: Weak<Store>) {
+    let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        store.sweep_expired();
+    }
+}
+
+fn serialize(projection: &Projection) -> Box<str> {
+    projection.value().to_string().into_boxed_str()
+}
+
+#[async_trait]
+impl Cache for MemoryCache {
+    async fn ping(&self) -> bool {
+        true
+    }
+
+    fn get_connection(&self) -> Connection {
+        Connection::Memory(Arc::clone(&self.store))
+    }
+
+    fn default_ttl(&self) -> Ttl {
+        self.default_ttl
+    }
+
+    async fn add(&self, projection: &Projection, ttl: Option<Ttl>) -> CacheResult<()> {
+        let expiry = ttl.map_or(Expiry::CacheDefault, Expiry::After);
+        self.apply(&[WriteOp::Upsert {
+            projection: projection.clone(),
+            expiry,
+        }])
+        .await
+    }
+
+    async fn get(&self, key: &str) -> CacheResult<Option<Projection>> {
+        let inner = self.store.read();
+        match inner.live(key, Instant::now()) {
+            Some(entry) => decode_value(key, entry.json.as_bytes()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_all(
+        &self,
+        key_pattern: &str,
+        last_position: usize,
+        size: usize,
+    ) -> CacheResult<Vec<Projection>> {
+        check_page_size(size)?;
+        let inner = self.store.read();
+        inner
+            .matching(key_pattern, Instant::now())
+            .skip(last_position)
+            .take(size)
+            .map(|(key, entry)| decode_value(key, entry.json.as_bytes()))
+            .collect()
+    }
+
+    async fn count(&self, key_pattern: &str) -> CacheResult<usize> {
+        Ok(self.store.read().matching(key_pattern, Instant::now()).count())
+    }
+
+    async fn remove_by_key(&self, key: &str) -> CacheResult<()> {
+        self.store.write().remove(key);
+        Ok(())
+    }
+
+    async fn remove_by_key_pattern(&self, key_pattern: &str) -> CacheResult<usize> {
+        let mut inner = self.store.write();
+        let doomed: Vec<String> = inner
+            .matching(key_pattern, Instant::now())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &doomed {
+            inner.remove(key);
+        }
+        Ok(doomed.len())
+    }
+
+    async fn flush_all(&self) -> CacheResult<()> {
+        let mut inner = self.store.write();
+        inner.entries.clear();
+        inner.expirations.clear();
+        Ok(())
+    }
+
+    async fn set_ttl(&self, key: &str, ttl: Ttl) -> CacheResult<bool> {
+        let now = Instant::now();
+        let mut inner = self.store.write();
+        if inner.live(key, now).is_none() {
+            return Ok(false);
+        }
+        inner.set_expiry(key, now + ttl.as_duration());
+        Ok(true)
+    }
+
+    async fn get_ttl(&self, key: &str) -> CacheResult<Option<RemainingTtl>> {
+        let now = Instant::now();
+        let inner = self.store.read();
+        Ok(inner.live(key, now).map(|entry| match entry.expires_at {
+            None => RemainingTtl::Never,
+            Some(at) => {
+                let left_ms = (at - now).as_millis() as f64;
+                RemainingTtl::Seconds(left_ms / 1000.0)
+            }
+        }))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>> {
+        let now = Instant::now();
+        let inner = self.store.read();
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            let projection = match inner.live(key, now) {
+                Some(entry) => Some(decode_value(key, entry.json.as_bytes())?),
+                None => None,
+            };
+            found.push(projection);
+        }
+        Ok(found)
+    }
+
+    async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
+        // Serialize before taking the lock: the lock guards only map updates.
+        let now = Instant::now();
+        let prepared: Vec<(String, Option<(Box<str>, Option<Instant>)>)> = batch
+            .iter()
+            .map(|op| match op {
+                WriteOp::Upsert { projection, expiry } => (
+                    projection.key(),
+                    Some((serialize(projection), self.expires_at(*expiry, now))),
+                ),
+                WriteOp::Delete { key } => (key.clone(), None),
+            })
+            .collect();
+        let mut inner = self.store.write();
+        for (key, write) in prepared {
+            match write {
+                Some((json, expires_at)) => inner.insert(key, json, expires_at),
+                None => {
+                    inner.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+//! The cache port: where projections land, keyed `{projection_name}:::{identifier}`.
+//!
+//! The [`Cache`] trait is the whole interface of the seed (`ping`, `add`, `get`, ...)
+//! plus the batched paths the pipeline needs ([`Cache::get_many`], [`Cache::apply`]).
+//! Every adapter follows `shared/spec/cache-port.md` exactly, so the memory and the
+//! Redis adapters are interchangeable; one contract suite (`tests/cache_contract.rs`)
+//! runs against both.
+//!
+//! Invariants every adapter keeps:
+//! - a TTL is validated ([`Ttl`]) before anything is written;
+//! - an expired entry is absent for every method;
+//! - pattern methods only see projection keys (those containing `:::`), so
+//!   `flush_all` never touches anything this cache did not write.
+
+pub mod glob;
+mod key;
+pub mod memory;
+
+mod ttl;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+pub use key::{KEY_SEPARATOR, Projection, split_key};
+pub use ttl::{Expiry, RemainingTtl, Ttl, TtlError};
+
+/// What went wrong in a cache operation, classified once, where it is born.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The backend could not be reached or did not answer: retry, never skip.
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value is not a JSON object (somebody else wrote it).
+    #[error("value under key {key:?} is not a JSON object: {reason}")]
+    CorruptValue { key: String, reason: String },
+    /// The caller asked for something the contract forbids.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error(transparent)]
+    Ttl(#[from] TtlError),
+}
+
+impl CacheError {
+    /// Transient errors are retried with backoff and never advance an offset;
+    /// everything else is permanent for the operation that caused it.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CacheError::Unavailable(_))
+    }
+}
+
+pub type CacheResult<T> = Result<T, CacheError>;
+
+/// One write of a batch: the pipeline turns a batch of events into these.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    Upsert { projection: Projection, expiry: Expiry },
+    Delete { key: String },
+}
+
+impl WriteOp {
+    pub fn key(&self) -> String {
+        match self {
+            WriteOp::Upsert { projection, .. } => projection.key(),
+            WriteOp::Delete { key } => key.clone(),
+        }
+    }
+}
+
+/// The raw handle behind a cache, for callers who need what the port does not offer.
+#[derive(Clone)]
+pub enum Connection {
+    Memory(Arc<memory::Store>),
+    Redis(::redis::aio::ConnectionManager),
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Connection::Memory(_) => f.write_str("Connection::Memory"),
+            Connection::Redis(_) => f.write_str("Connection::Redis"),
+        }
+    }
+}
+
+/// The cache port (see the module docs and `shared/spec/cache-port.md`).
+#[async_trait]
+pub trait Cache: Send + Sync + fmt::Debug {
+    /// `true` when the backend answers; `false` within about a second otherwise.
+    async fn ping(&self) -> bool;
+
+    /// The underlying handle (memory: the shared store; Redis: the connection).
+    fn get_connection(&self) -> Connection;
+
+    /// The TTL used when a write does not name one.
+    fn default_ttl(&self) -> Ttl;
+
+    /// Upsert `projection` under its key; `None` uses [`Cache::default_ttl`].
+    /// Replaces the whole value and restarts the TTL.
+    async fn add(&self, projection: &Projection, ttl: Option<Ttl>) -> CacheResult<()>;
+
+    /// The live projection under `key`, or `None`.
+    async fn get(&self, key: &str) -> CacheResult<Option<Projection>>;
+
+    /// Live entries matching `key_pattern`, sorted bytewise by key, from the 0-based
+    /// offset `last_position`, at most `size` (which must be positive).
+    async fn get_all(
+        &self,
+        key_pattern: &str,
+        last_position: usize,
+        size: usize,
+    ) -> CacheResult<Vec<Projection>>;
+
+    /// How many distinct live keys match `key_pattern`.
+    async fn count(&self, key_pattern: &str) -> CacheResult<usize>;
+
+    /// Delete the projection's key; silent when absent.
+    async fn remove(&self, projection: &Projection) -> CacheResult<()> {
+        self.remove_by_key(&projection.key()).await
+    }
+
+    /// Delete one key; silent when absent.
+    async fn remove_by_key(&self, key: &str) -> CacheResult<()>;
+
+    /// Delete every key matching `key_pattern`; returns how many went.
+    async fn remove_by_key_pattern(&self, key_pattern: &str) -> CacheResult<usize>;
+
+    /// Remove every entry of this cache and nothing else.
+    async fn flush_all(&self) -> CacheResult<()>;
+
+    /// Set the remaining life of a live key; returns whether the key existed.
+    /// A missing or expired key is never created.
+    async fn set_ttl(&self, key: &str, ttl: Ttl) -> CacheResult<bool>;
+
+    /// The remaining life of `key`, [`RemainingTtl::Never`] for a key without
+    /// expiry, `None` for a missing or expired key.
+    async fn get_ttl(&self, key: &str) -> CacheResult<Option<RemainingTtl>>;
+
+    /// The live projections under `keys`, in the same order, in one round trip.
+    async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>>;
+
+    /// Apply every write of the batch, in order, in one round trip. On Redis the
+    /// batch is a `MULTI`/`EXEC` transaction: all of it lands or none of it.
+    async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()>;
+}
+
+/// Parse stored JSON text into a projection, naming the key when it is not an object.
+pub(crate) fn decode_value(key: &str, text: &[u8]) -> CacheResult<Projection> {
+    let value: Value =
+        serde_json::from_slice(text).map_err(|error| CacheError::CorruptValue {
+            key: key.to_owned(),
+            reason: error.to_string(),
+        })?;
+    Projection::from_key(key, value).map_err(|reason| CacheError::CorruptValue {
+        key: key.to_owned(),
+        reason,
+    })
+}
+
+/// Reject a page size of zero (the spec's "negative or zero size is an error").
+pub(crate) fn check_page_size(size: usize) -> CacheResult<()> {
+    if size == 0 {
+        return Err(CacheError::InvalidArgument(
+            "get_all size must be a positive number of entries".to_owned(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! Projectors: pure, synchronous folds `(current projection, event) -> outcome`.
+//!
+//! A projector does no IO and reads no clock: everything it may use is in its
+//! arguments, so it is tested as a table and replays give the same result. The
+//! [`Registry`] is the one place projectors are registered by name.
+
+pub mod examples;
+mod registry;
+
+use serde_json::Value;
+
+use crate::event::Event;
+
+pub use registry::Registry;
+
+/// What a projector decided for one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Store this JSON object as the new projection.
+    Upsert(Value),
+    /// Remove the projection.
+    Delete,
+    /// Leave the projection as it is.
+    Skip,
+}
+
+/// Why a projector refused an event. Always permanent: the same event would fail
+/// the same way again, so it is dead-lettered and passed over.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProjectorError(pub String);
+
+impl ProjectorError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ProjectorError(message.into())
+    }
+}
+
+/// A registered fold over events (see the module docs).
+pub trait Projector: Send + Sync {
+    /// `current` is the projection as it stands (none when absent or expired).
+    fn project(&self, current: Option<&Value>, event: &Event) -> Result<Outcome, ProjectorError>;
+}
+
+/// Plain functions are projectors too.
+impl<F> Projector for F
+where
+    F: Fn(Option<&Value>, &Event) -> Result<Outcome, ProjectorError> + Send + Sync,
+{
+    fn project(&self, current: Option<&Value>, event: &Event) -> Result<Outcome, ProjectorError> {
+        self(current, event)
+    }
+}
