@@ -1,0 +1,128 @@
+//! `[caches.<name>]` tables, exactly as the seed spells them: `provider`, `URI`, `TTL`.
+
+use std::collections::BTreeMap;
+
+use redis::IntoConnectionInfo;
+
+use super::raw::{RawCache, RawScalar};
+use crate::cache::Ttl;
+
+/// The TTL of a cache that names none, in seconds (the seed's default).
+pub const DEFAULT_TTL_SECS: u64 = 300;
+
+/// The providers `provider` may name.
+pub const PROVIDERS: [&str; 2] = ["memory", "redis"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provider {
+    Memory,
+    Redis { uri: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    pub provider: Provider,
+    pub ttl: Ttl,
+}
+
+impl CacheSettings {
+    pub fn memory_default() -> CacheSettings {
+        CacheSettings {
+            provider: Provider::Memory,
+            ttl: Ttl::from_secs(DEFAULT_TTL_SECS).expect("300 s is a valid TTL"),
+        }
+    }
+}
+
+/// Validate every cache, pushing one message per mistake onto `errors`.
+pub fn validate_caches(
+    raw: BTreeMap<String, RawCache>,
+    errors: &mut Vec<String>,
+) -> BTreeMap<String, CacheSettings> {
+    if raw.is_empty() {
+        return BTreeMap::from([("default".to_owned(), CacheSettings::memory_default())]);
+    }
+    if !raw.contains_key("default") {
+        errors.push(format!(
+            "caches: a [caches.default] table is required when caches are configured (found: {})",
+            raw.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut caches = BTreeMap::new();
+    for (name, cache) in raw {
+        if let Some(settings) = validate_cache(&name, cache, errors) {
+            caches.insert(name, settings);
+        }
+    }
+    caches
+}
+
+fn validate_cache(name: &str, raw: RawCache, errors: &mut Vec<String>) -> Option<CacheSettings> {
+    let before = errors.len();
+    let ttl = match raw.ttl.or(raw.ttl_seed) {
+        None => Ttl::from_secs(DEFAULT_TTL_SECS).ok(),
+        Some(value) => match parse_ttl(&value) {
+            Ok(ttl) => Some(ttl),
+            Err(()) => {
+                errors.push(format!(
+                    "caches.{name}.TTL = {value} is not a positive number of seconds"
+                ));
+                None
+            }
+        },
+    };
+    let uri = raw.uri.or(raw.uri_seed).map(|value| value.to_text());
+    let provider = match raw.provider.as_ref().map(RawScalar::to_text).as_deref() {
+        None | Some("memory") => Some(Provider::Memory),
+        Some("redis") => match uri {
+            None => {
+                errors.push(format!(
+                    "caches.{name}.URI is required when provider = \"redis\" (e.g. \"redis://localhost:6379/0\")"
+                ));
+                None
+            }
+            Some(uri) => match check_redis_uri(&uri) {
+                Ok(()) => Some(Provider::Redis { uri }),
+                Err(reason) => {
+                    errors.push(format!("caches.{name}.URI is not a Redis URI: {reason}"));
+                    None
+                }
+            },
+        },
+        Some(other) => {
+            errors.push(format!(
+                "caches.{name}.provider = {other:?} is not a cache provider (valid: {})",
+                PROVIDERS.join(", ")
+            ));
+            None
+        }
+    };
+    if errors.len() > before {
+        return None;
+    }
+    Some(CacheSettings {
+        provider: provider?,
+        ttl: ttl?,
+    })
+}
+
+/// A TTL is a positive finite number of seconds or such a number as text;
+/// booleans are refused even though TOML could coerce them.
+fn parse_ttl(value: &RawScalar) -> Result<Ttl, ()> {
+    match value {
+        RawScalar::Bool(_) => Err(()),
+        RawScalar::Int(secs) => Ttl::from_secs_f64(*secs as f64).map_err(|_| ()),
+        RawScalar::Float(secs) => Ttl::from_secs_f64(*secs).map_err(|_| ()),
+        RawScalar::Text(text) => Ttl::parse(text).map_err(|_| ()),
+    }
+}
+
+/// Parse without connecting: scheme, host, port, database number.
+fn check_redis_uri(uri: &str) -> Result<(), String> {
+    if !(uri.starts_with("redis://") || uri.starts_with("rediss://")) {
+        return Err("it must start with redis:// or rediss://".to_owned());
+    }
+    uri.into_connection_info()
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}

@@ -1,0 +1,190 @@
+//! Projection definitions: one TOML file per projection in the projections folder.
+//!
+//! A definition says which events a projection consumes, how its identifier is
+//! taken from an event, which cache it lives in, for how long, and which
+//! projector folds it. Loading validates everything against the registry and
+//! the configured caches, reporting every mistake with its file.
+
+mod identifier;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::cache::{Expiry, Ttl};
+use crate::config::{ConfigError, RawScalar, Settings};
+use crate::projector::{Projector, Registry};
+
+pub use identifier::Template;
+
+/// A validated projection definition.
+#[derive(Clone)]
+pub struct Definition {
+    /// The key prefix: keys are `{name}:::{identifier}`.
+    pub name: String,
+    pub cache: String,
+    pub expiry: Expiry,
+    pub topics: BTreeSet<String>,
+    pub event_types: BTreeSet<String>,
+    pub identifier: Template,
+    pub projector_name: String,
+    pub projector: Arc<dyn Projector>,
+    /// The file it came from, for messages.
+    pub file: PathBuf,
+}
+
+impl std::fmt::Debug for Definition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Definition")
+            .field("name", &self.name)
+            .field("cache", &self.cache)
+            .field("expiry", &self.expiry)
+            .field("topics", &self.topics)
+            .field("event_types", &self.event_types)
+            .field("identifier", &self.identifier.as_str())
+            .field("projector", &self.projector_name)
+            .finish()
+    }
+}
+
+impl Definition {
+    pub fn consumes(&self, topic: &str, event_type: &str) -> bool {
+        self.topics.contains(topic) && self.event_types.contains(event_type)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefinition {
+    name: String,
+    cache: Option<String>,
+    /// Seconds, or `"never"`; absent = the cache's TTL.
+    ttl: Option<RawScalar>,
+    topics: Vec<String>,
+    event_types: Vec<String>,
+    identifier: String,
+    projector: String,
+}
+
+/// Load every `*.toml` file of `settings.projections_dir`, sorted by file name.
+pub fn load_dir(settings: &Settings, registry: &Registry) -> Result<Vec<Definition>, ConfigError> {
+    let dir = &settings.projections_dir;
+    let entries = std::fs::read_dir(dir).map_err(|error| {
+        ConfigError::one(format!("{}: cannot read the projections folder: {error}", dir.display()))
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml") && path.is_file())
+        .collect();
+    files.sort();
+    let mut errors = Vec::new();
+    let mut definitions: Vec<Definition> = Vec::new();
+    for file in &files {
+        match load_file(file, settings, registry) {
+            Ok(definition) => definitions.push(definition),
+            Err(mut file_errors) => errors.append(&mut file_errors),
+        }
+    }
+    let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
+    for definition in &definitions {
+        if let Some(first) = seen.insert(&definition.name, &definition.file) {
+            errors.push(format!(
+                "{}: projection {:?} is already defined in {}",
+                definition.file.display(),
+                definition.name,
+                first.display()
+            ));
+        }
+    }
+    if files.is_empty() {
+        errors.push(format!("{}: no projection definitions (*.toml) found", dir.display()));
+    }
+    if errors.is_empty() {
+        Ok(definitions)
+    } else {
+        Err(ConfigError { errors })
+    }
+}
+
+/// Load and validate one definition file.
+pub fn load_file(
+    file: &Path,
+    settings: &Settings,
+    registry: &Registry,
+) -> Result<Definition, Vec<String>> {
+    let shown = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|error| vec![format!("{shown}: {error}")])?;
+    let raw: RawDefinition =
+        toml::from_str(&text).map_err(|error| vec![format!("{shown}: {}", error.to_string().trim_end())])?;
+    let mut errors = Vec::new();
+    let name = raw.name.clone();
+    let mut fail = |message: String| errors.push(format!("{shown}: projection {name:?}: {message}"));
+    let name_is_valid = !raw.name.is_empty()
+        && raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !name_is_valid {
+        fail("name must be snake_case (a-z, 0-9, _), since it is the key prefix".to_owned());
+    }
+    let cache = raw.cache.unwrap_or_else(|| "default".to_owned());
+    if !settings.caches.contains_key(&cache) {
+        let known: Vec<&str> = settings.caches.keys().map(String::as_str).collect();
+        fail(format!("cache = {cache:?} is not configured (caches: {})", known.join(", ")));
+    }
+    let expiry = match &raw.ttl {
+        None => Expiry::CacheDefault,
+        Some(RawScalar::Text(text)) if text.trim() == "never" => Expiry::Never,
+        Some(value) => match ttl_of(value) {
+            Some(ttl) => Expiry::After(ttl),
+            None => {
+                fail(format!(
+                    "ttl = {value} is not a positive number of seconds or \"never\""
+                ));
+                Expiry::CacheDefault
+            }
+        },
+    };
+    if raw.topics.is_empty() {
+        fail("topics is empty: name the Kafka topics it consumes".to_owned());
+    }
+    if raw.event_types.is_empty() {
+        fail("event_types is empty: name the event types it consumes".to_owned());
+    }
+    let identifier = Template::parse(&raw.identifier)
+        .map_err(|error| fail(format!("identifier: {error}")))
+        .ok();
+    let projector = registry.get(&raw.projector);
+    if projector.is_none() {
+        fail(format!(
+            "projector = {:?} is not registered (registered: {})",
+            raw.projector,
+            registry.names().join(", ")
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Definition {
+        name: raw.name,
+        cache,
+        expiry,
+        topics: raw.topics.into_iter().collect(),
+        event_types: raw.event_types.into_iter().collect(),
+        identifier: identifier.expect("an invalid identifier was reported above"),
+        projector_name: raw.projector,
+        projector: projector.expect("an unknown projector was reported above"),
+        file: file.to_path_buf(),
+    })
+}
+
+fn ttl_of(value: &RawScalar) -> Option<Ttl> {
+    match value {
+        RawScalar::Int(secs) => Ttl::from_secs_f64(*secs as f64).ok(),
+        RawScalar::Float(secs) => Ttl::from_secs_f64(*secs).ok(),
+        RawScalar::Text(text) => Ttl::parse(text).ok(),
+        RawScalar::Bool(_) => None,
+    }
+}
