@@ -12,3 +12,7 @@ pub mod config;
 pub mod event;
 pub mod projection;
 pub mod projector;
+pub mod health;
+pub mod metrics;
+pub mod pipeline;
+pub mod source;

@@ -1,0 +1,109 @@
+//! The functional core of a batch: decoded events + the loaded states of the keys
+//! they touch -> the final state of every touched key, and the failures.
+//!
+//! No IO here: loading and writing are the caller's. Several events for one key
+//! become one write, and a failed event leaves its projection as it was.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::router::Router;
+use crate::event::Event;
+use crate::projector::Outcome;
+
+/// One application of one projection to one event.
+#[derive(Debug, Clone)]
+pub struct Work {
+    /// Index of the event in the batch's decoded events.
+    pub event: usize,
+    pub route: usize,
+    pub key: String,
+}
+
+/// A projector refused an event (permanent).
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub event: usize,
+    pub route: usize,
+    pub reason: &'static str,
+    pub error: String,
+}
+
+/// What the fold decided.
+#[derive(Debug, Default)]
+pub struct Folded {
+    /// Final state of each touched key (`None` = delete), in first-touch order.
+    pub writes: Vec<(usize, String, Option<Value>)>,
+    pub refusals: Vec<Refusal>,
+    /// Per route: events applied, events skipped by the projector.
+    pub applied: HashMap<usize, u64>,
+    pub skipped: HashMap<usize, u64>,
+}
+
+/// Fold `work` in order over `states` (the loaded projections, by key).
+pub fn fold(
+    router: &Router,
+    events: &[Event],
+    work: &[Work],
+    mut states: HashMap<String, Option<Value>>,
+) -> Folded {
+    let mut folded = Folded::default();
+    let mut order: Vec<(usize, &str)> = Vec::new();
+    let mut dirty: HashMap<&str, ()> = HashMap::new();
+    for item in work {
+        let route = router.route(item.route);
+        let current = states.get(&item.key).and_then(Option::as_ref);
+        let outcome = route
+            .definition
+            .projector
+            .project(current, &events[item.event]);
+        let next = match outcome {
+            Ok(Outcome::Upsert(value)) if value.is_object() => Some(value),
+            Ok(Outcome::Upsert(value)) => {
+                folded.refusals.push(Refusal {
+                    event: item.event,
+                    route: item.route,
+                    reason: "invalid_projection",
+                    error: format!("projector returned {} instead of a JSON object", kind(&value)),
+                });
+                continue;
+            }
+            Ok(Outcome::Delete) => None,
+            Ok(Outcome::Skip) => {
+                *folded.skipped.entry(item.route).or_default() += 1;
+                continue;
+            }
+            Err(error) => {
+                folded.refusals.push(Refusal {
+                    event: item.event,
+                    route: item.route,
+                    reason: "projector_error",
+                    error: error.to_string(),
+                });
+                continue;
+            }
+        };
+        *folded.applied.entry(item.route).or_default() += 1;
+        states.insert(item.key.clone(), next);
+        if dirty.insert(&item.key, ()).is_none() {
+            order.push((item.route, &item.key));
+        }
+    }
+    for (route, key) in order {
+        let state = states.remove(key).unwrap_or(None);
+        folded.writes.push((route, key.to_owned(), state));
+    }
+    folded
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,356 @@
+//! The pipeline: batches in, projections out. Per batch: decode -> route ->
+//! load the touched keys (one round trip per cache) -> fold -> write (one
+//! round trip per cache) -> dead-letter the failures -> store the offsets.
+//!
+//! Batches are processed one at a time, each mixing records of every assigned
+//! partition in their partition order. Running partitions' batches side by side
+//! would race: a projection keyed differently from the partition key
+//! (`customer_orders`) is read-modified-written from several partitions, and two
+//! concurrent folds of one key lose an update.
+
+mod fold;
+mod retry;
+mod router;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::cache::{Cache, CacheError, Projection, WriteOp};
+use crate::event::{Envelope, Event, decode};
+use crate::metrics::Metrics;
+use crate::source::{Assignment, Batch, Checkpoint, DeadLetter, DeadLetters, Offsets, SourceError};
+
+pub use fold::{Folded, Work, fold};
+pub use retry::{Classified, Retry};
+pub use router::{Route, Router};
+
+/// Label used where a failure belongs to no projection (an undecodable record).
+const NO_PROJECTION: &str = "none";
+
+/// Everything a batch needs; cheap to share.
+pub struct Pipeline {
+    pub router: Router,
+    pub envelope: Envelope,
+    pub metrics: Metrics,
+    pub retry: Retry,
+    pub assignment: Arc<Assignment>,
+    pub checkpoint: Arc<dyn Checkpoint>,
+    pub dead_letters: Option<Arc<dyn DeadLetters>>,
+}
+
+/// Why a batch could not be finished: only a permanent failure of the sink
+/// itself (the cache refusing a write), which stops the pipeline rather than
+/// skipping writes.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cache {cache:?} refused a batch: {error}")]
+    Cache { cache: String, error: CacheError },
+    #[error("dead-letter topic refused a batch: {0}")]
+    DeadLetter(SourceError),
+    #[error("offsets could not be stored: {0}")]
+    Checkpoint(SourceError),
+}
+
+impl Pipeline {
+    /// Process batches until the channel closes (the consumer stopped).
+    pub async fn run(&self, mut batches: mpsc::Receiver<Batch>) -> Result<(), PipelineError> {
+        while let Some(batch) = batches.recv().await {
+            self.process(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Process one batch to the end: when this returns `Ok`, every write is
+    /// acknowledged and the offsets are stored.
+    pub async fn process(&self, batch: Batch) -> Result<(), PipelineError> {
+        let started = Instant::now();
+        let _in_flight = self.assignment.in_flight.lock().await;
+        let records: Vec<_> = batch
+            .into_iter()
+            .filter(|fetched| self.assignment.owns(fetched))
+            .map(|fetched| fetched.record)
+            .collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut letters = Vec::new();
+        let mut events: Vec<Event> = Vec::with_capacity(records.len());
+        let mut sources: Vec<usize> = Vec::with_capacity(records.len());
+        let mut work = Vec::new();
+        for (index, record) in records.iter().enumerate() {
+            self.metrics
+                .events_consumed
+                .with_label_values(&[&record.position.topic])
+                .inc();
+            let event = match decode(record, &self.envelope) {
+                Ok(event) => event,
+                Err(error) => {
+                    letters.push(self.failure(record, None, error.reason(), error.to_string()));
+                    continue;
+                }
+            };
+            let routes = self
+                .router
+                .routes_for(&record.position.topic, &event.event_type);
+            if routes.is_empty() {
+                self.metrics
+                    .events_skipped
+                    .with_label_values(&[NO_PROJECTION, "unrouted_type"])
+                    .inc();
+                continue;
+            }
+            for &route in routes {
+                let definition = &self.router.route(route).definition;
+                match definition.identifier.render(&event) {
+                    Ok(identifier) => work.push(Work {
+                        event: events.len(),
+                        route,
+                        key: format!("{}:::{identifier}", definition.name),
+                    }),
+                    Err(error) => letters.push(self.failure(
+                        record,
+                        Some(&definition.name),
+                        "missing_identifier",
+                        error,
+                    )),
+                }
+            }
+            events.push(event);
+            sources.push(index);
+        }
+        let (states, mut corrupt) = self.load(&work).await?;
+        // A key whose stored value is not JSON cannot be folded: its events fail
+        // (and are dead-lettered) while the rest of the batch goes on.
+        work.retain(|item| match corrupt.get_mut(&item.key) {
+            Some(error) => {
+                let record = &records[sources[item.event]];
+                let name = self.router.route(item.route).definition.name.clone();
+                letters.push(self.failure(record, Some(&name), "corrupt_state", error.clone()));
+                false
+            }
+            None => true,
+        });
+        let folded = fold(&self.router, &events, &work, states);
+        for refusal in &folded.refusals {
+            let record = &records[sources[refusal.event]];
+            let name = &self.router.route(refusal.route).definition.name;
+            letters.push(self.failure(record, Some(name), refusal.reason, refusal.error.clone()));
+        }
+        self.count_outcomes(&folded);
+        self.write(&folded).await?;
+        self.dead_letter(&letters).await?;
+        self.store_offsets(&records)?;
+        self.metrics.batch_size.observe(records.len() as f64);
+        self.metrics
+            .batch_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.retry.health.beat();
+        debug!(records = records.len(), writes = folded.writes.len(), "batch done");
+        Ok(())
+    }
+
+    /// Log and count a permanent failure, and make its dead letter.
+    fn failure(
+        &self,
+        record: &crate::event::RawRecord,
+        projection: Option<&str>,
+        reason: &'static str,
+        error: String,
+    ) -> DeadLetter {
+        let position = &record.position;
+        warn!(
+            topic = %position.topic,
+            partition = position.partition,
+            offset = position.offset,
+            projection = projection.unwrap_or(NO_PROJECTION),
+            reason,
+            %error,
+            "event failed permanently and is passed over"
+        );
+        self.metrics
+            .events_failed
+            .with_label_values(&[projection.unwrap_or(NO_PROJECTION), reason])
+            .inc();
+        DeadLetter {
+            record: record.clone(),
+            projection: projection.map(str::to_owned),
+            reason,
+            error,
+        }
+    }
+
+    fn count_outcomes(&self, folded: &Folded) {
+        for (route, count) in &folded.applied {
+            let name = &self.router.route(*route).definition.name;
+            self.metrics.events_projected.with_label_values(&[name]).inc_by(*count);
+        }
+        for (route, count) in &folded.skipped {
+            let name = &self.router.route(*route).definition.name;
+            self.metrics
+                .events_skipped
+                .with_label_values(&[name, "projector_skip"])
+                .inc_by(*count);
+        }
+    }
+
+    /// Load the current state of every key `work` touches: one `get_many` per
+    /// cache. Returns the states and the keys whose stored value is unreadable.
+    async fn load(
+        &self,
+        work: &[Work],
+    ) -> Result<(HashMap<String, Option<Value>>, HashMap<String, String>), PipelineError> {
+        let mut keys_by_cache: BTreeMap<&str, (Arc<dyn Cache>, Vec<String>)> = BTreeMap::new();
+        let mut seen = std::collections::HashSet::new();
+        for item in work {
+            if !seen.insert(item.key.as_str()) {
+                continue;
+            }
+            let route = self.router.route(item.route);
+            keys_by_cache
+                .entry(route.definition.cache.as_str())
+                .or_insert_with(|| (Arc::clone(&route.cache), Vec::new()))
+                .1
+                .push(item.key.clone());
+        }
+        let mut states = HashMap::with_capacity(seen.len());
+        let mut corrupt = HashMap::new();
+        for (name, (cache, keys)) in keys_by_cache {
+            let timer = self.cache_timer(name, "get_many");
+            let loaded = self
+                .retry
+                .run("cache", || cache.get_many(&keys))
+                .await;
+            timer.observe_duration();
+            match loaded {
+                Ok(found) => {
+                    for (key, projection) in keys.into_iter().zip(found) {
+                        states.insert(key, projection.map(Projection::into_value));
+                    }
+                }
+                Err(CacheError::CorruptValue { .. }) => {
+                    // One bad value spoils a multi-get: find which keys, one by one.
+                    for key in keys {
+                        match self.retry.run("cache", || cache.get(&key)).await {
+                            Ok(found) => {
+                                states.insert(key, found.map(Projection::into_value));
+                            }
+                            Err(error @ CacheError::CorruptValue { .. }) => {
+                                corrupt.insert(key, error.to_string());
+                            }
+                            Err(error) => {
+                                return Err(PipelineError::Cache {
+                                    cache: name.to_owned(),
+                                    error,
+                                });
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    return Err(PipelineError::Cache {
+                        cache: name.to_owned(),
+                        error,
+                    });
+                }
+            }
+        }
+        Ok((states, corrupt))
+    }
+
+    /// Write every final state: one `apply` (one round trip) per cache. The ops
+    /// are absolute states, so retrying a cache after a failure is idempotent.
+    async fn write(&self, folded: &Folded) -> Result<(), PipelineError> {
+        let mut ops_by_cache: BTreeMap<&str, (Arc<dyn Cache>, Vec<WriteOp>)> = BTreeMap::new();
+        for (route_index, key, state) in &folded.writes {
+            let route = self.router.route(*route_index);
+            let definition = &route.definition;
+            let op = match state {
+                Some(value) => {
+                    let identifier = &key[definition.name.len() + 3..];
+                    let projection = Projection::new(&definition.name, identifier, value.clone())
+                        .expect("names are validated at load and the fold keeps only objects");
+                    self.metrics
+                        .cache_writes
+                        .with_label_values(&[&definition.name, "upsert"])
+                        .inc();
+                    WriteOp::Upsert {
+                        projection,
+                        expiry: definition.expiry,
+                    }
+                }
+                None => {
+                    self.metrics
+                        .cache_writes
+                        .with_label_values(&[&definition.name, "delete"])
+                        .inc();
+                    WriteOp::Delete { key: key.clone() }
+                }
+            };
+            ops_by_cache
+                .entry(definition.cache.as_str())
+                .or_insert_with(|| (Arc::clone(&route.cache), Vec::new()))
+                .1
+                .push(op);
+        }
+        for (name, (cache, ops)) in ops_by_cache {
+            let timer = self.cache_timer(name, "apply");
+            let applied = self.retry.run("cache", || cache.apply(&ops)).await;
+            timer.observe_duration();
+            applied.map_err(|error| PipelineError::Cache {
+                cache: name.to_owned(),
+                error,
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, letters: &[DeadLetter]) -> Result<(), PipelineError> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let Some(sink) = &self.dead_letters else {
+            return Ok(());
+        };
+        self.retry
+            .run("dead_letter", || sink.send(letters))
+            .await
+            .map_err(PipelineError::DeadLetter)?;
+        for letter in letters {
+            self.metrics
+                .events_dead_lettered
+                .with_label_values(&[letter.reason])
+                .inc();
+        }
+        Ok(())
+    }
+
+    fn store_offsets(&self, records: &[crate::event::RawRecord]) -> Result<(), PipelineError> {
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for record in records {
+            let position = &record.position;
+            let entry = next
+                .entry((position.topic.as_str(), position.partition))
+                .or_insert(position.offset + 1);
+            *entry = (*entry).max(position.offset + 1);
+        }
+        let offsets: Offsets = next
+            .into_iter()
+            .map(|((topic, partition), offset)| (topic.to_owned(), partition, offset))
+            .collect();
+        self.checkpoint
+            .store(&offsets)
+            .map_err(PipelineError::Checkpoint)
+    }
+
+    fn cache_timer(&self, cache: &str, operation: &str) -> prometheus::HistogramTimer {
+        self.metrics
+            .cache_operation_duration
+            .with_label_values(&[cache, operation])
+            .start_timer()
+    }
+}
