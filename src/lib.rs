@@ -2,17 +2,34 @@
 //! denormalized projections and writes them through a cache port.
 //!
 //! # Layout
-//! - [`cache`]: the cache port (trait, key format, TTLs, glob) and its adapters.
+//! - [`cache`]: the cache port (trait, key format, TTLs, glob) and its adapters,
+//!   one file each: [`cache::memory`], [`cache::redis`].
 //! - [`config`]: configuration read -> validated (no IO) -> [`config::Settings`].
 //! - [`event`]: domain events and their decoding from Kafka records.
+//! - [`projector`]: the pure projector trait, its registry, the shop examples.
 //! - [`projection`]: projection definitions (TOML) and identifier templates.
-//! - [`projector`]: the projector trait, its registry and the shipped examples.
+//! - [`pipeline`]: batch processing: route, load, fold, write, checkpoint.
+//! - [`source`]: the ports the pipeline reads from and commits to, and
+//!   [`source::kafka`], their Kafka adapter (consumer thread, dead letters).
+//! - [`metrics`]: every Prometheus metric, on the program's own registry.
+//! - [`health`]: liveness (heartbeat) and readiness state.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/projections/{name}/{id}`.
+//! - [`app`]: wiring and the one shutdown path.
+//! - [`dev`]: `projectionist dev`, the pipeline on an in-process mock Kafka.
+//! - [`fixtures`]: event files (JSON lines of Kafka records).
+//! - [`cli`]: the command line over all of the above.
+
+pub mod app;
 pub mod cache;
+pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod event;
-pub mod projection;
-pub mod projector;
+pub mod fixtures;
 pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod projection;
+pub mod projector;
 pub mod source;

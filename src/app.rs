@@ -1,0 +1,192 @@
+//! Wiring: settings + registry -> caches, consumer, pipeline, HTTP; and the one
+//! shutdown path: stop fetching, drain within the deadline, commit, stop
+//! serving, return.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::cache::memory::MemoryCache;
+use crate::cache::redis::masked_uri;
+use crate::cache::{Cache, CacheError};
+use crate::config::{CacheSettings, Provider, Settings};
+use crate::health::Health;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, Retry, Router};
+use crate::projection::{self, Definition};
+use crate::projector::Registry;
+use crate::source::kafka::{KafkaDeadLetters, KafkaSource, SourceContext};
+use crate::source::{Assignment, DeadLetters};
+
+/// How often cache health is refreshed for `projectionist_cache_up`.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Open one cache: the one `match` on the provider.
+pub async fn connect_cache(settings: &CacheSettings) -> Result<Arc<dyn Cache>, CacheError> {
+    match &settings.provider {
+        Provider::Memory => Ok(Arc::new(MemoryCache::new(settings.ttl))),
+        Provider::Redis { uri } => Ok(Arc::new(crate::cache::redis::connect(uri, settings.ttl).await?)),
+    }
+}
+
+/// Open every configured cache, waiting (with backoff) for unreachable ones:
+/// a Redis that is still starting is not a reason to crash-loop.
+pub async fn connect_caches(
+    settings: &Settings,
+    retry: &Retry,
+) -> anyhow::Result<BTreeMap<String, Arc<dyn Cache>>> {
+    let mut caches = BTreeMap::new();
+    for (name, cache_settings) in &settings.caches {
+        let target = match &cache_settings.provider {
+            Provider::Memory => "memory".to_owned(),
+            Provider::Redis { uri } => masked_uri(uri),
+        };
+        let component = format!("cache {name}");
+        let cache = retry
+            .run(&component, || connect_cache(cache_settings))
+            .await
+            .with_context(|| format!("caches.{name}: cannot open {target}"))?;
+        info!(cache = %name, target = %target, ttl_secs = cache_settings.ttl.as_secs_f64(), "cache ready");
+        caches.insert(name.clone(), cache);
+    }
+    Ok(caches)
+}
+
+/// Load and validate every projection definition.
+pub fn load_definitions(settings: &Settings, registry: &Registry) -> anyhow::Result<Vec<Definition>> {
+    Ok(projection::load_dir(settings, registry)?)
+}
+
+/// Run the daemon until `shutdown` is cancelled (a signal) or the pipeline fails.
+pub async fn run(
+    settings: Settings,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let definitions = load_definitions(&settings, registry)?;
+    let metrics = Metrics::new();
+    let health = Health::new();
+    let retry = Retry {
+        max_backoff: settings.pipeline.max_backoff,
+        metrics: metrics.clone(),
+        health: health.clone(),
+    };
+    let caches = tokio::select! {
+        caches = connect_caches(&settings, &retry) => caches?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    let projections = definitions
+        .iter()
+        .map(|definition| (definition.name.clone(), definition.cache.clone()))
+        .collect();
+    let router = Router::new(definitions, &caches);
+    let topics = router.topics();
+
+    let serving = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(settings.server.listen)
+        .await
+        .with_context(|| format!("server.listen = {}: cannot listen", settings.server.listen))?;
+    let address = listener.local_addr()?;
+    let app = http::router(AppState {
+        metrics: metrics.clone(),
+        health: health.clone(),
+        caches: caches.clone(),
+        projections,
+    });
+    let server = tokio::spawn({
+        let serving = serving.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(serving.cancelled_owned())
+                .await
+        }
+    });
+    info!(%address, "http listening");
+    let pinger = tokio::spawn(ping_caches(caches.clone(), metrics.clone(), serving.clone()));
+
+    let assignment = Arc::new(Assignment::default());
+    let context = SourceContext {
+        assignment: Arc::clone(&assignment),
+        health: health.clone(),
+        metrics: metrics.clone(),
+        drain_timeout: settings.pipeline.drain_timeout,
+    };
+    let fetching = shutdown.child_token();
+    let (source, batches) =
+        KafkaSource::start(&settings.kafka, &settings.pipeline, &topics, context, fetching.clone())?;
+    let dead_letters: Option<Arc<dyn DeadLetters>> = match &settings.kafka.dead_letter_topic {
+        Some(topic) => Some(Arc::new(KafkaDeadLetters::new(&settings.kafka, topic)?)),
+        None => None,
+    };
+    let pipeline = Arc::new(Pipeline {
+        router,
+        envelope: settings.envelope.clone(),
+        metrics: metrics.clone(),
+        retry,
+        assignment,
+        checkpoint: source.checkpoint(),
+        dead_letters,
+    });
+    let mut processing = tokio::spawn({
+        let pipeline = Arc::clone(&pipeline);
+        async move { pipeline.run(batches).await }
+    });
+
+    let failure = tokio::select! {
+        finished = &mut processing => Some(finished),
+        () = shutdown.cancelled() => None,
+    };
+    // The one shutdown path, whichever way we got here.
+    fetching.cancel();
+    let outcome = match failure {
+        Some(finished) => finished.map_err(anyhow::Error::from).and_then(|result| {
+            result.map_err(anyhow::Error::from)
+        }),
+        None => {
+            info!(timeout_secs = settings.pipeline.drain_timeout.as_secs(), "shutting down: draining");
+            match tokio::time::timeout(settings.pipeline.drain_timeout, &mut processing).await {
+                Ok(finished) => finished
+                    .map_err(anyhow::Error::from)
+                    .and_then(|result| result.map_err(anyhow::Error::from)),
+                Err(_) => {
+                    warn!("drain timeout passed; abandoning the batch in flight (it will be read again)");
+                    processing.abort();
+                    Ok(())
+                }
+            }
+        }
+    };
+    tokio::task::spawn_blocking(move || source.close()).await?;
+    serving.cancel();
+    pinger.abort();
+    server.await??;
+    if let Err(error) = &outcome {
+        error!(%error, "pipeline stopped");
+        bail!("pipeline stopped: {error:#}");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn ping_caches(
+    caches: BTreeMap<String, Arc<dyn Cache>>,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(PING_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        for (name, cache) in &caches {
+            let up = cache.ping().await;
+            metrics.cache_up.with_label_values(&[name]).set(i64::from(up));
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The command line: `run`, `dev` and `check`, over the library. A user who
+//! registers projectors of their own builds a binary that calls [`main_with`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+use crate::config;
+use crate::projector::Registry;
+
+#[derive(Debug, Parser)]
+#[command(name = "projectionist", version, about = "Builds read models from Kafka events")]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the whole pipeline on embedded defaults: an in-process mock Kafka
+    /// seeded with the example events, memory caches, the HTTP endpoints.
+    Dev {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "projections")]
+        projections: PathBuf,
+    },
+    /// Validate the configuration and every projection definition, connecting
+    /// to nothing; lists every error.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// Parse the command line and run it with `registry`'s projectors.
+pub fn main_with(registry: Registry) -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { config } => check(&config, &registry),
+        Command::Run { config } => match config::load(&config) {
+            Ok(settings) => block_on_daemon(|shutdown| async move {
+                crate::app::run(settings, &registry, shutdown).await
+            }),
+            Err(errors) => report(&errors.errors),
+        },
+        Command::Dev {
+            listen,
+            projections,
+        } => block_on_daemon(|shutdown| async move {
+            crate::dev::run(&registry, listen, &projections, shutdown).await
+        }),
+    }
+}
+
+fn check(path: &std::path::Path, registry: &Registry) -> ExitCode {
+    let settings = match config::load(path) {
+        Ok(settings) => settings,
+        Err(errors) => return report(&errors.errors),
+    };
+    match crate::projection::load_dir(&settings, registry) {
+        Ok(definitions) => {
+            println!(
+                "{}: ok ({} caches, {} projections: {})",
+                path.display(),
+                settings.caches.len(),
+                definitions.len(),
+                definitions
+                    .iter()
+                    .map(|definition| definition.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => report(&errors.errors),
+    }
+}
+
+fn report(errors: &[String]) -> ExitCode {
+    eprintln!("configuration has {} error(s):", errors.len());
+    for error in errors {
+        eprintln!("  - {error}");
+    }
+    ExitCode::FAILURE
+}
+
+/// Run a daemon future on a multi-threaded runtime, cancelling its token on
+/// SIGTERM or SIGINT.
+fn block_on_daemon<F, Fut>(daemon: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    runtime.spawn(cancel_on_signal(shutdown.clone()));
+    match runtime.block_on(daemon(shutdown)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            error!(error = %format!("{failure:#}"), "exiting");
+            eprintln!("projectionist: {failure:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => info!(signal = "SIGINT", "shutdown requested"),
+        () = terminate => info!(signal = "SIGTERM", "shutdown requested"),
+    }
+    shutdown.cancel();
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
