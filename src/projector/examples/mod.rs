@@ -7,6 +7,8 @@
 
 pub mod customer_orders;
 mod fields;
+#[cfg(test)]
+mod fixtures;
 pub mod order_summary;
 pub mod product_stock;
 
