@@ -32,8 +32,8 @@ pub struct RawRecord {
 /// How events are wrapped in records.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Envelope {
-    /// CloudEvents 1.0: binary mode when the record has a `ce_type` header,
-    /// structured mode (a JSON envelope) otherwise.
+    /// CloudEvents 1.0: binary mode when the record has a `ce_type` (or
+    /// `ce_specversion`) header, structured mode (a JSON envelope) otherwise.
     CloudEvents,
     /// A JSON payload whose attributes are found by JSON pointers (RFC 6901).
     Json {
