@@ -93,7 +93,7 @@ impl Default for PipelineSettings {
 impl Settings {
     /// The embedded defaults: one memory cache, a local broker, `projections/`.
     pub fn defaults() -> Settings {
-        validate::validate(RawSettings::default(), Path::new("<defaults>"))
+        validate::validate(RawSettings::default(), Path::new("projectionist.toml"))
             .expect("the empty configuration is valid by construction")
     }
 

@@ -1,7 +1,7 @@
 //! Raw settings -> [`Settings`]: pure checks, every mistake collected and named.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::caches::validate_caches;
@@ -28,11 +28,10 @@ pub fn validate(raw: RawSettings, path: &Path) -> Result<Settings, ConfigError> 
             "server.listen = {listen:?} is not an address like \"0.0.0.0:8080\""
         ))
     });
-    let projections_dir = raw
-        .projections
-        .dir
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("projections"));
+    // Relative to the configuration file, so a mounted folder
+    // (`/etc/projectionist/{config.toml,projections/}`) works from any directory.
+    let base = path.parent().unwrap_or(Path::new("."));
+    let projections_dir = base.join(raw.projections.dir.as_deref().unwrap_or("projections"));
     let pipeline = validate_pipeline(raw.pipeline, &mut errors);
     let envelope = validate_events(raw.events, &mut errors);
     if !errors.is_empty() {
