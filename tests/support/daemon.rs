@@ -1,0 +1,213 @@
+//! Running the daemon under test against a real broker and Redis: a config and
+//! projection folder of its own (fresh topics and group), in-process or as the
+//! real binary, and the probes tests make (committed offsets, Redis contents).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use serde_json::Value;
+
+use super::kafka::{Broker, CLIENT_SETTINGS, unique};
+use super::shop::normalize;
+
+/// A daemon's configuration in a folder of its own.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub orders: String,
+    pub inventory: String,
+    pub group: String,
+    pub dead_letters: String,
+    pub http_port: u16,
+    pub redis_url: String,
+}
+
+/// Write a config pointing at `broker` and `redis_url`, with the shipped
+/// projection definitions retargeted at fresh topics, and create the topics.
+pub async fn setup(broker: &Broker, redis_url: &str, pipeline: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = unique("orders");
+    let inventory = unique("inventory");
+    let group = unique("group");
+    let dead_letters = unique("dead-letters");
+    for topic in [&orders, &inventory, &dead_letters] {
+        broker.create_topic(topic, 4).await;
+    }
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("projections");
+    let projections = dir.path().join("projections");
+    std::fs::create_dir(&projections).unwrap();
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("\"shop.orders\"", &format!("{orders:?}"))
+                .replace("\"shop.inventory\"", &format!("{inventory:?}"));
+            std::fs::write(projections.join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
+    let http_port = super::redis::free_port();
+    let properties: String = CLIENT_SETTINGS
+        .iter()
+        .map(|(name, value)| format!("{name:?} = {value:?}\n"))
+        .collect();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+dead_letter_topic = "{dead_letters}"
+
+[kafka.properties]
+{properties}"session.timeout.ms" = "6000"
+
+[caches.default]
+provider = "redis"
+URI = "{redis_url}"
+TTL = 300
+
+[server]
+listen = "127.0.0.1:{http_port}"
+
+[pipeline]
+batch_timeout_ms = 20
+max_backoff_ms = 500
+{pipeline}
+"#,
+            brokers = broker.bootstrap(),
+        ),
+    )
+    .unwrap();
+    Setup {
+        dir,
+        config,
+        orders,
+        inventory,
+        group,
+        dead_letters,
+        http_port,
+        redis_url: redis_url.to_owned(),
+    }
+}
+
+impl Setup {
+    /// Run the daemon in this process until the returned token is cancelled.
+    pub fn spawn(&self) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+        let settings = projectionist::config::load(&self.config).expect("the test config is valid");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let registry = projectionist::projector::Registry::with_builtins();
+            projectionist::app::run(settings, &registry, token).await
+        });
+        (shutdown, task)
+    }
+
+    /// Run the real binary (`projectionist run --config ...`).
+    pub fn spawn_binary(&self) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_projectionist"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,rdkafka=warn")
+            .spawn()
+            .expect("the projectionist binary runs")
+    }
+
+    pub fn http(&self, path: &str) -> (u16, String) {
+        http_get(self.http_port, path)
+    }
+
+    /// Committed offsets of the group on both topics, summed.
+    pub async fn committed(&self, broker: &Broker) -> i64 {
+        let mut total = 0;
+        for topic in [&self.orders, &self.inventory] {
+            total += broker.committed_offsets(&self.group, topic).await.values().map(|o| (*o).max(0)).sum::<i64>();
+        }
+        total
+    }
+
+    pub async fn end(&self, broker: &Broker) -> i64 {
+        let mut total = 0;
+        for topic in [&self.orders, &self.inventory] {
+            total += broker.end_offsets(topic).await.values().sum::<i64>();
+        }
+        total
+    }
+
+    /// Wait until the group has committed everything produced so far.
+    pub async fn wait_caught_up(&self, broker: &Broker, timeout: Duration) {
+        let end = self.end(broker).await;
+        wait_for(&format!("committed offsets to reach {end}"), timeout, || async {
+            self.committed(broker).await >= end
+        })
+        .await;
+    }
+}
+
+/// Poll `condition` until it holds, or panic naming `what`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Every projection in the Redis database, normalized for comparison.
+pub async fn redis_projections(url: &str) -> BTreeMap<String, Value> {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = {
+        let mut iter: redis::AsyncIter<'_, String> = connection.scan_match("*:::*").await.unwrap();
+        let mut keys = Vec::new();
+        while let Some(key) = iter.next_item().await {
+            keys.push(key.unwrap());
+        }
+        keys
+    };
+    let mut projections = BTreeMap::new();
+    for key in keys {
+        let text: String = connection.get(&key).await.unwrap();
+        projections.insert(key, normalize(serde_json::from_str(&text).unwrap()));
+    }
+    projections
+}
+
+/// Milliseconds to live of `key` (-1: no expiry, -2: missing).
+pub async fn redis_pttl(url: &str, key: &str) -> i64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    connection.pttl(key).await.unwrap()
+}
+
+/// A minimal HTTP/1.1 GET (status, body), to probe the daemon like a kubelet.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    (status, body)
+}
