@@ -90,7 +90,7 @@ impl TansuProcess {
             .args(["broker", "--listener-url", &url])
             .args(["--advertised-listener-url", &url])
             .args(["--storage-engine", "memory://tansu/"])
-            // tansu logs every request at info; warnings are what explain a failure.
+            // Keep the captured log to what explains a failure; TANSU_LOG overrides.
             .env(
                 "RUST_LOG",
                 env::var("TANSU_LOG").unwrap_or_else(|_| "warn".to_owned()),
