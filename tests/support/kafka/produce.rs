@@ -1,0 +1,102 @@
+//! Producing fixtures: single records that wait for their delivery, and bulk
+//! records for benchmarks that let the client batch them.
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders, ToBytes};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use std::collections::VecDeque;
+
+use super::{Broker, PRODUCER_SETTINGS, REQUEST_TIMEOUT};
+
+impl Broker {
+    fn producer(&self) -> &FutureProducer {
+        self.producer.get_or_init(|| {
+            let mut config = self.client_config();
+            for (key, value) in PRODUCER_SETTINGS {
+                config.set(*key, *value);
+            }
+            config.create().expect("a producer from a valid config")
+        })
+    }
+
+    /// Produces one record and waits for its delivery; returns its
+    /// (partition, offset). Without `partition` the key picks one.
+    pub async fn produce<K, P>(
+        &self,
+        topic: &str,
+        key: &K,
+        payload: &P,
+        headers: &[(&str, &[u8])],
+        partition: Option<i32>,
+    ) -> (i32, i64)
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        let mut owned_headers = OwnedHeaders::new_with_capacity(headers.len());
+        for (name, value) in headers {
+            owned_headers = owned_headers.insert(Header {
+                key: name,
+                value: Some(*value),
+            });
+        }
+        let mut record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(owned_headers);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        match self.producer().send(record, REQUEST_TIMEOUT).await {
+            Ok(delivery) => (delivery.partition, delivery.offset),
+            Err((error, _)) => panic!("producing to {topic} failed: {error}"),
+        }
+    }
+
+    /// Produces many keyed records as fast as the client batches them and
+    /// waits until every one is delivered; returns how many were sent.
+    /// Records share batches: on tansu a consumer that resumes inside one
+    /// skips its rest (see the module docs), so restart tests use `produce`.
+    pub async fn produce_many<I, K, P>(&self, topic: &str, records: I) -> usize
+    where
+        I: IntoIterator<Item = (K, P)>,
+        K: AsRef<[u8]>,
+        P: AsRef<[u8]>,
+    {
+        let producer = self.producer();
+        let mut in_flight: VecDeque<DeliveryFuture> = VecDeque::new();
+        let mut sent = 0;
+        for (key, payload) in records {
+            let mut record = FutureRecord::to(topic)
+                .key(key.as_ref())
+                .payload(payload.as_ref());
+            loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => break in_flight.push_back(delivery),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        // The client's queue is full: let the oldest record land.
+                        match in_flight.pop_front() {
+                            Some(oldest) => expect_delivered(topic, oldest).await,
+                            None => tokio::task::yield_now().await,
+                        }
+                    }
+                    Err((error, _)) => panic!("producing to {topic} failed: {error}"),
+                }
+            }
+            sent += 1;
+        }
+        for delivery in in_flight {
+            expect_delivered(topic, delivery).await;
+        }
+        sent
+    }
+}
+
+async fn expect_delivered(topic: &str, delivery: DeliveryFuture) {
+    match delivery.await {
+        Ok(Ok(_)) => {}
+        Ok(Err((error, _))) => panic!("producing to {topic} failed: {error}"),
+        Err(_) => panic!("producing to {topic}: the producer dropped the delivery report"),
+    }
+}

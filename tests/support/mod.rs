@@ -1,0 +1,5 @@
+//! Shared harnesses for the integration tests: each one starts (or finds) a
+//! real service and hands out fresh, isolated names so tests can share it.
+#![allow(dead_code)]
+
+pub mod kafka;
