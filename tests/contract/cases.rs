@@ -127,7 +127,10 @@ pub async fn an_expired_entry_is_absent_for_every_method(fixture: &Fixture) {
     pause(0.6).await;
 
     assert_eq!(cache.get(&key).await.unwrap(), None);
-    assert_eq!(cache.get_many(&[key.clone()]).await.unwrap(), vec![None]);
+    assert_eq!(
+        cache.get_many(std::slice::from_ref(&key)).await.unwrap(),
+        vec![None]
+    );
     assert!(cache.get_all(&pattern, 0, 10).await.unwrap().is_empty());
     assert_eq!(cache.count(&pattern).await.unwrap(), 0);
     assert_eq!(cache.get_ttl(&key).await.unwrap(), None);
