@@ -157,8 +157,12 @@ async fn sigterm_drains_and_exits_zero_and_a_restart_continues_without_loss() {
     let redis = RedisServer::start();
     let drain = Duration::from_secs(10);
     let setup: Setup = setup(broker, &redis.url(0), "batch_size = 100\ndrain_timeout_secs = 10").await;
-    let records = story(&setup.orders, &setup.inventory, 1500, 100);
-    produce_fast(broker, &records).await;
+    let records = story(&setup.orders, &setup.inventory, 600, 60);
+    // One record per produce request: tansu 0.6 resumes a group that committed
+    // inside a multi-record batch at the next batch, skipping the rest of it (a
+    // broker bug, pinned in tests/kafka_broker.rs); single-record batches keep the
+    // restart honest.
+    produce(broker, &records, &setup.inventory).await;
     let end = setup.end(broker).await;
 
     let mut daemon = setup.spawn_binary();
@@ -186,15 +190,4 @@ async fn sigterm_drains_and_exits_zero_and_a_restart_continues_without_loss() {
     assert_eq!(redis_projections(&setup.redis_url).await, reference_fold(&records, &setup.orders));
     std::process::Command::new("kill").args(["-TERM", &restarted.id().to_string()]).status().unwrap();
     assert!(restarted.wait().unwrap().success());
-}
-
-/// Produce a large story quickly, all in structured mode, keeping per-key order.
-async fn produce_fast(broker: &Broker, records: &[ShopRecord]) {
-    let mut by_topic: std::collections::BTreeMap<&str, Vec<(String, Vec<u8>)>> = Default::default();
-    for record in records {
-        by_topic.entry(&record.topic).or_default().push((record.key.clone(), record.payload()));
-    }
-    for (topic, batch) in by_topic {
-        broker.produce_many(topic, batch).await;
-    }
 }

@@ -122,9 +122,7 @@ fn match_class_body(mut p: &[u8], c: u8) -> (bool, &[u8]) {
 /// The longest prefix every matching key starts with: the pattern's bytes before
 /// its first special character (`*`, `?`, `[`, `\\`).
 pub fn literal_prefix(pattern: &str) -> &str {
-    let end = pattern
-        .find(|c| matches!(c, '*' | '?' | '[' | '\\'))
-        .unwrap_or(pattern.len());
+    let end = pattern.find(['*', '?', '[', '\\']).unwrap_or(pattern.len());
     &pattern[..end]
 }
 

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{
-    Cache, CacheResult, Connection, Expiry, KEY_SEPARATOR, Projection, RemainingTtl, Ttl,
-    WriteOp, check_page_size, decode_value, glob,
+    Cache, CacheResult, Connection, Expiry, KEY_SEPARATOR, Projection, RemainingTtl, Ttl, WriteOp,
+    check_page_size, decode_value, glob,
 };
 
 /// How often the sweep looks for expired entries.
@@ -101,7 +101,10 @@ impl Inner {
     ) -> impl Iterator<Item = (&'a String, &'a Entry)> {
         let prefix = glob::literal_prefix(pattern);
         self.entries
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(move |(key, _)| key.starts_with(prefix))
             .filter(move |(key, entry)| {
                 key.contains(KEY_SEPARATOR) && entry.is_live(now) && glob::matches(pattern, key)
@@ -119,11 +122,15 @@ impl Store {
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps half-updated in a way
         // that matters more than losing the cache, so poisoning is ignored.
-        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Reclaim expired entries now; the background sweep calls this every second.
@@ -228,7 +235,11 @@ impl Cache for MemoryCache {
     }
 
     async fn count(&self, key_pattern: &str) -> CacheResult<usize> {
-        Ok(self.store.read().matching(key_pattern, Instant::now()).count())
+        Ok(self
+            .store
+            .read()
+            .matching(key_pattern, Instant::now())
+            .count())
     }
 
     async fn remove_by_key(&self, key: &str) -> CacheResult<()> {

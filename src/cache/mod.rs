@@ -15,7 +15,7 @@
 pub mod glob;
 mod key;
 pub mod memory;
-
+pub mod redis;
 mod ttl;
 
 use std::fmt;
@@ -56,8 +56,13 @@ pub type CacheResult<T> = Result<T, CacheError>;
 /// One write of a batch: the pipeline turns a batch of events into these.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOp {
-    Upsert { projection: Projection, expiry: Expiry },
-    Delete { key: String },
+    Upsert {
+        projection: Projection,
+        expiry: Expiry,
+    },
+    Delete {
+        key: String,
+    },
 }
 
 impl WriteOp {
@@ -148,11 +153,10 @@ pub trait Cache: Send + Sync + fmt::Debug {
 
 /// Parse stored JSON text into a projection, naming the key when it is not an object.
 pub(crate) fn decode_value(key: &str, text: &[u8]) -> CacheResult<Projection> {
-    let value: Value =
-        serde_json::from_slice(text).map_err(|error| CacheError::CorruptValue {
-            key: key.to_owned(),
-            reason: error.to_string(),
-        })?;
+    let value: Value = serde_json::from_slice(text).map_err(|error| CacheError::CorruptValue {
+        key: key.to_owned(),
+        reason: error.to_string(),
+    })?;
     Projection::from_key(key, value).map_err(|reason| CacheError::CorruptValue {
         key: key.to_owned(),
         reason,

@@ -1,5 +1,8 @@
 //! Shared harnesses for the integration tests: each one starts (or finds) a
 //! real service and hands out fresh, isolated names so tests can share it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+pub mod daemon;
 pub mod kafka;
+pub mod redis;
+pub mod shop;

@@ -1,0 +1,483 @@
+//! The Redis adapter: projections as JSON text under `{name}:::{id}`, TTLs in ms.
+//!
+//! One multiplexed [`ConnectionManager`] serves every task; it reconnects by itself
+//! after Redis restarts, and a command that fails because the connection dropped
+//! is sent once more on the new connection, so a restart costs callers nothing.
+//! Connection and response timeouts turn a dead server into errors
+//! ([`CacheError::Unavailable`]), never hangs. Pattern operations walk the keyspace
+//! with `SCAN` (never `KEYS`) and only ever see keys containing `:::`, so
+//! `flush_all` removes this cache's entries and leaves everything else in the
+//! database alone (never `FLUSHALL`/`FLUSHDB`).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, IntoConnectionInfo, RedisError};
+
+use super::{
+    Cache, CacheError, CacheResult, Connection, Expiry, KEY_SEPARATOR, Projection, RemainingTtl,
+    Ttl, WriteOp, check_page_size, decode_value, glob,
+};
+
+/// `ping` answers `false` after this long without a `PONG`.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// One TCP (and TLS) connection attempt gives up after this long.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
+/// A command without an answer after this long fails instead of hanging; generous,
+/// because a large batch or `SCAN` page on a busy server can take a while.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnection attempts per reconnect (100 ms, 200 ms, 400 ms with jitter), so a
+/// command against a dead server fails within about a second.
+const RECONNECT_RETRIES: usize = 3;
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+/// Keys Redis examines per `SCAN` call: big enough to keep round trips few, small
+/// enough not to block the server for long.
+const SCAN_COUNT: usize = 1000;
+/// Keys per `UNLINK` when deleting by pattern.
+const DELETE_BATCH: usize = 500;
+/// The pattern of every entry this cache can have written.
+const ALL_ENTRIES: &str = "*:::*";
+
+/// Check a Redis URI without any IO: `redis://` or `rediss://` (TLS), optional
+/// user and password, optional DB number. Used by config validation.
+pub fn validate_uri(uri: &str) -> Result<(), String> {
+    let shown = masked_uri(uri);
+    let url = redis::parse_redis_url(uri)
+        .ok_or_else(|| format!("{shown} is not a redis:// or rediss:// URI"))?;
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err(format!(
+            "{shown} has scheme {:?}; expected redis or rediss",
+            url.scheme()
+        ));
+    }
+    uri.into_connection_info()
+        .map(|_| ())
+        .map_err(|error| format!("{shown} is not a usable Redis URI: {error}"))
+}
+
+/// The URI with its password replaced by `***`, safe to log. Works on any text,
+/// parseable or not, so an invalid URI can be reported without leaking secrets.
+pub fn masked_uri(uri: &str) -> String {
+    let Some(scheme_end) = uri.find("://") else {
+        return uri.to_owned();
+    };
+    let authority_start = scheme_end + 3;
+    let authority_len = uri[authority_start..]
+        .find(['/', '?', '#'])
+        .unwrap_or(uri.len() - authority_start);
+    let authority = &uri[authority_start..authority_start + authority_len];
+    // The last `@` ends the user info: an unencoded `@` in a password stays hidden.
+    let Some(at) = authority.rfind('@') else {
+        return uri.to_owned();
+    };
+    let user_info = &authority[..at];
+    let masked_user_info = match user_info.split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        // `redis://secret@host`: a lone user info may well be a password.
+        None => "***".to_owned(),
+    };
+    format!(
+        "{}{masked_user_info}{}",
+        &uri[..authority_start],
+        &uri[authority_start + at..]
+    )
+}
+
+/// Connect to the Redis at `uri`. A malformed URI is [`CacheError::InvalidArgument`];
+/// a server that cannot be reached (or refuses our credentials) is
+/// [`CacheError::Unavailable`].
+pub async fn connect(uri: &str, default_ttl: Ttl) -> CacheResult<RedisCache> {
+    validate_uri(uri).map_err(CacheError::InvalidArgument)?;
+    let shown = masked_uri(uri);
+    let client = redis::Client::open(uri)
+        .map_err(|error| CacheError::InvalidArgument(format!("{shown}: {error}")))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(RECONNECT_RETRIES)
+        .set_max_delay(RECONNECT_MAX_DELAY);
+    let connection = client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(|error| match error.kind() {
+            redis::ErrorKind::InvalidClientConfig => {
+                CacheError::InvalidArgument(format!("{shown}: {error}"))
+            }
+            _ => CacheError::Unavailable(format!("cannot connect to {shown}: {error}")),
+        })?;
+    Ok(RedisCache {
+        connection,
+        default_ttl,
+        shown_uri: shown,
+    })
+}
+
+/// The Redis cache (see the module docs). Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RedisCache {
+    connection: ConnectionManager,
+    default_ttl: Ttl,
+    /// The URI without its password, for `Debug` and error messages.
+    shown_uri: String,
+}
+
+impl fmt::Debug for RedisCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not derived: the connection's own `Debug` would print the password.
+        f.debug_struct("RedisCache")
+            .field("uri", &self.shown_uri)
+            .field("default_ttl", &self.default_ttl)
+            .finish()
+    }
+}
+
+/// Every failure the server did not cause on purpose is transient: a dropped or
+/// refused connection, a timeout, a server that is loading or read-only.
+fn unavailable(error: RedisError) -> CacheError {
+    CacheError::Unavailable(error.to_string())
+}
+
+/// Like [`unavailable`], except that a key holding another Redis type is a
+/// corrupt value under that key, not an outage.
+fn read_error(key: &str, error: RedisError) -> CacheError {
+    if error.code() == Some("WRONGTYPE") {
+        return CacheError::CorruptValue {
+            key: key.to_owned(),
+            reason: "the key holds a Redis type other than a string".to_owned(),
+        };
+    }
+    unavailable(error)
+}
+
+impl RedisCache {
+    /// Run one command; when it failed because the connection dropped (Redis
+    /// restarted), the manager is already reconnecting and the command is sent once
+    /// more. Every command this adapter sends can safely run twice.
+    async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> redis::RedisResult<T> {
+        let mut connection = self.connection.clone();
+        match command.query_async(&mut connection).await {
+            Err(error) if error.is_connection_dropped() => {
+                command.query_async(&mut connection).await
+            }
+            result => result,
+        }
+    }
+
+    /// [`RedisCache::query`] for a pipeline (or a `MULTI`/`EXEC` transaction).
+    async fn query_pipeline<T: FromRedisValue>(
+        &self,
+        pipeline: &redis::Pipeline,
+    ) -> redis::RedisResult<T> {
+        let mut connection = self.connection.clone();
+        match pipeline.query_async(&mut connection).await {
+            Err(error) if error.is_connection_dropped() => {
+                pipeline.query_async(&mut connection).await
+            }
+            result => result,
+        }
+    }
+
+    /// Every distinct projection key matching `pattern`, sorted bytewise. `SCAN` may
+    /// return a key twice and in any order, so the keys go through a sorted set.
+    async fn scan(&self, pattern: &str) -> CacheResult<BTreeSet<String>> {
+        let mut keys = BTreeSet::new();
+        let mut pages = ScanPages::new(pattern);
+        while let Some(page) = pages.next(self).await? {
+            keys.extend(page);
+        }
+        Ok(keys)
+    }
+
+    /// Delete `keys` with one `UNLINK`; returns how many existed.
+    async fn unlink(&self, keys: &[String]) -> CacheResult<usize> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.query(redis::cmd("UNLINK").arg(keys))
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The Redis type of each of `keys` (`"none"` for a key that is gone), in one
+    /// round trip; no round trip at all for no keys.
+    async fn types_of(&self, keys: &[&String]) -> CacheResult<Vec<String>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = redis::pipe();
+        for key in keys {
+            pipeline.cmd("TYPE").arg(*key);
+        }
+        self.query_pipeline(&pipeline).await.map_err(unavailable)
+    }
+
+    fn ttl_millis(&self, expiry: Expiry) -> Option<u64> {
+        match expiry {
+            Expiry::CacheDefault => Some(self.default_ttl.as_millis()),
+            Expiry::After(ttl) => Some(ttl.as_millis()),
+            Expiry::Never => None,
+        }
+    }
+}
+
+/// A `SCAN MATCH` walk over the keyspace, one page of projection keys at a time.
+struct ScanPages {
+    redis_pattern: String,
+    cursor: Option<u64>,
+}
+
+impl ScanPages {
+    fn new(pattern: &str) -> Self {
+        ScanPages {
+            redis_pattern: glob::to_redis(pattern),
+            cursor: Some(0),
+        }
+    }
+
+    /// The next page (possibly empty), or `None` once the cursor is back at 0.
+    async fn next(&mut self, cache: &RedisCache) -> CacheResult<Option<Vec<String>>> {
+        let Some(cursor) = self.cursor else {
+            return Ok(None);
+        };
+        let command = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&self.redis_pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .to_owned();
+        let (next_cursor, raw_keys): (u64, Vec<Vec<u8>>) =
+            cache.query(&command).await.map_err(unavailable)?;
+        self.cursor = (next_cursor != 0).then_some(next_cursor);
+        // A key that is not UTF-8 or lacks `:::` was not written by a cache.
+        let keys = raw_keys
+            .into_iter()
+            .filter_map(|raw| String::from_utf8(raw).ok())
+            .filter(|key| key.contains(KEY_SEPARATOR))
+            .collect();
+        Ok(Some(keys))
+    }
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn ping(&self) -> bool {
+        let command = redis::cmd("PING");
+        let answer = tokio::time::timeout(PING_TIMEOUT, self.query::<String>(&command)).await;
+        matches!(answer, Ok(Ok(reply)) if reply == "PONG")
+    }
+
+    fn get_connection(&self) -> Connection {
+        Connection::Redis(self.connection.clone())
+    }
+
+    fn default_ttl(&self) -> Ttl {
+        self.default_ttl
+    }
+
+    async fn add(&self, projection: &Projection, ttl: Option<Ttl>) -> CacheResult<()> {
+        let expiry = ttl.map_or(Expiry::CacheDefault, Expiry::After);
+        self.apply(&[WriteOp::Upsert {
+            projection: projection.clone(),
+            expiry,
+        }])
+        .await
+    }
+
+    async fn get(&self, key: &str) -> CacheResult<Option<Projection>> {
+        let text: Option<Vec<u8>> = self
+            .query(redis::cmd("GET").arg(key))
+            .await
+            .map_err(|error| read_error(key, error))?;
+        text.map(|text| decode_value(key, &text)).transpose()
+    }
+
+    async fn get_all(
+        &self,
+        key_pattern: &str,
+        last_position: usize,
+        size: usize,
+    ) -> CacheResult<Vec<Projection>> {
+        check_page_size(size)?;
+        let keys = self.scan(key_pattern).await?;
+        let page: Vec<&String> = keys.iter().skip(last_position).take(size).collect();
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<Option<Vec<u8>>> = self
+            .query(redis::cmd("MGET").arg(&page))
+            .await
+            .map_err(unavailable)?;
+        // MGET answers nil both for a key deleted since the SCAN and for a key of
+        // another type; only the first may be skipped silently.
+        let missing: Vec<&String> = page
+            .iter()
+            .zip(&texts)
+            .filter(|(_, text)| text.is_none())
+            .map(|(key, _)| *key)
+            .collect();
+        let missing_types = self.types_of(&missing).await?;
+        let mut missing_types = missing_types.into_iter();
+        let mut projections = Vec::with_capacity(page.len());
+        for (key, text) in page.into_iter().zip(texts) {
+            match text {
+                Some(text) => projections.push(decode_value(key, &text)?),
+                None => match missing_types.next() {
+                    Some(redis_type) if redis_type != "none" => {
+                        return Err(CacheError::CorruptValue {
+                            key: key.clone(),
+                            reason: format!("the key holds a Redis {redis_type}, not a string"),
+                        });
+                    }
+                    _ => {}
+                },
+            }
+        }
+        Ok(projections)
+    }
+
+    async fn count(&self, key_pattern: &str) -> CacheResult<usize> {
+        Ok(self.scan(key_pattern).await?.len())
+    }
+
+    async fn remove_by_key(&self, key: &str) -> CacheResult<()> {
+        self.unlink(&[key.to_owned()]).await.map(|_| ())
+    }
+
+    async fn remove_by_key_pattern(&self, key_pattern: &str) -> CacheResult<usize> {
+        // Deleting while scanning is safe (SCAN still returns every key that stays)
+        // and keeps memory flat however many keys match. A key SCAN repeats is
+        // unlinked twice but counted once, since UNLINK counts what it removed.
+        let mut removed = 0;
+        let mut pending: Vec<String> = Vec::with_capacity(DELETE_BATCH);
+        let mut pages = ScanPages::new(key_pattern);
+        while let Some(page) = pages.next(self).await? {
+            pending.extend(page);
+            if pending.len() >= DELETE_BATCH {
+                removed += self.unlink(&pending).await?;
+                pending.clear();
+            }
+        }
+        removed += self.unlink(&pending).await?;
+        Ok(removed)
+    }
+
+    async fn flush_all(&self) -> CacheResult<()> {
+        self.remove_by_key_pattern(ALL_ENTRIES).await.map(|_| ())
+    }
+
+    async fn set_ttl(&self, key: &str, ttl: Ttl) -> CacheResult<bool> {
+        // PEXPIRE never creates a key, so a missing or expired one stays absent.
+        self.query(redis::cmd("PEXPIRE").arg(key).arg(ttl.as_millis()))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn get_ttl(&self, key: &str) -> CacheResult<Option<RemainingTtl>> {
+        let millis: i64 = self
+            .query(redis::cmd("PTTL").arg(key))
+            .await
+            .map_err(unavailable)?;
+        Ok(match millis {
+            -1 => Some(RemainingTtl::Never),
+            left if left >= 0 => Some(RemainingTtl::Seconds(left as f64 / 1000.0)),
+            // -2: no such key (or an answer no Redis gives).
+            _ => None,
+        })
+    }
+
+    async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<Option<Vec<u8>>> = self
+            .query(redis::cmd("MGET").arg(keys))
+            .await
+            .map_err(unavailable)?;
+        let mut found = Vec::with_capacity(keys.len());
+        for (key, text) in keys.iter().zip(texts) {
+            found.push(text.map(|text| decode_value(key, &text)).transpose()?);
+        }
+        Ok(found)
+    }
+
+    async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut transaction = redis::pipe();
+        transaction.atomic();
+        for op in batch {
+            match op {
+                WriteOp::Upsert { projection, expiry } => {
+                    let command = transaction
+                        .cmd("SET")
+                        .arg(projection.key())
+                        .arg(projection.value().to_string());
+                    // A plain SET also clears an old TTL: `Never` means never.
+                    if let Some(millis) = self.ttl_millis(*expiry) {
+                        command.arg("PX").arg(millis);
+                    }
+                    command.ignore();
+                }
+                WriteOp::Delete { key } => {
+                    transaction.cmd("UNLINK").arg(key).ignore();
+                }
+            }
+        }
+        self.query_pipeline(&transaction).await.map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_redis_and_rediss_uris() {
+        for uri in [
+            "redis://127.0.0.1:6379/2",
+            "redis://localhost",
+            "rediss://user:secret@cache.example.com:6380/0",
+            "redis://:secret@127.0.0.1/",
+            "rediss://127.0.0.1:6380/#insecure",
+        ] {
+            assert_eq!(validate_uri(uri), Ok(()), "{uri}");
+        }
+    }
+
+    #[test]
+    fn rejects_other_schemes_and_garbage() {
+        for uri in [
+            "http://localhost:6379",
+            "unix:///tmp/redis.sock",
+            "localhost:6379",
+            "redis://localhost/notadb",
+            "",
+        ] {
+            assert!(validate_uri(uri).is_err(), "{uri} accepted");
+        }
+    }
+
+    #[test]
+    fn errors_never_show_the_password() {
+        let error = validate_uri("redis://:hunter2@localhost/x").unwrap_err();
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(error.contains("***"), "{error}");
+    }
+
+    #[test]
+    fn masks_passwords_only() {
+        assert_eq!(
+            masked_uri("rediss://user:hunter2@host:6380/1"),
+            "rediss://user:***@host:6380/1"
+        );
+        assert_eq!(masked_uri("redis://:p@ss@host/"), "redis://:***@host/");
+        assert_eq!(masked_uri("redis://hunter2@host"), "redis://***@host");
+        assert_eq!(masked_uri("redis://host:6379/0"), "redis://host:6379/0");
+        assert_eq!(masked_uri("not a uri"), "not a uri");
+    }
+}
