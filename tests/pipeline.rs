@@ -1,0 +1,309 @@
+//! The pipeline's delivery rules, in process and with time under control: a real
+//! memory cache behind a wrapper that can refuse writes, and checkpoint and
+//! dead-letter sinks that log when they are called.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use projectionist::cache::memory::MemoryCache;
+use projectionist::cache::{
+    Cache, CacheError, CacheResult, Connection, Projection, RemainingTtl, Ttl, WriteOp,
+};
+use projectionist::config::Settings;
+use projectionist::event::Envelope;
+use projectionist::fixtures::read_jsonl;
+use projectionist::health::Health;
+use projectionist::metrics::Metrics;
+use projectionist::pipeline::{Pipeline, Retry, Router};
+use projectionist::projection::load_dir;
+use projectionist::projector::Registry;
+use projectionist::source::{
+    Assignment, Batch, Checkpoint, DeadLetter, DeadLetters, Fetched, Offsets, SourceError,
+};
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// The memory cache, refusing the next `failures` writes as if Redis were down,
+/// and logging every write that lands.
+#[derive(Debug)]
+struct Flaky {
+    inner: MemoryCache,
+    failures: Mutex<u32>,
+    log: Log,
+}
+
+#[async_trait]
+impl Cache for Flaky {
+    async fn ping(&self) -> bool {
+        *self.failures.lock().unwrap() == 0
+    }
+    fn get_connection(&self) -> Connection {
+        self.inner.get_connection()
+    }
+    fn default_ttl(&self) -> Ttl {
+        self.inner.default_ttl()
+    }
+    async fn add(&self, projection: &Projection, ttl: Option<Ttl>) -> CacheResult<()> {
+        self.inner.add(projection, ttl).await
+    }
+    async fn get(&self, key: &str) -> CacheResult<Option<Projection>> {
+        self.inner.get(key).await
+    }
+    async fn get_all(&self, pattern: &str, from: usize, size: usize) -> CacheResult<Vec<Projection>> {
+        self.inner.get_all(pattern, from, size).await
+    }
+    async fn count(&self, pattern: &str) -> CacheResult<usize> {
+        self.inner.count(pattern).await
+    }
+    async fn remove_by_key(&self, key: &str) -> CacheResult<()> {
+        self.inner.remove_by_key(key).await
+    }
+    async fn remove_by_key_pattern(&self, pattern: &str) -> CacheResult<usize> {
+        self.inner.remove_by_key_pattern(pattern).await
+    }
+    async fn flush_all(&self) -> CacheResult<()> {
+        self.inner.flush_all().await
+    }
+    async fn set_ttl(&self, key: &str, ttl: Ttl) -> CacheResult<bool> {
+        self.inner.set_ttl(key, ttl).await
+    }
+    async fn get_ttl(&self, key: &str) -> CacheResult<Option<RemainingTtl>> {
+        self.inner.get_ttl(key).await
+    }
+    async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>> {
+        self.inner.get_many(keys).await
+    }
+    async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
+        {
+            let mut failures = self.failures.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                self.log.lock().unwrap().push("write refused".into());
+                return Err(CacheError::Unavailable("connection refused".into()));
+            }
+        }
+        self.inner.apply(batch).await?;
+        self.log.lock().unwrap().push(format!("write {}", batch.len()));
+        Ok(())
+    }
+}
+
+struct LoggingCheckpoint(Log);
+
+impl Checkpoint for LoggingCheckpoint {
+    fn store(&self, offsets: &Offsets) -> Result<(), SourceError> {
+        let shown: Vec<String> = offsets.iter().map(|(t, p, o)| format!("{t}/{p}={o}")).collect();
+        self.0.lock().unwrap().push(format!("store {}", shown.join(",")));
+        Ok(())
+    }
+}
+
+struct LoggingDeadLetters {
+    log: Log,
+    failures: Mutex<u32>,
+    letters: Mutex<Vec<DeadLetter>>,
+}
+
+#[async_trait]
+impl DeadLetters for LoggingDeadLetters {
+    async fn send(&self, letters: &[DeadLetter]) -> Result<(), SourceError> {
+        let mut failures = self.failures.lock().unwrap();
+        if *failures > 0 {
+            *failures -= 1;
+            self.log.lock().unwrap().push("dead letters refused".into());
+            return Err(SourceError::Unavailable("broker down".into()));
+        }
+        self.letters.lock().unwrap().extend_from_slice(letters);
+        self.log.lock().unwrap().push(format!("dead letters {}", letters.len()));
+        Ok(())
+    }
+}
+
+struct Rig {
+    pipeline: Pipeline,
+    cache: Arc<Flaky>,
+    dead_letters: Arc<LoggingDeadLetters>,
+    log: Log,
+}
+
+fn rig(write_failures: u32, dead_letter_failures: u32) -> Rig {
+    let log: Log = Arc::default();
+    let cache = Arc::new(Flaky {
+        inner: MemoryCache::new(Ttl::from_secs(300).unwrap()),
+        failures: Mutex::new(write_failures),
+        log: Arc::clone(&log),
+    });
+    let mut settings = Settings::defaults();
+    settings.projections_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("projections");
+    let definitions = load_dir(&settings, &Registry::with_builtins()).unwrap();
+    let caches: BTreeMap<String, Arc<dyn Cache>> =
+        BTreeMap::from([("default".to_owned(), Arc::clone(&cache) as Arc<dyn Cache>)]);
+    let assignment = Arc::new(Assignment::default());
+    assignment.assign((0..4).flat_map(|p| [("shop.orders".to_owned(), p), ("shop.inventory".to_owned(), p)]));
+    let dead_letters = Arc::new(LoggingDeadLetters {
+        log: Arc::clone(&log),
+        failures: Mutex::new(dead_letter_failures),
+        letters: Mutex::default(),
+    });
+    let metrics = Metrics::new();
+    let pipeline = Pipeline {
+        router: Router::new(definitions, &caches),
+        envelope: Envelope::CloudEvents,
+        metrics: metrics.clone(),
+        retry: Retry { max_backoff: Duration::from_millis(20), metrics, health: Health::new() },
+        assignment,
+        checkpoint: Arc::new(LoggingCheckpoint(Arc::clone(&log))),
+        dead_letters: Some(Arc::clone(&dead_letters) as Arc<dyn DeadLetters>),
+    };
+    Rig { pipeline, cache, dead_letters, log }
+}
+
+/// The shipped example story, each record on partition 0 of its topic.
+fn story_batches(size: usize, assignment: &Assignment) -> Vec<Batch> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("projections/fixtures/order_summary/events.jsonl");
+    let records = read_jsonl(&path).unwrap();
+    let fetched: Vec<Fetched> = records
+        .iter()
+        .enumerate()
+        .map(|(offset, record)| {
+            let record = record.to_raw_record(offset as i64);
+            let epoch = assignment.epoch(&record.position.topic, 0).unwrap();
+            Fetched { record, epoch }
+        })
+        .collect();
+    fetched.chunks(size).map(<[Fetched]>::to_vec).collect()
+}
+
+fn expected() -> BTreeMap<String, Value> {
+    let mut all = BTreeMap::new();
+    for name in ["order_summary", "customer_orders", "product_stock"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("projections/fixtures/{name}/expected.json"));
+        let expected: BTreeMap<String, Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        all.extend(expected);
+    }
+    all
+}
+
+async fn contents(cache: &dyn Cache) -> BTreeMap<String, Value> {
+    cache
+        .get_all("*", 0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|projection| (projection.key(), projection.into_value()))
+        .collect()
+}
+
+#[tokio::test]
+async fn batches_fold_the_story_into_the_expected_projections() {
+    let rig = rig(0, 0);
+    for batch in story_batches(5, &rig.pipeline.assignment) {
+        rig.pipeline.process(batch).await.unwrap();
+    }
+    assert_eq!(contents(rig.cache.as_ref()).await, expected());
+}
+
+#[tokio::test]
+async fn offsets_are_stored_only_after_the_writes_they_cover_land() {
+    let rig = rig(3, 0);
+    let batches = story_batches(8, &rig.pipeline.assignment);
+    let batch_count = batches.len();
+    for batch in batches {
+        rig.pipeline.process(batch).await.unwrap();
+    }
+    let log = rig.log.lock().unwrap().clone();
+    assert_eq!(&log[..3], ["write refused", "write refused", "write refused"], "{log:#?}");
+    // Every store follows a landed write made since the previous store.
+    let mut written_since_store = false;
+    for entry in &log {
+        if entry.starts_with("write ") && entry != "write refused" {
+            written_since_store = true;
+        } else if entry.starts_with("store ") {
+            assert!(written_since_store, "offsets stored before their writes: {log:#?}");
+            written_since_store = false;
+        }
+    }
+    assert_eq!(log.iter().filter(|e| e.starts_with("store ")).count(), batch_count);
+    assert_eq!(contents(rig.cache.as_ref()).await, expected(), "retries lost nothing");
+}
+
+#[tokio::test]
+async fn several_events_for_one_key_in_a_batch_become_one_write() {
+    let rig = rig(0, 0);
+    let all: Batch = story_batches(1000, &rig.pipeline.assignment).concat();
+    let events = all.len();
+    rig.pipeline.process(all).await.unwrap();
+    let log = rig.log.lock().unwrap().clone();
+    let writes: usize = log[0].strip_prefix("write ").unwrap().parse().unwrap();
+    assert_eq!(writes, expected().len() + 1, "one write per touched key (+1 deleted order) for {events} events: {log:?}");
+    assert_eq!(log[1], "store shop.inventory/0=20,shop.orders/0=23", "offsets: last record of each partition + 1");
+}
+
+fn bad_records(assignment: &Assignment) -> Batch {
+    let good = json!({"specversion": "1.0", "type": "shop.stock.received", "id": "g", "source": "/t",
+        "data": {"sku": "sku-ok", "quantity": 2}});
+    let no_sku = json!({"specversion": "1.0", "type": "shop.stock.received", "id": "b", "source": "/t",
+        "data": {"quantity": 2}});
+    let bad_quantity = json!({"specversion": "1.0", "type": "shop.stock.received", "id": "c", "source": "/t",
+        "data": {"sku": "sku-ok", "quantity": "two"}});
+    let unknown = json!({"specversion": "1.0", "type": "shop.stock.counted", "id": "d", "source": "/t", "data": {}});
+    let payloads = [
+        b"not json at all".to_vec(),
+        no_sku.to_string().into_bytes(),
+        good.to_string().into_bytes(),
+        bad_quantity.to_string().into_bytes(),
+        unknown.to_string().into_bytes(),
+    ];
+    payloads
+        .into_iter()
+        .enumerate()
+        .map(|(offset, payload)| {
+            let record = projectionist::event::RawRecord {
+                position: projectionist::event::Position { topic: "shop.inventory".into(), partition: 1, offset: offset as i64 },
+                key: None,
+                payload: Some(payload),
+                headers: vec![],
+                timestamp_ms: None,
+            };
+            Fetched { epoch: assignment.epoch("shop.inventory", 1).unwrap(), record }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn permanent_failures_are_dead_lettered_before_the_offsets_move() {
+    let rig = rig(0, 2);
+    rig.pipeline.process(bad_records(&rig.pipeline.assignment)).await.unwrap();
+    let log = rig.log.lock().unwrap().clone();
+    assert_eq!(log, ["write 1", "dead letters refused", "dead letters refused", "dead letters 3", "store shop.inventory/1=5"]);
+    let letters = rig.dead_letters.letters.lock().unwrap();
+    let reasons: Vec<_> = letters.iter().map(|l| (l.record.position.offset, l.reason)).collect();
+    assert_eq!(reasons, [(0, "invalid_json"), (1, "missing_identifier"), (3, "projector_error")]);
+    assert_eq!(letters[1].projection.as_deref(), Some("product_stock"));
+    assert_eq!(
+        contents(rig.cache.as_ref()).await,
+        BTreeMap::from([("product_stock:::sku-ok".to_owned(), json!({"sku": "sku-ok", "available": 2}))])
+    );
+    let metrics = rig.pipeline.metrics.render();
+    assert!(metrics.contains("projectionist_events_skipped_total{projection=\"none\",reason=\"unrouted_type\"} 1"), "{metrics}");
+    assert!(metrics.contains("projectionist_events_failed_total{projection=\"none\",reason=\"invalid_json\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn records_of_a_revoked_partition_are_dropped_unapplied() {
+    let rig = rig(0, 0);
+    let batch = bad_records(&rig.pipeline.assignment);
+    rig.pipeline.assignment.revoke([("shop.inventory".to_owned(), 1)]);
+    rig.pipeline.process(batch.clone()).await.unwrap();
+    assert!(rig.log.lock().unwrap().is_empty(), "nothing written, nothing stored");
+    // Reassigned: a new epoch; the stale records still do not apply.
+    rig.pipeline.assignment.assign([("shop.inventory".to_owned(), 1)]);
+    rig.pipeline.process(batch).await.unwrap();
+    assert!(rig.log.lock().unwrap().is_empty());
+    assert!(contents(rig.cache.as_ref()).await.is_empty());
+}
