@@ -275,9 +275,9 @@ impl Cache for RedisCache {
         let mut pages = ScanPages::new(key_pattern);
         while let Some(page) = pages.next(self).await? {
             pending.extend(page);
-            if pending.len() >= DELETE_BATCH {
-                removed += self.unlink(&pending).await?;
-                pending.clear();
+            while pending.len() >= DELETE_BATCH {
+                let batch: Vec<String> = pending.drain(..DELETE_BATCH).collect();
+                removed += self.unlink(&batch).await?;
             }
         }
         removed += self.unlink(&pending).await?;

@@ -26,15 +26,13 @@ pub fn masked_uri(uri: &str) -> String {
         return uri.to_owned();
     };
     let authority_start = scheme_end + 3;
-    let authority_len = uri[authority_start..]
-        .find(['/', '?', '#'])
-        .unwrap_or(uri.len() - authority_start);
-    let authority = &uri[authority_start..authority_start + authority_len];
-    // The last `@` ends the user info: an unencoded `@` in a password stays hidden.
-    let Some(at) = authority.rfind('@') else {
+    let rest = &uri[authority_start..];
+    // The last `@` anywhere ends the user info, so a password with an unencoded
+    // `@`, `/` or `#` stays hidden; masking too much is the safe mistake.
+    let Some(at) = rest.rfind('@') else {
         return uri.to_owned();
     };
-    let user_info = &authority[..at];
+    let user_info = &rest[..at];
     let masked_user_info = match user_info.split_once(':') {
         Some((user, _password)) => format!("{user}:***"),
         // `redis://secret@host`: a lone user info may well be a password.
@@ -91,6 +89,7 @@ mod tests {
             "rediss://user:***@host:6380/1"
         );
         assert_eq!(masked_uri("redis://:p@ss@host/"), "redis://:***@host/");
+        assert_eq!(masked_uri("redis://:pa/ss#x@host/2"), "redis://:***@host/2");
         assert_eq!(masked_uri("redis://hunter2@host"), "redis://***@host");
         assert_eq!(masked_uri("redis://host:6379/0"), "redis://host:6379/0");
         assert_eq!(masked_uri("not a uri"), "not a uri");
