@@ -1,7 +1,7 @@
 //! The cache contract (`shared/spec/cache-port.md`), written once against the
 //! `Cache` trait and run against every adapter.
 //!
-//! Each case in `contract/cases.rs` is an `async fn(&Fixture)`; the
+//! Each case in `contract/` (`cases.rs`, `expiry.rs`, `patterns.rs`) is an `async fn(&Fixture)`; the
 //! `contract_suite!` macro turns it into one `#[tokio::test]` per adapter:
 //! `memory::<case>` (with tokio's clock paused, so TTL waits cost nothing) and
 //! `redis::<case>` (against a `redis-server` the test starts on a free port, or
@@ -12,6 +12,8 @@ mod support;
 
 #[path = "contract/cases.rs"]
 mod cases;
+#[path = "contract/expiry.rs"]
+mod expiry;
 #[path = "contract/memory_only.rs"]
 mod memory_only;
 #[path = "contract/patterns.rs"]
@@ -22,7 +24,9 @@ mod redis_only;
 use std::time::Duration;
 
 use projectionist::cache::memory::MemoryCache;
-use projectionist::cache::{Cache, CacheError, Projection, Ttl, redis as redis_cache};
+use projectionist::cache::{
+    Cache, CacheError, Projection, RemainingTtl, Ttl, redis as redis_cache,
+};
 use serde_json::Value;
 use support::redis::{RedisServer, shared_url, unique_prefix};
 
@@ -146,6 +150,21 @@ pub async fn pause(secs: f64) {
 
 pub fn ttl(secs: f64) -> Ttl {
     Ttl::from_secs_f64(secs).unwrap()
+}
+
+/// The remaining life of `key` in seconds; panics when it has none.
+pub async fn seconds_left(fixture: &Fixture, key: &str) -> f64 {
+    match fixture.cache.get_ttl(key).await.unwrap() {
+        Some(RemainingTtl::Seconds(secs)) => secs,
+        other => panic!("{key} should expire, get_ttl says {other:?}"),
+    }
+}
+
+pub fn assert_between(value: f64, low: f64, high: f64) {
+    assert!(
+        low <= value && value <= high,
+        "{value} is not in [{low}, {high}]"
+    );
 }
 
 /// One `#[tokio::test]` per (case, adapter). `shared` cases may run on a shared

@@ -293,20 +293,50 @@ async fn apply_is_one_transaction() {
         })
         .collect();
     cache.apply(&batch).await.unwrap();
+    assert_eq!(command_calls(&mut db, "exec").await, Some(1));
+    assert_eq!(command_calls(&mut db, "set").await, Some(200));
+}
+
+/// How often the server ran `command`, from `INFO commandstats`.
+async fn command_calls(db: &mut MultiplexedConnection, command: &str) -> Option<u64> {
     let stats: String = redis::cmd("INFO")
         .arg("commandstats")
-        .query_async(&mut db)
+        .query_async(db)
         .await
         .unwrap();
-    let calls = |command: &str| {
-        stats
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-            .and_then(|rest| rest.split(',').next())
-            .map(|calls| calls.parse::<u64>().unwrap())
-    };
-    assert_eq!(calls("exec"), Some(1));
-    assert_eq!(calls("set"), Some(200));
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map(|calls| calls.parse().unwrap())
+}
+
+#[tokio::test]
+async fn pattern_ops_scan_and_unlink_in_batches_never_keys_or_flush() {
+    let server = RedisServer::start();
+    let cache = cache_on(&server, 0).await;
+    let mut db = raw(&server.url(0)).await;
+    let batch: Vec<WriteOp> = (0..2500)
+        .map(|n| WriteOp::Upsert {
+            projection: projection("p", &n.to_string(), json!({})),
+            expiry: Expiry::CacheDefault,
+        })
+        .collect();
+    cache.apply(&batch).await.unwrap();
+    assert_eq!(cache.count("p:::*").await.unwrap(), 2500);
+    assert_eq!(cache.get_all("p:::*", 2000, 1000).await.unwrap().len(), 500);
+    assert_eq!(cache.remove_by_key_pattern("p:::*").await.unwrap(), 2500);
+    cache.flush_all().await.unwrap();
+    assert!(command_calls(&mut db, "scan").await.unwrap() >= 4);
+    assert_eq!(
+        command_calls(&mut db, "unlink").await,
+        Some(5),
+        "500 keys a batch"
+    );
+    for never in ["keys", "flushdb", "flushall", "del"] {
+        assert_eq!(command_calls(&mut db, never).await, None, "{never}");
+    }
 }
 
 #[tokio::test]

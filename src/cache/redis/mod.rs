@@ -9,17 +9,23 @@
 //! `flush_all` removes this cache's entries and leaves everything else in the
 //! database alone (never `FLUSHALL`/`FLUSHDB`).
 
+mod uri;
+mod wire;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, IntoConnectionInfo, RedisError};
+use redis::{FromRedisValue, RedisError};
+
+pub use uri::{masked_uri, validate_uri};
+use wire::{JsonArg, KeyArg, ScanPages};
 
 use super::{
-    Cache, CacheError, CacheResult, Connection, Expiry, KEY_SEPARATOR, Projection, RemainingTtl,
-    Ttl, WriteOp, check_page_size, decode_value, glob,
+    Cache, CacheError, CacheResult, Connection, Expiry, Projection, RemainingTtl, Ttl, WriteOp,
+    check_page_size, decode_value,
 };
 
 /// `ping` answers `false` after this long without a `PONG`.
@@ -33,58 +39,10 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// command against a dead server fails within about a second.
 const RECONNECT_RETRIES: usize = 3;
 const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
-/// Keys Redis examines per `SCAN` call: big enough to keep round trips few, small
-/// enough not to block the server for long.
-const SCAN_COUNT: usize = 1000;
 /// Keys per `UNLINK` when deleting by pattern.
 const DELETE_BATCH: usize = 500;
 /// The pattern of every entry this cache can have written.
 const ALL_ENTRIES: &str = "*:::*";
-
-/// Check a Redis URI without any IO: `redis://` or `rediss://` (TLS), optional
-/// user and password, optional DB number. Used by config validation.
-pub fn validate_uri(uri: &str) -> Result<(), String> {
-    let shown = masked_uri(uri);
-    let url = redis::parse_redis_url(uri)
-        .ok_or_else(|| format!("{shown} is not a redis:// or rediss:// URI"))?;
-    if !matches!(url.scheme(), "redis" | "rediss") {
-        return Err(format!(
-            "{shown} has scheme {:?}; expected redis or rediss",
-            url.scheme()
-        ));
-    }
-    uri.into_connection_info()
-        .map(|_| ())
-        .map_err(|error| format!("{shown} is not a usable Redis URI: {error}"))
-}
-
-/// The URI with its password replaced by `***`, safe to log. Works on any text,
-/// parseable or not, so an invalid URI can be reported without leaking secrets.
-pub fn masked_uri(uri: &str) -> String {
-    let Some(scheme_end) = uri.find("://") else {
-        return uri.to_owned();
-    };
-    let authority_start = scheme_end + 3;
-    let authority_len = uri[authority_start..]
-        .find(['/', '?', '#'])
-        .unwrap_or(uri.len() - authority_start);
-    let authority = &uri[authority_start..authority_start + authority_len];
-    // The last `@` ends the user info: an unencoded `@` in a password stays hidden.
-    let Some(at) = authority.rfind('@') else {
-        return uri.to_owned();
-    };
-    let user_info = &authority[..at];
-    let masked_user_info = match user_info.split_once(':') {
-        Some((user, _password)) => format!("{user}:***"),
-        // `redis://secret@host`: a lone user info may well be a password.
-        None => "***".to_owned(),
-    };
-    format!(
-        "{}{masked_user_info}{}",
-        &uri[..authority_start],
-        &uri[authority_start + at..]
-    )
-}
 
 /// Connect to the Redis at `uri`. A malformed URI is [`CacheError::InvalidArgument`];
 /// a server that cannot be reached (or refuses our credentials) is
@@ -223,45 +181,6 @@ impl RedisCache {
     }
 }
 
-/// A `SCAN MATCH` walk over the keyspace, one page of projection keys at a time.
-struct ScanPages {
-    redis_pattern: String,
-    cursor: Option<u64>,
-}
-
-impl ScanPages {
-    fn new(pattern: &str) -> Self {
-        ScanPages {
-            redis_pattern: glob::to_redis(pattern),
-            cursor: Some(0),
-        }
-    }
-
-    /// The next page (possibly empty), or `None` once the cursor is back at 0.
-    async fn next(&mut self, cache: &RedisCache) -> CacheResult<Option<Vec<String>>> {
-        let Some(cursor) = self.cursor else {
-            return Ok(None);
-        };
-        let command = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&self.redis_pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .to_owned();
-        let (next_cursor, raw_keys): (u64, Vec<Vec<u8>>) =
-            cache.query(&command).await.map_err(unavailable)?;
-        self.cursor = (next_cursor != 0).then_some(next_cursor);
-        // A key that is not UTF-8 or lacks `:::` was not written by a cache.
-        let keys = raw_keys
-            .into_iter()
-            .filter_map(|raw| String::from_utf8(raw).ok())
-            .filter(|key| key.contains(KEY_SEPARATOR))
-            .collect();
-        Ok(Some(keys))
-    }
-}
-
 #[async_trait]
 impl Cache for RedisCache {
     async fn ping(&self) -> bool {
@@ -356,9 +275,9 @@ impl Cache for RedisCache {
         let mut pages = ScanPages::new(key_pattern);
         while let Some(page) = pages.next(self).await? {
             pending.extend(page);
-            if pending.len() >= DELETE_BATCH {
-                removed += self.unlink(&pending).await?;
-                pending.clear();
+            while pending.len() >= DELETE_BATCH {
+                let batch: Vec<String> = pending.drain(..DELETE_BATCH).collect();
+                removed += self.unlink(&batch).await?;
             }
         }
         removed += self.unlink(&pending).await?;
@@ -408,15 +327,15 @@ impl Cache for RedisCache {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut transaction = redis::pipe();
+        let mut transaction = redis::Pipeline::with_capacity(batch.len());
         transaction.atomic();
         for op in batch {
             match op {
                 WriteOp::Upsert { projection, expiry } => {
                     let command = transaction
                         .cmd("SET")
-                        .arg(projection.key())
-                        .arg(projection.value().to_string());
+                        .arg(KeyArg(projection))
+                        .arg(JsonArg(projection.value()));
                     // A plain SET also clears an old TTL: `Never` means never.
                     if let Some(millis) = self.ttl_millis(*expiry) {
                         command.arg("PX").arg(millis);
@@ -429,55 +348,5 @@ impl Cache for RedisCache {
             }
         }
         self.query_pipeline(&transaction).await.map_err(unavailable)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accepts_redis_and_rediss_uris() {
-        for uri in [
-            "redis://127.0.0.1:6379/2",
-            "redis://localhost",
-            "rediss://user:secret@cache.example.com:6380/0",
-            "redis://:secret@127.0.0.1/",
-            "rediss://127.0.0.1:6380/#insecure",
-        ] {
-            assert_eq!(validate_uri(uri), Ok(()), "{uri}");
-        }
-    }
-
-    #[test]
-    fn rejects_other_schemes_and_garbage() {
-        for uri in [
-            "http://localhost:6379",
-            "unix:///tmp/redis.sock",
-            "localhost:6379",
-            "redis://localhost/notadb",
-            "",
-        ] {
-            assert!(validate_uri(uri).is_err(), "{uri} accepted");
-        }
-    }
-
-    #[test]
-    fn errors_never_show_the_password() {
-        let error = validate_uri("redis://:hunter2@localhost/x").unwrap_err();
-        assert!(!error.contains("hunter2"), "{error}");
-        assert!(error.contains("***"), "{error}");
-    }
-
-    #[test]
-    fn masks_passwords_only() {
-        assert_eq!(
-            masked_uri("rediss://user:hunter2@host:6380/1"),
-            "rediss://user:***@host:6380/1"
-        );
-        assert_eq!(masked_uri("redis://:p@ss@host/"), "redis://:***@host/");
-        assert_eq!(masked_uri("redis://hunter2@host"), "redis://***@host");
-        assert_eq!(masked_uri("redis://host:6379/0"), "redis://host:6379/0");
-        assert_eq!(masked_uri("not a uri"), "not a uri");
     }
 }
