@@ -28,9 +28,15 @@ struct Scale {
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
     let scale = if full {
-        Scale { orders: 100_000, events: 1_000_000 }
+        Scale {
+            orders: 100_000,
+            events: 1_000_000,
+        }
     } else {
-        Scale { orders: 300, events: 3_000 }
+        Scale {
+            orders: 300,
+            events: 3_000,
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -42,22 +48,40 @@ fn main() {
 async fn run(scale: Scale, full: bool) {
     let broker = Broker::start();
     let redis = RedisServer::start();
-    let setup = setup(&broker, &redis.url(0), "batch_size = 2000\nqueue_batches = 8").await;
+    let setup = setup(
+        &broker,
+        &redis.url(0),
+        "batch_size = 2000\nqueue_batches = 8",
+    )
+    .await;
     // 7 item events per order: about 10.25 events per order, cut at `events`.
-    let mut records = story_with_items(&setup.orders, &setup.inventory, scale.orders, 10_000.min(scale.orders), 7);
+    let mut records = story_with_items(
+        &setup.orders,
+        &setup.inventory,
+        scale.orders,
+        10_000.min(scale.orders),
+        7,
+    );
     records.truncate(scale.events);
     let events = records.len();
     let produced = Instant::now();
-    let mut by_topic: std::collections::BTreeMap<String, Vec<(String, Vec<u8>)>> = Default::default();
+    let mut by_topic: std::collections::BTreeMap<String, Vec<(String, Vec<u8>)>> =
+        Default::default();
     for record in &records {
-        by_topic.entry(record.topic.clone()).or_default().push((record.key.clone(), record.payload()));
+        by_topic
+            .entry(record.topic.clone())
+            .or_default()
+            .push((record.key.clone(), record.payload()));
     }
     drop(records);
     for (topic, batch) in by_topic {
         broker.produce_many(&topic, batch).await;
     }
     let produce_secs = produced.elapsed().as_secs_f64();
-    println!("produced {events} events in {produce_secs:.1} s ({:.0} events/s)", events as f64 / produce_secs);
+    println!(
+        "produced {events} events in {produce_secs:.1} s ({:.0} events/s)",
+        events as f64 / produce_secs
+    );
 
     let raw_secs = raw_consume(&broker, &[&setup.orders, &setup.inventory], events);
     let raw_rate = events as f64 / raw_secs;
@@ -65,14 +89,24 @@ async fn run(scale: Scale, full: bool) {
 
     let started = Instant::now();
     let (shutdown, daemon) = setup.spawn();
-    setup.wait_caught_up(&broker, Duration::from_secs(if full { 1800 } else { 120 })).await;
+    setup
+        .wait_caught_up(&broker, Duration::from_secs(if full { 1800 } else { 120 }))
+        .await;
     let daemon_secs = started.elapsed().as_secs_f64();
     shutdown.cancel();
-    daemon.await.expect("the daemon task").expect("the daemon ran");
+    daemon
+        .await
+        .expect("the daemon task")
+        .expect("the daemon ran");
     let daemon_rate = events as f64 / daemon_secs;
     let ratio = daemon_rate / raw_rate;
-    println!("projectionist -> redis: {events} events in {daemon_secs:.2} s = {daemon_rate:.0} events/s (includes start-up and group join)");
-    println!("ratio daemon / raw consume: {ratio:.2} (target >= 0.50: {})", if ratio >= 0.5 { "met" } else { "NOT met" });
+    println!(
+        "projectionist -> redis: {events} events in {daemon_secs:.2} s = {daemon_rate:.0} events/s (includes start-up and group join)"
+    );
+    println!(
+        "ratio daemon / raw consume: {ratio:.2} (target >= 0.50: {})",
+        if ratio >= 0.5 { "met" } else { "NOT met" }
+    );
 }
 
 /// Read `events` records from the start with a fresh group, doing nothing with
@@ -87,7 +121,10 @@ fn raw_consume(broker: &Broker, topics: &[&str], events: usize) -> f64 {
     let mut seen = 0usize;
     let mut bytes = 0usize;
     while seen < events {
-        assert!(started.elapsed() < Duration::from_secs(1800), "raw consumer stalled at {seen}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "raw consumer stalled at {seen}"
+        );
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message.expect("a record");
             bytes += message.payload().map_or(0, <[u8]>::len);

@@ -30,7 +30,9 @@ const PING_INTERVAL: Duration = Duration::from_secs(5);
 pub async fn connect_cache(settings: &CacheSettings) -> Result<Arc<dyn Cache>, CacheError> {
     match &settings.provider {
         Provider::Memory => Ok(Arc::new(MemoryCache::new(settings.ttl))),
-        Provider::Redis { uri } => Ok(Arc::new(crate::cache::redis::connect(uri, settings.ttl).await?)),
+        Provider::Redis { uri } => Ok(Arc::new(
+            crate::cache::redis::connect(uri, settings.ttl).await?,
+        )),
     }
 }
 
@@ -58,7 +60,10 @@ pub async fn connect_caches(
 }
 
 /// Load and validate every projection definition.
-pub fn load_definitions(settings: &Settings, registry: &Registry) -> anyhow::Result<Vec<Definition>> {
+pub fn load_definitions(
+    settings: &Settings,
+    registry: &Registry,
+) -> anyhow::Result<Vec<Definition>> {
     Ok(projection::load_dir(settings, registry)?)
 }
 
@@ -107,7 +112,11 @@ pub async fn run(
         }
     });
     info!(%address, "http listening");
-    let pinger = tokio::spawn(ping_caches(caches.clone(), metrics.clone(), serving.clone()));
+    let pinger = tokio::spawn(ping_caches(
+        caches.clone(),
+        metrics.clone(),
+        serving.clone(),
+    ));
 
     let assignment = Arc::new(Assignment::default());
     let context = SourceContext {
@@ -117,8 +126,13 @@ pub async fn run(
         drain_timeout: settings.pipeline.drain_timeout,
     };
     let fetching = shutdown.child_token();
-    let (source, batches) =
-        KafkaSource::start(&settings.kafka, &settings.pipeline, &topics, context, fetching.clone())?;
+    let (source, batches) = KafkaSource::start(
+        &settings.kafka,
+        &settings.pipeline,
+        &topics,
+        context,
+        fetching.clone(),
+    )?;
     let dead_letters: Option<Arc<dyn DeadLetters>> = match &settings.kafka.dead_letter_topic {
         Some(topic) => Some(Arc::new(KafkaDeadLetters::new(&settings.kafka, topic)?)),
         None => None,
@@ -144,17 +158,22 @@ pub async fn run(
     // The one shutdown path, whichever way we got here.
     fetching.cancel();
     let outcome = match failure {
-        Some(finished) => finished.map_err(anyhow::Error::from).and_then(|result| {
-            result.map_err(anyhow::Error::from)
-        }),
+        Some(finished) => finished
+            .map_err(anyhow::Error::from)
+            .and_then(|result| result.map_err(anyhow::Error::from)),
         None => {
-            info!(timeout_secs = settings.pipeline.drain_timeout.as_secs(), "shutting down: draining");
+            info!(
+                timeout_secs = settings.pipeline.drain_timeout.as_secs(),
+                "shutting down: draining"
+            );
             match tokio::time::timeout(settings.pipeline.drain_timeout, &mut processing).await {
                 Ok(finished) => finished
                     .map_err(anyhow::Error::from)
                     .and_then(|result| result.map_err(anyhow::Error::from)),
                 Err(_) => {
-                    warn!("drain timeout passed; abandoning the batch in flight (it will be read again)");
+                    warn!(
+                        "drain timeout passed; abandoning the batch in flight (it will be read again)"
+                    );
                     processing.abort();
                     Ok(())
                 }
@@ -186,7 +205,10 @@ async fn ping_caches(
         }
         for (name, cache) in &caches {
             let up = cache.ping().await;
-            metrics.cache_up.with_label_values(&[name]).set(i64::from(up));
+            metrics
+                .cache_up
+                .with_label_values(&[name])
+                .set(i64::from(up));
         }
     }
 }

@@ -14,7 +14,11 @@ use crate::config;
 use crate::projector::Registry;
 
 #[derive(Debug, Parser)]
-#[command(name = "projectionist", version, about = "Builds read models from Kafka events")]
+#[command(
+    name = "projectionist",
+    version,
+    about = "Builds read models from Kafka events"
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -155,8 +159,8 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -46,11 +46,17 @@ pub async fn run(
     let records = example_records(&projections_dir.join("fixtures"))?;
     produce(&settings.kafka.brokers, &records).await?;
     let names: Vec<&str> = definitions.iter().map(|d| d.name.as_str()).collect();
-    println!("projectionist dev: mock Kafka at {} seeded with {} example events", settings.kafka.brokers, records.len());
+    println!(
+        "projectionist dev: mock Kafka at {} seeded with {} example events",
+        settings.kafka.brokers,
+        records.len()
+    );
     println!("  projections: {}", names.join(", "));
     println!("  metrics:     http://{listen}/metrics");
     println!("  readiness:   http://{listen}/readyz");
-    println!("  a projection: http://{listen}/projections/order_summary/<order id> (ids in projections/fixtures/*/events.jsonl)");
+    println!(
+        "  a projection: http://{listen}/projections/order_summary/<order id> (ids in projections/fixtures/*/events.jsonl)"
+    );
     println!("  stop with Ctrl-C");
     let outcome = crate::app::run(settings, registry, shutdown).await;
     drop(cluster);

@@ -52,7 +52,8 @@ impl FixtureRecord {
 
 /// Read an event file; an error names the file and line.
 pub fn read_jsonl(path: &Path) -> Result<Vec<FixtureRecord>, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
     let mut records = Vec::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

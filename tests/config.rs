@@ -68,7 +68,10 @@ fn the_example_config_loads_with_its_projections() {
     let names: Vec<_> = definitions.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["customer_orders", "order_summary", "product_stock"]);
     let order_summary = &definitions[1];
-    assert_eq!(order_summary.expiry, Expiry::After(projectionist::cache::Ttl::from_secs(86400).unwrap()));
+    assert_eq!(
+        order_summary.expiry,
+        Expiry::After(projectionist::cache::Ttl::from_secs(86400).unwrap())
+    );
     assert_eq!(definitions[0].expiry, Expiry::Never);
 }
 
@@ -79,7 +82,10 @@ fn environment_overrides_win_over_the_file() {
         env(&[
             ("PROJECTIONIST__KAFKA__BROKERS", "kafka-0:9092,kafka-1:9092"),
             ("PROJECTIONIST__CACHES__DEFAULT__TTL", " 3600 "),
-            ("PROJECTIONIST__CACHES__DEFAULT__URI", "redis://:s3cret@redis:6379/2"),
+            (
+                "PROJECTIONIST__CACHES__DEFAULT__URI",
+                "redis://:s3cret@redis:6379/2",
+            ),
             ("PROJECTIONIST__KAFKA__PROPERTIES__SASL_PASSWORD", "hunter2"),
             ("PROJECTIONIST__PIPELINE__BATCH_SIZE", "250"),
         ]),
@@ -108,10 +114,19 @@ fn no_caches_section_means_one_memory_cache_of_300_seconds() {
 
 #[test]
 fn ttl_accepts_numbers_and_numeric_strings() {
-    for (text, millis) in [("120", 120_000), ("\" 120 \"", 120_000), ("\"2.5\"", 2_500), ("0.5", 500)] {
+    for (text, millis) in [
+        ("120", 120_000),
+        ("\" 120 \"", 120_000),
+        ("\"2.5\"", 2_500),
+        ("0.5", 500),
+    ] {
         let (_dir, path) = config_file(&format!("[caches.default]\nTTL = {text}\n"));
         let settings = load_with_env(&path, BTreeMap::new()).unwrap();
-        assert_eq!(settings.caches["default"].ttl.as_millis(), millis, "TTL = {text}");
+        assert_eq!(
+            settings.caches["default"].ttl.as_millis(),
+            millis,
+            "TTL = {text}"
+        );
     }
 }
 
@@ -127,21 +142,60 @@ fn bad_ttls_name_the_cache_and_the_value() {
 #[test]
 fn each_kind_of_bad_config_names_its_key() {
     let cases = [
-        ("[caches.default]\nprovider = \"memcached\"\n", "caches.default.provider = \"memcached\" is not a cache provider (valid: memory, redis)"),
-        ("[caches.default]\nprovider = \"redis\"\n", "caches.default.URI is required"),
-        ("[caches.default]\nprovider = \"redis\"\nURI = \"http://x\"\n", "caches.default.URI is not a Redis URI"),
-        ("[caches.hot]\nprovider = \"memory\"\n", "a [caches.default] table is required"),
-        ("[caches.default]\nprovider = \"memory\"\ncolour = 1\n", "colour"),
+        (
+            "[caches.default]\nprovider = \"memcached\"\n",
+            "caches.default.provider = \"memcached\" is not a cache provider (valid: memory, redis)",
+        ),
+        (
+            "[caches.default]\nprovider = \"redis\"\n",
+            "caches.default.URI is required",
+        ),
+        (
+            "[caches.default]\nprovider = \"redis\"\nURI = \"http://x\"\n",
+            "caches.default.URI is not a Redis URI",
+        ),
+        (
+            "[caches.hot]\nprovider = \"memory\"\n",
+            "a [caches.default] table is required",
+        ),
+        (
+            "[caches.default]\nprovider = \"memory\"\ncolour = 1\n",
+            "colour",
+        ),
         ("[kafka]\nbrokerz = \"x\"\n", "brokerz"),
-        ("[server]\nlisten = \"everywhere\"\n", "server.listen = \"everywhere\""),
-        ("[kafka]\nstart_from = \"middle\"\n", "kafka.start_from = \"middle\""),
-        ("[kafka]\ndead_letter_topic = \"bad topic!\"\n", "kafka.dead_letter_topic"),
-        ("[kafka.properties]\n\"enable.auto.offset.store\" = true\n", "enable.auto.offset.store"),
+        (
+            "[server]\nlisten = \"everywhere\"\n",
+            "server.listen = \"everywhere\"",
+        ),
+        (
+            "[kafka]\nstart_from = \"middle\"\n",
+            "kafka.start_from = \"middle\"",
+        ),
+        (
+            "[kafka]\ndead_letter_topic = \"bad topic!\"\n",
+            "kafka.dead_letter_topic",
+        ),
+        (
+            "[kafka.properties]\n\"enable.auto.offset.store\" = true\n",
+            "enable.auto.offset.store",
+        ),
         ("[pipeline]\nbatch_size = 0\n", "pipeline.batch_size = 0"),
-        ("[pipeline]\ndrain_timeout_secs = \"soon\"\n", "pipeline.drain_timeout_secs"),
-        ("[events]\nenvelope = \"avro\"\n", "events.envelope = \"avro\""),
-        ("[events]\nenvelope = \"json\"\n", "events.type_pointer is required"),
-        ("[events]\nenvelope = \"json\"\ntype_pointer = \"eventType\"\n", "events.type_pointer = \"eventType\" is not a JSON pointer"),
+        (
+            "[pipeline]\ndrain_timeout_secs = \"soon\"\n",
+            "pipeline.drain_timeout_secs",
+        ),
+        (
+            "[events]\nenvelope = \"avro\"\n",
+            "events.envelope = \"avro\"",
+        ),
+        (
+            "[events]\nenvelope = \"json\"\n",
+            "events.type_pointer is required",
+        ),
+        (
+            "[events]\nenvelope = \"json\"\ntype_pointer = \"eventType\"\n",
+            "events.type_pointer = \"eventType\" is not a JSON pointer",
+        ),
         ("[unknown]\nx = 1\n", "unknown"),
     ];
     for (text, needle) in cases {
@@ -155,7 +209,10 @@ fn every_error_is_reported_at_once_with_the_file() {
         "[caches.default]\nprovider = \"nope\"\n[caches.hot]\nTTL = -1\n[pipeline]\nbatch_size = -3\n",
     );
     assert_eq!(errors.len(), 3, "{errors:#?}");
-    assert!(errors.iter().all(|error| error.contains("config.toml: ")), "{errors:#?}");
+    assert!(
+        errors.iter().all(|error| error.contains("config.toml: ")),
+        "{errors:#?}"
+    );
 }
 
 fn definitions_dir(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
@@ -176,7 +233,10 @@ projector = "order_summary"
 
 #[test]
 fn bad_definitions_name_the_file_the_projection_and_the_key() {
-    let unknown_projector = GOOD.replace("projector = \"order_summary\"", "projector = \"order_sumary\"");
+    let unknown_projector = GOOD.replace(
+        "projector = \"order_summary\"",
+        "projector = \"order_sumary\"",
+    );
     let unknown_cache = GOOD.replace("topics", "cache = \"cold\"\ntopics");
     let bad_ttl = GOOD.replace("topics", "ttl = \"forever\"\ntopics");
     let bad_identifier = GOOD.replace("{data.order_id}", "{data.order_id");
@@ -192,18 +252,34 @@ fn bad_definitions_name_the_file_the_projection_and_the_key() {
         ("g.toml", &duplicate),
     ]);
     let settings = load_with_env(&path, BTreeMap::new()).unwrap();
-    let errors = load_dir(&settings, &Registry::with_builtins()).unwrap_err().errors;
+    let errors = load_dir(&settings, &Registry::with_builtins())
+        .unwrap_err()
+        .errors;
     let expect = [
-        ("a.toml", "projector = \"order_sumary\" is not registered (registered: customer_orders, order_summary, product_stock)"),
-        ("b.toml", "cache = \"cold\" is not configured (caches: default)"),
-        ("c.toml", "ttl = \"forever\" is not a positive number of seconds or \"never\""),
+        (
+            "a.toml",
+            "projector = \"order_sumary\" is not registered (registered: customer_orders, order_summary, product_stock)",
+        ),
+        (
+            "b.toml",
+            "cache = \"cold\" is not configured (caches: default)",
+        ),
+        (
+            "c.toml",
+            "ttl = \"forever\" is not a positive number of seconds or \"never\"",
+        ),
         ("d.toml", "identifier: unclosed '{'"),
         ("e.toml", "topicz"),
-        ("g.toml", "projection \"order_summary\" is already defined in"),
+        (
+            "g.toml",
+            "projection \"order_summary\" is already defined in",
+        ),
     ];
     for (file, needle) in expect {
         assert!(
-            errors.iter().any(|error| error.contains(file) && error.contains(needle)),
+            errors
+                .iter()
+                .any(|error| error.contains(file) && error.contains(needle)),
             "no error for {file} containing {needle:?} in {errors:#?}"
         );
     }
@@ -212,7 +288,8 @@ fn bad_definitions_name_the_file_the_projection_and_the_key() {
 
 #[test]
 fn check_exits_non_zero_listing_every_error() {
-    let (dir, path) = definitions_dir(&[("a.toml", &GOOD.replace("order_summary\"\n", "nothing\"\n"))]);
+    let (dir, path) =
+        definitions_dir(&[("a.toml", &GOOD.replace("order_summary\"\n", "nothing\"\n"))]);
     std::fs::write(&path, "[caches.default]\nprovider = \"memory\"\nTTL = 0\n").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_projectionist"))
         .args(["check", "--config"])
@@ -221,7 +298,10 @@ fn check_exits_non_zero_listing_every_error() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("caches.default.TTL = 0 is not a positive number of seconds"), "{stderr}");
+    assert!(
+        stderr.contains("caches.default.TTL = 0 is not a positive number of seconds"),
+        "{stderr}"
+    );
 
     std::fs::write(&path, "[caches.default]\nprovider = \"memory\"\n").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_projectionist"))
@@ -231,7 +311,10 @@ fn check_exits_non_zero_listing_every_error() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("projector = \"nothing\" is not registered"), "{stderr}");
+    assert!(
+        stderr.contains("projector = \"nothing\" is not registered"),
+        "{stderr}"
+    );
     drop(dir);
 }
 
@@ -243,6 +326,10 @@ fn check_accepts_the_example_config() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("3 projections"), "{stdout}");
 }

@@ -32,10 +32,20 @@ async fn produce(broker: &Broker, records: &[ShopRecord], inventory: &str) {
                 ("content-type", b"application/json"),
             ];
             let data = event["data"].to_string();
-            broker.produce(&record.topic, &record.key, &data, &headers, None).await;
+            broker
+                .produce(&record.topic, &record.key, &data, &headers, None)
+                .await;
         } else {
             let headers: [(&str, &[u8]); 1] = [("content-type", b"application/cloudevents+json")];
-            broker.produce(&record.topic, &record.key, &record.payload(), &headers, None).await;
+            broker
+                .produce(
+                    &record.topic,
+                    &record.key,
+                    &record.payload(),
+                    &headers,
+                    None,
+                )
+                .await;
         }
     }
 }
@@ -54,18 +64,39 @@ async fn events_become_projections_with_their_ttls_and_offsets_reach_the_end() {
     assert_eq!(redis_projections(&setup.redis_url).await, expected);
 
     let order_ttl = redis_pttl(&setup.redis_url, "order_summary:::ord-1").await;
-    assert!((86_000_000..=86_400_000).contains(&order_ttl), "order_summary TTL {order_ttl} ms");
-    assert_eq!(redis_pttl(&setup.redis_url, "customer_orders:::cus-1").await, -1, "never expires");
-    assert_eq!(redis_pttl(&setup.redis_url, "product_stock:::sku-mug").await, -1, "never expires");
-    assert_eq!(redis_pttl(&setup.redis_url, "order_summary:::ord-7").await, -2, "cancelled orders are removed");
+    assert!(
+        (86_000_000..=86_400_000).contains(&order_ttl),
+        "order_summary TTL {order_ttl} ms"
+    );
+    assert_eq!(
+        redis_pttl(&setup.redis_url, "customer_orders:::cus-1").await,
+        -1,
+        "never expires"
+    );
+    assert_eq!(
+        redis_pttl(&setup.redis_url, "product_stock:::sku-mug").await,
+        -1,
+        "never expires"
+    );
+    assert_eq!(
+        redis_pttl(&setup.redis_url, "order_summary:::ord-7").await,
+        -2,
+        "cancelled orders are removed"
+    );
 
     let (status, body) = setup.http("/projections/order_summary/ord-1");
     assert_eq!(status, 200, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), expected["order_summary:::ord-1"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        expected["order_summary:::ord-1"]
+    );
     assert_eq!(setup.http("/projections/order_summary/ord-404").0, 404);
     assert_eq!(setup.http("/readyz").0, 200);
     let (_, metrics) = setup.http("/metrics");
-    assert!(metrics.contains("projectionist_events_projected_total{projection=\"order_summary\"}"), "{metrics}");
+    assert!(
+        metrics.contains("projectionist_events_projected_total{projection=\"order_summary\"}"),
+        "{metrics}"
+    );
 
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
@@ -81,37 +112,96 @@ async fn malformed_events_are_dead_lettered_while_good_ones_are_projected() {
     produce(broker, first, &setup.inventory).await;
     let structured: [(&str, &[u8]); 1] = [("content-type", b"application/cloudevents+json")];
     let garbage = b"{this is not json".to_vec();
-    let (_, garbage_offset) = broker.produce(&setup.orders, "ord-x", &garbage, &[("trace", b"kept")], None).await;
+    let (_, garbage_offset) = broker
+        .produce(
+            &setup.orders,
+            "ord-x",
+            &garbage,
+            &[("trace", b"kept")],
+            None,
+        )
+        .await;
     let bad_quantity = json!({"specversion": "1.0", "type": "shop.order.item_added", "id": "bad-1", "source": "/t",
         "data": {"order_id": "ord-bad", "customer_id": "cus-bad", "sku": "sku-bad", "quantity": "many", "unit_price_cents": 1}});
-    broker.produce(&setup.orders, "ord-bad", &bad_quantity.to_string(), &structured, None).await;
+    broker
+        .produce(
+            &setup.orders,
+            "ord-bad",
+            &bad_quantity.to_string(),
+            &structured,
+            None,
+        )
+        .await;
     let no_sku = json!({"specversion": "1.0", "type": "shop.stock.received", "id": "bad-2", "source": "/t",
         "data": {"quantity": 3}});
-    broker.produce(&setup.inventory, "none", &no_sku.to_string(), &structured, None).await;
+    broker
+        .produce(
+            &setup.inventory,
+            "none",
+            &no_sku.to_string(),
+            &structured,
+            None,
+        )
+        .await;
     produce(broker, second, &setup.inventory).await;
     let (shutdown, daemon) = setup.spawn();
 
     setup.wait_caught_up(broker, CATCH_UP).await;
-    assert_eq!(redis_projections(&setup.redis_url).await, reference_fold(&records, &setup.orders));
+    assert_eq!(
+        redis_projections(&setup.redis_url).await,
+        reference_fold(&records, &setup.orders)
+    );
 
-    let letters = broker.consume_all(&setup.dead_letters, Duration::from_secs(20)).await;
+    let letters = broker
+        .consume_all(&setup.dead_letters, Duration::from_secs(20))
+        .await;
     let reason = |record: &support::kafka::Record| {
-        String::from_utf8_lossy(record.header("projectionist.reason").unwrap_or_default()).into_owned()
+        String::from_utf8_lossy(record.header("projectionist.reason").unwrap_or_default())
+            .into_owned()
     };
     let mut reasons: Vec<String> = letters.iter().map(reason).collect();
     reasons.sort();
-    assert_eq!(reasons, ["invalid_json", "missing_identifier", "projector_error", "projector_error"]);
-    let garbage_letter = letters.iter().find(|letter| reason(letter) == "invalid_json").unwrap();
-    assert_eq!(garbage_letter.payload.as_deref(), Some(garbage.as_slice()), "original bytes kept");
-    assert_eq!(garbage_letter.header("trace"), Some(&b"kept"[..]), "original headers kept");
-    assert_eq!(garbage_letter.header("projectionist.source.topic"), Some(setup.orders.as_bytes()));
+    assert_eq!(
+        reasons,
+        [
+            "invalid_json",
+            "missing_identifier",
+            "projector_error",
+            "projector_error"
+        ]
+    );
+    let garbage_letter = letters
+        .iter()
+        .find(|letter| reason(letter) == "invalid_json")
+        .unwrap();
+    assert_eq!(
+        garbage_letter.payload.as_deref(),
+        Some(garbage.as_slice()),
+        "original bytes kept"
+    );
+    assert_eq!(
+        garbage_letter.header("trace"),
+        Some(&b"kept"[..]),
+        "original headers kept"
+    );
+    assert_eq!(
+        garbage_letter.header("projectionist.source.topic"),
+        Some(setup.orders.as_bytes())
+    );
     assert_eq!(
         garbage_letter.header("projectionist.source.offset"),
         Some(garbage_offset.to_string().as_bytes())
     );
-    assert!(letters.iter().all(|letter| letter.header("projectionist.error").is_some_and(|e| !e.is_empty())));
+    assert!(letters.iter().all(|letter| {
+        letter
+            .header("projectionist.error")
+            .is_some_and(|e| !e.is_empty())
+    }));
     let (_, metrics) = setup.http("/metrics");
-    assert!(metrics.contains("projectionist_events_dead_lettered_total{reason=\"projector_error\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("projectionist_events_dead_lettered_total{reason=\"projector_error\"} 2"),
+        "{metrics}"
+    );
 
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
@@ -131,21 +221,35 @@ async fn a_redis_outage_loses_nothing_and_offsets_wait_for_the_writes() {
 
     redis.stop();
     produce(broker, second, &setup.inventory).await;
-    wait_for("readiness to report the outage", Duration::from_secs(20), || async {
-        setup.http("/readyz").0 == 503
-    })
+    wait_for(
+        "readiness to report the outage",
+        Duration::from_secs(20),
+        || async { setup.http("/readyz").0 == 503 },
+    )
     .await;
     // Long enough for several auto-commit rounds: none may move past the writes.
     let outage = Instant::now();
     while outage.elapsed() < Duration::from_secs(4) {
-        assert_eq!(setup.committed(broker).await, before_outage, "offsets moved while Redis was down");
+        assert_eq!(
+            setup.committed(broker).await,
+            before_outage,
+            "offsets moved while Redis was down"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
     redis.restart();
     setup.wait_caught_up(broker, CATCH_UP).await;
-    assert_eq!(redis_projections(&setup.redis_url).await, reference_fold(&records, &setup.orders));
-    wait_for("readiness to come back", Duration::from_secs(20), || async { setup.http("/readyz").0 == 200 }).await;
+    assert_eq!(
+        redis_projections(&setup.redis_url).await,
+        reference_fold(&records, &setup.orders)
+    );
+    wait_for(
+        "readiness to come back",
+        Duration::from_secs(20),
+        || async { setup.http("/readyz").0 == 200 },
+    )
+    .await;
 
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
@@ -156,7 +260,12 @@ async fn sigterm_drains_and_exits_zero_and_a_restart_continues_without_loss() {
     let broker = Broker::shared();
     let redis = RedisServer::start();
     let drain = Duration::from_secs(10);
-    let setup: Setup = setup(broker, &redis.url(0), "batch_size = 100\ndrain_timeout_secs = 10").await;
+    let setup: Setup = setup(
+        broker,
+        &redis.url(0),
+        "batch_size = 100\ndrain_timeout_secs = 10",
+    )
+    .await;
     let records = story(&setup.orders, &setup.inventory, 600, 60);
     // One record per produce request: tansu 0.6 resumes a group that committed
     // inside a multi-record batch at the next batch, skipping the rest of it (a
@@ -166,28 +275,52 @@ async fn sigterm_drains_and_exits_zero_and_a_restart_continues_without_loss() {
     let end = setup.end(broker).await;
 
     let mut daemon = setup.spawn_binary();
-    wait_for("the daemon to start projecting", Duration::from_secs(60), || async {
-        let (_, metrics) = setup.http("/metrics");
-        metrics.lines().any(|line| line.starts_with("projectionist_events_projected_total") && !line.ends_with(" 0"))
-    })
+    wait_for(
+        "the daemon to start projecting",
+        Duration::from_secs(60),
+        || async {
+            let (_, metrics) = setup.http("/metrics");
+            metrics.lines().any(|line| {
+                line.starts_with("projectionist_events_projected_total") && !line.ends_with(" 0")
+            })
+        },
+    )
     .await;
     let signalled = Instant::now();
     let pid = daemon.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = loop {
         if let Some(status) = daemon.try_wait().unwrap() {
             break status;
         }
-        assert!(signalled.elapsed() < drain + Duration::from_secs(10), "no exit within the drain timeout");
+        assert!(
+            signalled.elapsed() < drain + Duration::from_secs(10),
+            "no exit within the drain timeout"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status}");
     let committed = setup.committed(broker).await;
-    assert!(committed > 0 && committed <= end, "committed {committed} of {end}");
+    assert!(
+        committed > 0 && committed <= end,
+        "committed {committed} of {end}"
+    );
 
     let mut restarted = setup.spawn_binary();
     setup.wait_caught_up(broker, CATCH_UP).await;
-    assert_eq!(redis_projections(&setup.redis_url).await, reference_fold(&records, &setup.orders));
-    std::process::Command::new("kill").args(["-TERM", &restarted.id().to_string()]).status().unwrap();
+    assert_eq!(
+        redis_projections(&setup.redis_url).await,
+        reference_fold(&records, &setup.orders)
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &restarted.id().to_string()])
+        .status()
+        .unwrap();
     assert!(restarted.wait().unwrap().success());
 }

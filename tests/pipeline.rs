@@ -54,7 +54,12 @@ impl Cache for Flaky {
     async fn get(&self, key: &str) -> CacheResult<Option<Projection>> {
         self.inner.get(key).await
     }
-    async fn get_all(&self, pattern: &str, from: usize, size: usize) -> CacheResult<Vec<Projection>> {
+    async fn get_all(
+        &self,
+        pattern: &str,
+        from: usize,
+        size: usize,
+    ) -> CacheResult<Vec<Projection>> {
         self.inner.get_all(pattern, from, size).await
     }
     async fn count(&self, pattern: &str) -> CacheResult<usize> {
@@ -88,7 +93,10 @@ impl Cache for Flaky {
             }
         }
         self.inner.apply(batch).await?;
-        self.log.lock().unwrap().push(format!("write {}", batch.len()));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("write {}", batch.len()));
         Ok(())
     }
 }
@@ -97,8 +105,14 @@ struct LoggingCheckpoint(Log);
 
 impl Checkpoint for LoggingCheckpoint {
     fn store(&self, offsets: &Offsets) -> Result<(), SourceError> {
-        let shown: Vec<String> = offsets.iter().map(|(t, p, o)| format!("{t}/{p}={o}")).collect();
-        self.0.lock().unwrap().push(format!("store {}", shown.join(",")));
+        let shown: Vec<String> = offsets
+            .iter()
+            .map(|(t, p, o)| format!("{t}/{p}={o}"))
+            .collect();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("store {}", shown.join(",")));
         Ok(())
     }
 }
@@ -119,7 +133,10 @@ impl DeadLetters for LoggingDeadLetters {
             return Err(SourceError::Unavailable("broker down".into()));
         }
         self.letters.lock().unwrap().extend_from_slice(letters);
-        self.log.lock().unwrap().push(format!("dead letters {}", letters.len()));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("dead letters {}", letters.len()));
         Ok(())
     }
 }
@@ -144,7 +161,12 @@ fn rig(write_failures: u32, dead_letter_failures: u32) -> Rig {
     let caches: BTreeMap<String, Arc<dyn Cache>> =
         BTreeMap::from([("default".to_owned(), Arc::clone(&cache) as Arc<dyn Cache>)]);
     let assignment = Arc::new(Assignment::default());
-    assignment.assign((0..4).flat_map(|p| [("shop.orders".to_owned(), p), ("shop.inventory".to_owned(), p)]));
+    assignment.assign((0..4).flat_map(|p| {
+        [
+            ("shop.orders".to_owned(), p),
+            ("shop.inventory".to_owned(), p),
+        ]
+    }));
     let dead_letters = Arc::new(LoggingDeadLetters {
         log: Arc::clone(&log),
         failures: Mutex::new(dead_letter_failures),
@@ -155,17 +177,27 @@ fn rig(write_failures: u32, dead_letter_failures: u32) -> Rig {
         router: Router::new(definitions, &caches),
         envelope: Envelope::CloudEvents,
         metrics: metrics.clone(),
-        retry: Retry { max_backoff: Duration::from_millis(20), metrics, health: Health::new() },
+        retry: Retry {
+            max_backoff: Duration::from_millis(20),
+            metrics,
+            health: Health::new(),
+        },
         assignment,
         checkpoint: Arc::new(LoggingCheckpoint(Arc::clone(&log))),
         dead_letters: Some(Arc::clone(&dead_letters) as Arc<dyn DeadLetters>),
     };
-    Rig { pipeline, cache, dead_letters, log }
+    Rig {
+        pipeline,
+        cache,
+        dead_letters,
+        log,
+    }
 }
 
 /// The shipped example story, each record on partition 0 of its topic.
 fn story_batches(size: usize, assignment: &Assignment) -> Vec<Batch> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("projections/fixtures/order_summary/events.jsonl");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("projections/fixtures/order_summary/events.jsonl");
     let records = read_jsonl(&path).unwrap();
     let fetched: Vec<Fetched> = records
         .iter()
@@ -182,8 +214,10 @@ fn story_batches(size: usize, assignment: &Assignment) -> Vec<Batch> {
 fn expected() -> BTreeMap<String, Value> {
     let mut all = BTreeMap::new();
     for name in ["order_summary", "customer_orders", "product_stock"] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("projections/fixtures/{name}/expected.json"));
-        let expected: BTreeMap<String, Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("projections/fixtures/{name}/expected.json"));
+        let expected: BTreeMap<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         all.extend(expected);
     }
     all
@@ -217,19 +251,33 @@ async fn offsets_are_stored_only_after_the_writes_they_cover_land() {
         rig.pipeline.process(batch).await.unwrap();
     }
     let log = rig.log.lock().unwrap().clone();
-    assert_eq!(&log[..3], ["write refused", "write refused", "write refused"], "{log:#?}");
+    assert_eq!(
+        &log[..3],
+        ["write refused", "write refused", "write refused"],
+        "{log:#?}"
+    );
     // Every store follows a landed write made since the previous store.
     let mut written_since_store = false;
     for entry in &log {
         if entry.starts_with("write ") && entry != "write refused" {
             written_since_store = true;
         } else if entry.starts_with("store ") {
-            assert!(written_since_store, "offsets stored before their writes: {log:#?}");
+            assert!(
+                written_since_store,
+                "offsets stored before their writes: {log:#?}"
+            );
             written_since_store = false;
         }
     }
-    assert_eq!(log.iter().filter(|e| e.starts_with("store ")).count(), batch_count);
-    assert_eq!(contents(rig.cache.as_ref()).await, expected(), "retries lost nothing");
+    assert_eq!(
+        log.iter().filter(|e| e.starts_with("store ")).count(),
+        batch_count
+    );
+    assert_eq!(
+        contents(rig.cache.as_ref()).await,
+        expected(),
+        "retries lost nothing"
+    );
 }
 
 #[tokio::test]
@@ -240,8 +288,15 @@ async fn several_events_for_one_key_in_a_batch_become_one_write() {
     rig.pipeline.process(all).await.unwrap();
     let log = rig.log.lock().unwrap().clone();
     let writes: usize = log[0].strip_prefix("write ").unwrap().parse().unwrap();
-    assert_eq!(writes, expected().len() + 1, "one write per touched key (+1 deleted order) for {events} events: {log:?}");
-    assert_eq!(log[1], "store shop.inventory/0=20,shop.orders/0=23", "offsets: last record of each partition + 1");
+    assert_eq!(
+        writes,
+        expected().len() + 1,
+        "one write per touched key (+1 deleted order) for {events} events: {log:?}"
+    );
+    assert_eq!(
+        log[1], "store shop.inventory/0=20,shop.orders/0=23",
+        "offsets: last record of each partition + 1"
+    );
 }
 
 fn bad_records(assignment: &Assignment) -> Batch {
@@ -264,13 +319,20 @@ fn bad_records(assignment: &Assignment) -> Batch {
         .enumerate()
         .map(|(offset, payload)| {
             let record = projectionist::event::RawRecord {
-                position: projectionist::event::Position { topic: "shop.inventory".into(), partition: 1, offset: offset as i64 },
+                position: projectionist::event::Position {
+                    topic: "shop.inventory".into(),
+                    partition: 1,
+                    offset: offset as i64,
+                },
                 key: None,
                 payload: Some(payload),
                 headers: vec![],
                 timestamp_ms: None,
             };
-            Fetched { epoch: assignment.epoch("shop.inventory", 1).unwrap(), record }
+            Fetched {
+                epoch: assignment.epoch("shop.inventory", 1).unwrap(),
+                record,
+            }
         })
         .collect()
 }
@@ -278,31 +340,73 @@ fn bad_records(assignment: &Assignment) -> Batch {
 #[tokio::test]
 async fn permanent_failures_are_dead_lettered_before_the_offsets_move() {
     let rig = rig(0, 2);
-    rig.pipeline.process(bad_records(&rig.pipeline.assignment)).await.unwrap();
+    rig.pipeline
+        .process(bad_records(&rig.pipeline.assignment))
+        .await
+        .unwrap();
     let log = rig.log.lock().unwrap().clone();
-    assert_eq!(log, ["write 1", "dead letters refused", "dead letters refused", "dead letters 3", "store shop.inventory/1=5"]);
-    let letters = rig.dead_letters.letters.lock().unwrap();
-    let reasons: Vec<_> = letters.iter().map(|l| (l.record.position.offset, l.reason)).collect();
-    assert_eq!(reasons, [(0, "invalid_json"), (1, "missing_identifier"), (3, "projector_error")]);
+    assert_eq!(
+        log,
+        [
+            "write 1",
+            "dead letters refused",
+            "dead letters refused",
+            "dead letters 3",
+            "store shop.inventory/1=5"
+        ]
+    );
+    let letters = rig.dead_letters.letters.lock().unwrap().clone();
+    let reasons: Vec<_> = letters
+        .iter()
+        .map(|l| (l.record.position.offset, l.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (0, "invalid_json"),
+            (1, "missing_identifier"),
+            (3, "projector_error")
+        ]
+    );
     assert_eq!(letters[1].projection.as_deref(), Some("product_stock"));
     assert_eq!(
         contents(rig.cache.as_ref()).await,
-        BTreeMap::from([("product_stock:::sku-ok".to_owned(), json!({"sku": "sku-ok", "available": 2}))])
+        BTreeMap::from([(
+            "product_stock:::sku-ok".to_owned(),
+            json!({"sku": "sku-ok", "available": 2})
+        )])
     );
     let metrics = rig.pipeline.metrics.render();
-    assert!(metrics.contains("projectionist_events_skipped_total{projection=\"none\",reason=\"unrouted_type\"} 1"), "{metrics}");
-    assert!(metrics.contains("projectionist_events_failed_total{projection=\"none\",reason=\"invalid_json\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "projectionist_events_skipped_total{projection=\"none\",reason=\"unrouted_type\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "projectionist_events_failed_total{projection=\"none\",reason=\"invalid_json\"} 1"
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn records_of_a_revoked_partition_are_dropped_unapplied() {
     let rig = rig(0, 0);
     let batch = bad_records(&rig.pipeline.assignment);
-    rig.pipeline.assignment.revoke([("shop.inventory".to_owned(), 1)]);
+    rig.pipeline
+        .assignment
+        .revoke([("shop.inventory".to_owned(), 1)]);
     rig.pipeline.process(batch.clone()).await.unwrap();
-    assert!(rig.log.lock().unwrap().is_empty(), "nothing written, nothing stored");
+    assert!(
+        rig.log.lock().unwrap().is_empty(),
+        "nothing written, nothing stored"
+    );
     // Reassigned: a new epoch; the stale records still do not apply.
-    rig.pipeline.assignment.assign([("shop.inventory".to_owned(), 1)]);
+    rig.pipeline
+        .assignment
+        .assign([("shop.inventory".to_owned(), 1)]);
     rig.pipeline.process(batch).await.unwrap();
     assert!(rig.log.lock().unwrap().is_empty());
     assert!(contents(rig.cache.as_ref()).await.is_empty());

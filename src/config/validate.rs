@@ -22,7 +22,10 @@ pub fn validate(raw: RawSettings, path: &Path) -> Result<Settings, ConfigError> 
     let mut errors = Vec::new();
     let kafka = validate_kafka(raw.kafka, &mut errors);
     let caches = validate_caches(raw.caches, &mut errors);
-    let listen = raw.server.listen.unwrap_or_else(|| "0.0.0.0:8080".to_owned());
+    let listen = raw
+        .server
+        .listen
+        .unwrap_or_else(|| "0.0.0.0:8080".to_owned());
     let listen = listen.parse::<SocketAddr>().map_err(|_| {
         errors.push(format!(
             "server.listen = {listen:?} is not an address like \"0.0.0.0:8080\""
@@ -74,12 +77,12 @@ fn validate_kafka(raw: RawKafka, errors: &mut Vec<String>) -> KafkaSettings {
             StartFrom::Earliest
         }
     };
-    if let Some(topic) = &raw.dead_letter_topic {
-        if !is_topic_name(topic) {
-            errors.push(format!(
+    if let Some(topic) = &raw.dead_letter_topic
+        && !is_topic_name(topic)
+    {
+        errors.push(format!(
                 "kafka.dead_letter_topic = {topic:?} is not a Kafka topic name (letters, digits, '.', '_', '-', at most 249)"
             ));
-        }
     }
     let mut properties = std::collections::BTreeMap::new();
     for (name, value) in raw.properties {
@@ -144,7 +147,12 @@ fn validate_pipeline(raw: RawPipeline, errors: &mut Vec<String>) -> PipelineSett
             }
         }
     };
-    let batch_size = positive("batch_size", raw.batch_size, defaults.batch_size as u64, 100_000);
+    let batch_size = positive(
+        "batch_size",
+        raw.batch_size,
+        defaults.batch_size as u64,
+        100_000,
+    );
     let batch_timeout_ms = positive(
         "batch_timeout_ms",
         raw.batch_timeout_ms,
@@ -163,7 +171,12 @@ fn validate_pipeline(raw: RawPipeline, errors: &mut Vec<String>) -> PipelineSett
         defaults.max_backoff.as_millis() as u64,
         600_000,
     );
-    let queue_batches = positive("queue_batches", raw.queue_batches, defaults.queue_batches as u64, 1024);
+    let queue_batches = positive(
+        "queue_batches",
+        raw.queue_batches,
+        defaults.queue_batches as u64,
+        1024,
+    );
     PipelineSettings {
         batch_size: batch_size as usize,
         batch_timeout: Duration::from_millis(batch_timeout_ms),
@@ -181,12 +194,12 @@ fn validate_events(raw: RawEvents, errors: &mut Vec<String>) -> Option<Envelope>
         ("data_pointer", &raw.data_pointer),
     ];
     for (key, pointer) in pointers {
-        if let Some(pointer) = pointer {
-            if !(pointer.is_empty() || pointer.starts_with('/')) {
-                errors.push(format!(
+        if let Some(pointer) = pointer
+            && !(pointer.is_empty() || pointer.starts_with('/'))
+        {
+            errors.push(format!(
                     "events.{key} = {pointer:?} is not a JSON pointer (it must start with '/', e.g. \"/eventType\")"
                 ));
-            }
         }
     }
     match raw.envelope.as_deref() {

@@ -65,7 +65,10 @@ pub fn fold(
                     event: item.event,
                     route: item.route,
                     reason: "invalid_projection",
-                    error: format!("projector returned {} instead of a JSON object", kind(&value)),
+                    error: format!(
+                        "projector returned {} instead of a JSON object",
+                        kind(&value)
+                    ),
                 });
                 continue;
             }

@@ -150,7 +150,11 @@ impl Pipeline {
             .batch_duration
             .observe(started.elapsed().as_secs_f64());
         self.retry.health.beat();
-        debug!(records = records.len(), writes = folded.writes.len(), "batch done");
+        debug!(
+            records = records.len(),
+            writes = folded.writes.len(),
+            "batch done"
+        );
         Ok(())
     }
 
@@ -187,7 +191,10 @@ impl Pipeline {
     fn count_outcomes(&self, folded: &Folded) {
         for (route, count) in &folded.applied {
             let name = &self.router.route(*route).definition.name;
-            self.metrics.events_projected.with_label_values(&[name]).inc_by(*count);
+            self.metrics
+                .events_projected
+                .with_label_values(&[name])
+                .inc_by(*count);
         }
         for (route, count) in &folded.skipped {
             let name = &self.router.route(*route).definition.name;
@@ -221,10 +228,7 @@ impl Pipeline {
         let mut corrupt = HashMap::new();
         for (name, (cache, keys)) in keys_by_cache {
             let timer = self.cache_timer(name, "get_many");
-            let loaded = self
-                .retry
-                .run("cache", || cache.get_many(&keys))
-                .await;
+            let loaded = self.retry.run("cache", || cache.get_many(&keys)).await;
             timer.observe_duration();
             match loaded {
                 Ok(found) => {

@@ -55,7 +55,11 @@ impl Retry {
                 Ok(value) => {
                     if attempt > 0 {
                         self.health.set_degraded(component, false);
-                        tracing::info!(component, attempts = attempt + 1, "recovered after retries");
+                        tracing::info!(
+                            component,
+                            attempts = attempt + 1,
+                            "recovered after retries"
+                        );
                     }
                     return Ok(value);
                 }

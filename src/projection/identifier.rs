@@ -14,7 +14,14 @@ use crate::event::Event;
 
 /// The roots a placeholder may start with.
 const ROOTS: [&str; 8] = [
-    "data", "subject", "id", "type", "source", "time", "topic", "partition",
+    "data",
+    "subject",
+    "id",
+    "type",
+    "source",
+    "time",
+    "topic",
+    "partition",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +117,9 @@ fn parse_placeholder(inner: &str, text: &str) -> Result<Part, String> {
         let valid = !format.is_empty()
             && StrftimeItems::new(format).all(|item| !matches!(item, Item::Error));
         if !valid {
-            return Err(format!("{{{inner}}} in {text:?} is not a valid strftime format"));
+            return Err(format!(
+                "{{{inner}}} in {text:?} is not a valid strftime format"
+            ));
         }
         return Ok(Part::Time(format.to_owned()));
     }
@@ -135,7 +144,10 @@ fn parse_placeholder(inner: &str, text: &str) -> Result<Part, String> {
 fn lookup<'a>(value: &'a Value, step: &str) -> Option<&'a Value> {
     match value {
         Value::Object(map) => map.get(step),
-        Value::Array(items) => step.parse::<usize>().ok().and_then(|index| items.get(index)),
+        Value::Array(items) => step
+            .parse::<usize>()
+            .ok()
+            .and_then(|index| items.get(index)),
         _ => None,
     }
 }
@@ -202,8 +214,16 @@ mod tests {
     #[test]
     fn missing_or_structured_values_are_errors() {
         let event = event(json!({"lines": [], "nothing": null}));
-        for text in ["{data.order_id}", "{data.lines}", "{data.nothing}", "{subject}"] {
-            assert!(Template::parse(text).unwrap().render(&event).is_err(), "{text}");
+        for text in [
+            "{data.order_id}",
+            "{data.lines}",
+            "{data.nothing}",
+            "{subject}",
+        ] {
+            assert!(
+                Template::parse(text).unwrap().render(&event).is_err(),
+                "{text}"
+            );
         }
     }
 

@@ -72,7 +72,10 @@ struct RawDefinition {
 pub fn load_dir(settings: &Settings, registry: &Registry) -> Result<Vec<Definition>, ConfigError> {
     let dir = &settings.projections_dir;
     let entries = std::fs::read_dir(dir).map_err(|error| {
-        ConfigError::one(format!("{}: cannot read the projections folder: {error}", dir.display()))
+        ConfigError::one(format!(
+            "{}: cannot read the projections folder: {error}",
+            dir.display()
+        ))
     })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
@@ -99,7 +102,10 @@ pub fn load_dir(settings: &Settings, registry: &Registry) -> Result<Vec<Definiti
         }
     }
     if files.is_empty() {
-        errors.push(format!("{}: no projection definitions (*.toml) found", dir.display()));
+        errors.push(format!(
+            "{}: no projection definitions (*.toml) found",
+            dir.display()
+        ));
     }
     if errors.is_empty() {
         Ok(definitions)
@@ -116,11 +122,12 @@ pub fn load_file(
 ) -> Result<Definition, Vec<String>> {
     let shown = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|error| vec![format!("{shown}: {error}")])?;
-    let raw: RawDefinition =
-        toml::from_str(&text).map_err(|error| vec![format!("{shown}: {}", error.to_string().trim_end())])?;
+    let raw: RawDefinition = toml::from_str(&text)
+        .map_err(|error| vec![format!("{shown}: {}", error.to_string().trim_end())])?;
     let mut errors = Vec::new();
     let name = raw.name.clone();
-    let mut fail = |message: String| errors.push(format!("{shown}: projection {name:?}: {message}"));
+    let mut fail =
+        |message: String| errors.push(format!("{shown}: projection {name:?}: {message}"));
     let name_is_valid = !raw.name.is_empty()
         && raw
             .name
@@ -132,7 +139,10 @@ pub fn load_file(
     let cache = raw.cache.unwrap_or_else(|| "default".to_owned());
     if !settings.caches.contains_key(&cache) {
         let known: Vec<&str> = settings.caches.keys().map(String::as_str).collect();
-        fail(format!("cache = {cache:?} is not configured (caches: {})", known.join(", ")));
+        fail(format!(
+            "cache = {cache:?} is not configured (caches: {})",
+            known.join(", ")
+        ));
     }
     let expiry = match &raw.ttl {
         None => Expiry::CacheDefault,

@@ -26,7 +26,11 @@ impl Registry {
     }
 
     /// Register `projector` under `name`, replacing any projector of that name.
-    pub fn register(&mut self, name: impl Into<String>, projector: impl Projector + 'static) -> &mut Self {
+    pub fn register(
+        &mut self,
+        name: impl Into<String>,
+        projector: impl Projector + 'static,
+    ) -> &mut Self {
         self.projectors.insert(name.into(), Arc::new(projector));
         self
     }
@@ -43,6 +47,8 @@ impl Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("projectors", &self.names()).finish()
+        f.debug_struct("Registry")
+            .field("projectors", &self.names())
+            .finish()
     }
 }

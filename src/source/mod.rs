@@ -81,7 +81,10 @@ pub struct Assignment {
 
 impl Assignment {
     pub fn assign(&self, partitions: impl IntoIterator<Item = (String, i32)>) {
-        let mut epochs = self.epochs.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut epochs = self
+            .epochs
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         for partition in partitions {
             let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
             epochs.insert(partition, epoch);
@@ -89,7 +92,10 @@ impl Assignment {
     }
 
     pub fn revoke(&self, partitions: impl IntoIterator<Item = (String, i32)>) {
-        let mut epochs = self.epochs.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut epochs = self
+            .epochs
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         for partition in partitions {
             epochs.remove(&partition);
         }

@@ -98,7 +98,12 @@ max_backoff_ms = 500
 
 impl Setup {
     /// Run the daemon in this process until the returned token is cancelled.
-    pub fn spawn(&self) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    pub fn spawn(
+        &self,
+    ) -> (
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
         let settings = projectionist::config::load(&self.config).expect("the test config is valid");
         let shutdown = tokio_util::sync::CancellationToken::new();
         let token = shutdown.clone();
@@ -127,7 +132,12 @@ impl Setup {
     pub async fn committed(&self, broker: &Broker) -> i64 {
         let mut total = 0;
         for topic in [&self.orders, &self.inventory] {
-            total += broker.committed_offsets(&self.group, topic).await.values().map(|o| (*o).max(0)).sum::<i64>();
+            total += broker
+                .committed_offsets(&self.group, topic)
+                .await
+                .values()
+                .map(|o| (*o).max(0))
+                .sum::<i64>();
         }
         total
     }
@@ -143,9 +153,11 @@ impl Setup {
     /// Wait until the group has committed everything produced so far.
     pub async fn wait_caught_up(&self, broker: &Broker, timeout: Duration) {
         let end = self.end(broker).await;
-        wait_for(&format!("committed offsets to reach {end}"), timeout, || async {
-            self.committed(broker).await >= end
-        })
+        wait_for(
+            &format!("committed offsets to reach {end}"),
+            timeout,
+            || async { self.committed(broker).await >= end },
+        )
         .await;
     }
 }
@@ -199,8 +211,14 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     let status = response
@@ -208,6 +226,9 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
     (status, body)
 }

@@ -27,14 +27,22 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % bound
     }
 }
 
 /// `orders` orders from `customers` customers over 5 skus, interleaved the way
 /// a live shop would produce them; stock arrives on the inventory topic.
-pub fn story(orders_topic: &str, inventory_topic: &str, orders: usize, customers: usize) -> Vec<ShopRecord> {
+pub fn story(
+    orders_topic: &str,
+    inventory_topic: &str,
+    orders: usize,
+    customers: usize,
+) -> Vec<ShopRecord> {
     story_with_items(orders_topic, inventory_topic, orders, customers, 3)
 }
 
@@ -50,7 +58,11 @@ pub fn story_with_items(
     let mut rng = Lcg(42);
     let mut records = Vec::new();
     let mut next_id = 0u64;
-    let mut event = |topic: &str, key: &str, kind: &str, data: Value, records: &mut Vec<ShopRecord>| {
+    let mut event = |topic: &str,
+                     key: &str,
+                     kind: &str,
+                     data: Value,
+                     records: &mut Vec<ShopRecord>| {
         next_id += 1;
         let minute = next_id;
         records.push(ShopRecord {
@@ -67,7 +79,13 @@ pub fn story_with_items(
         });
     };
     for sku in skus {
-        event(inventory_topic, sku, "shop.stock.received", json!({"sku": sku, "quantity": 1000}), &mut records);
+        event(
+            inventory_topic,
+            sku,
+            "shop.stock.received",
+            json!({"sku": sku, "quantity": 1000}),
+            &mut records,
+        );
     }
     // Each order walks through its life in steps; orders advance round-robin so
     // that consecutive records belong to different orders and partitions.
@@ -85,36 +103,74 @@ pub fn story_with_items(
         let base = json!({"order_id": order_id, "customer_id": customer_id});
         let with = |extra: Value| {
             let mut data = base.clone();
-            data.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            data.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             data
         };
         let sku = skus[(order + step as usize) % skus.len()];
         let done = match step {
             0 => {
-                event(orders_topic, &order_id, "shop.order.placed", with(json!({"currency": "EUR"})), &mut records);
+                event(
+                    orders_topic,
+                    &order_id,
+                    "shop.order.placed",
+                    with(json!({"currency": "EUR"})),
+                    &mut records,
+                );
                 false
             }
             step if step <= items => {
                 let quantity = 1 + rng.next(3);
-                event(orders_topic, &order_id, "shop.order.item_added",
-                    with(json!({"sku": sku, "quantity": quantity, "unit_price_cents": 250 * (1 + rng.next(8))})), &mut records);
+                event(
+                    orders_topic,
+                    &order_id,
+                    "shop.order.item_added",
+                    with(
+                        json!({"sku": sku, "quantity": quantity, "unit_price_cents": 250 * (1 + rng.next(8))}),
+                    ),
+                    &mut records,
+                );
                 false
             }
             step if step == items + 1 && order % 4 == 0 => {
-                event(orders_topic, &order_id, "shop.order.item_removed",
-                    with(json!({"sku": skus[(order + 1) % skus.len()], "quantity": 1})), &mut records);
+                event(
+                    orders_topic,
+                    &order_id,
+                    "shop.order.item_removed",
+                    with(json!({"sku": skus[(order + 1) % skus.len()], "quantity": 1})),
+                    &mut records,
+                );
                 false
             }
             step if step == items + 1 => false,
             step if step == items + 2 => {
-                event(orders_topic, &order_id, "shop.order.paid", with(json!({"amount_cents": 1})), &mut records);
+                event(
+                    orders_topic,
+                    &order_id,
+                    "shop.order.paid",
+                    with(json!({"amount_cents": 1})),
+                    &mut records,
+                );
                 false
             }
             _ => {
                 if order % 10 == 7 {
-                    event(orders_topic, &order_id, "shop.order.cancelled", with(json!({"reason": "changed mind"})), &mut records);
+                    event(
+                        orders_topic,
+                        &order_id,
+                        "shop.order.cancelled",
+                        with(json!({"reason": "changed mind"})),
+                        &mut records,
+                    );
                 } else {
-                    event(orders_topic, &order_id, "shop.order.shipped", with(json!({})), &mut records);
+                    event(
+                        orders_topic,
+                        &order_id,
+                        "shop.order.shipped",
+                        with(json!({})),
+                        &mut records,
+                    );
                 }
                 true
             }
@@ -131,16 +187,40 @@ pub fn story_with_items(
 /// Which projection consumes what, as the shipped definitions say (topics given
 /// by their role: "orders" or "inventory").
 pub const PROJECTIONS: [(&str, &str, &[&str], &[&str]); 3] = [
-    ("order_summary", "order_id", &["orders"], &[
-        "shop.order.placed", "shop.order.item_added", "shop.order.item_removed",
-        "shop.order.paid", "shop.order.shipped", "shop.order.cancelled",
-    ]),
-    ("customer_orders", "customer_id", &["orders"], &[
-        "shop.order.placed", "shop.order.paid", "shop.order.shipped", "shop.order.cancelled",
-    ]),
-    ("product_stock", "sku", &["inventory", "orders"], &[
-        "shop.stock.received", "shop.order.item_added", "shop.order.item_removed",
-    ]),
+    (
+        "order_summary",
+        "order_id",
+        &["orders"],
+        &[
+            "shop.order.placed",
+            "shop.order.item_added",
+            "shop.order.item_removed",
+            "shop.order.paid",
+            "shop.order.shipped",
+            "shop.order.cancelled",
+        ],
+    ),
+    (
+        "customer_orders",
+        "customer_id",
+        &["orders"],
+        &[
+            "shop.order.placed",
+            "shop.order.paid",
+            "shop.order.shipped",
+            "shop.order.cancelled",
+        ],
+    ),
+    (
+        "product_stock",
+        "sku",
+        &["inventory", "orders"],
+        &[
+            "shop.stock.received",
+            "shop.order.item_added",
+            "shop.order.item_removed",
+        ],
+    ),
 ];
 
 /// Apply every record once, in order, through the registered projectors: the
@@ -154,12 +234,22 @@ pub fn reference_fold(records: &[ShopRecord], orders_topic: &str) -> BTreeMap<St
             id: record.event["id"].as_str().map(str::to_owned),
             source: Some("/shop".to_owned()),
             subject: None,
-            time: record.event["time"].as_str().map(|time| time.parse().unwrap()),
+            time: record.event["time"]
+                .as_str()
+                .map(|time| time.parse().unwrap()),
             data: record.event["data"].clone(),
-            position: Position { topic: record.topic.clone(), partition: 0, offset: offset as i64 },
+            position: Position {
+                topic: record.topic.clone(),
+                partition: 0,
+                offset: offset as i64,
+            },
             traceparent: None,
         };
-        let role = if record.topic == orders_topic { "orders" } else { "inventory" };
+        let role = if record.topic == orders_topic {
+            "orders"
+        } else {
+            "inventory"
+        };
         for (name, field, roles, types) in PROJECTIONS {
             if !roles.contains(&role) || !types.contains(&event.event_type.as_str()) {
                 continue;
@@ -177,7 +267,10 @@ pub fn reference_fold(records: &[ShopRecord], orders_topic: &str) -> BTreeMap<St
             }
         }
     }
-    state.into_iter().map(|(key, value)| (key, normalize(value))).collect()
+    state
+        .into_iter()
+        .map(|(key, value)| (key, normalize(value)))
+        .collect()
 }
 
 /// Orders of one customer may come from several partitions, so their order in

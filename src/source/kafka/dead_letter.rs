@@ -22,7 +22,10 @@ pub struct KafkaDeadLetters {
 impl KafkaDeadLetters {
     pub fn new(settings: &KafkaSettings, topic: &str) -> Result<Self, SourceError> {
         let producer = super::client_config(settings)
-            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                DELIVERY_TIMEOUT.as_millis().to_string(),
+            )
             .create()
             .map_err(|error| SourceError::Permanent(format!("dead-letter producer: {error}")))?;
         Ok(KafkaDeadLetters {
@@ -46,7 +49,10 @@ fn headers(letter: &DeadLetter) -> OwnedHeaders {
     let ours = [
         ("projectionist.error", letter.error.as_str()),
         ("projectionist.reason", letter.reason),
-        ("projectionist.projection", letter.projection.as_deref().unwrap_or("")),
+        (
+            "projectionist.projection",
+            letter.projection.as_deref().unwrap_or(""),
+        ),
         ("projectionist.source.topic", position.topic.as_str()),
         ("projectionist.source.partition", partition.as_str()),
         ("projectionist.source.offset", offset.as_str()),

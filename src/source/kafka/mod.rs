@@ -131,10 +131,10 @@ impl KafkaSource {
     /// After the pipeline finished: wait for the fetch thread, commit what was
     /// stored, and leave the group so partitions move on at once.
     pub fn close(mut self) {
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                warn!("fetch thread panicked");
-            }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            warn!("fetch thread panicked");
         }
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => info!("offsets committed"),
