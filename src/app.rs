@@ -16,15 +16,15 @@ use crate::cache::{Cache, CacheError};
 use crate::config::{CacheSettings, Provider, Settings};
 use crate::health::Health;
 use crate::http::{self, AppState};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PROJECTION_STATES};
 use crate::pipeline::{Pipeline, Retry, Router};
 use crate::projection::{self, Definition};
 use crate::projector::Registry;
 use crate::source::kafka::{KafkaDeadLetters, KafkaSource, SourceContext};
 use crate::source::{Assignment, DeadLetters};
 
-/// How often cache health is refreshed for `projectionist_cache_up`.
-const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the status gauges (cache up, ready, heartbeat, states) refresh.
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Open one cache: the one `match` on the provider.
 pub async fn connect_cache(settings: &CacheSettings) -> Result<Arc<dyn Cache>, CacheError> {
@@ -97,12 +97,16 @@ pub async fn run(
         .await
         .with_context(|| format!("server.listen = {}: cannot listen", settings.server.listen))?;
     let address = listener.local_addr()?;
-    let app = http::router(AppState {
+    let app_state = AppState {
         metrics: metrics.clone(),
         health: health.clone(),
         caches: caches.clone(),
         projections,
-    });
+    };
+    let names: Vec<&str> = app_state.projections.keys().map(String::as_str).collect();
+    let cache_names: Vec<&str> = caches.keys().map(String::as_str).collect();
+    metrics.prepare(&names, &cache_names);
+    let app = http::router(app_state.clone());
     let server = tokio::spawn({
         let serving = serving.clone();
         async move {
@@ -112,11 +116,7 @@ pub async fn run(
         }
     });
     info!(%address, "http listening");
-    let pinger = tokio::spawn(ping_caches(
-        caches.clone(),
-        metrics.clone(),
-        serving.clone(),
-    ));
+    let reporter = tokio::spawn(report_status(app_state, serving.clone()));
 
     let assignment = Arc::new(Assignment::default());
     let context = SourceContext {
@@ -182,7 +182,7 @@ pub async fn run(
     };
     tokio::task::spawn_blocking(move || source.close()).await?;
     serving.cancel();
-    pinger.abort();
+    reporter.abort();
     server.await??;
     if let Err(error) = &outcome {
         error!(%error, "pipeline stopped");
@@ -192,23 +192,30 @@ pub async fn run(
     Ok(())
 }
 
-async fn ping_caches(
-    caches: BTreeMap<String, Arc<dyn Cache>>,
-    metrics: Metrics,
-    stop: CancellationToken,
-) {
-    let mut ticks = tokio::time::interval(PING_INTERVAL);
+/// Refresh the gauges nobody else sets on their own schedule: cache health,
+/// readiness, the heartbeat and each projection's state.
+async fn report_status(state: AppState, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(STATUS_INTERVAL);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             () = stop.cancelled() => return,
         }
-        for (name, cache) in &caches {
-            let up = cache.ping().await;
-            metrics
-                .cache_up
-                .with_label_values(&[name])
-                .set(i64::from(up));
+        let down = http::readiness(&state).await;
+        let metrics = &state.metrics;
+        metrics.ready.set(i64::from(down.is_empty()));
+        metrics
+            .heartbeat_timestamp
+            .set(state.health.heartbeat_unix_secs());
+        let silent_after = http::STALL_AFTER.as_millis() as u64;
+        for projection in state.projections.keys() {
+            let current = state.health.projection_state(projection, silent_after);
+            for candidate in PROJECTION_STATES {
+                metrics
+                    .projection_state
+                    .with_label_values(&[projection, candidate])
+                    .set(i64::from(candidate == current));
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-use crate::config;
+use crate::config::{self, LogSettings};
 use crate::projector::Registry;
 
 #[derive(Debug, Parser)]
@@ -20,9 +20,9 @@ use crate::projector::Registry;
     about = "Builds read models from Kafka events"
 )]
 pub struct Cli {
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
+    /// Log format (default: the config's `log.format`, else text).
+    #[arg(long, value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,21 +59,29 @@ pub enum Command {
 /// Parse the command line and run it with `registry`'s projectors.
 pub fn main_with(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
     match cli.command {
-        Command::Check { config } => check(&config, &registry),
+        Command::Check { config } => {
+            init_logging(cli.log_format, &LogSettings::default());
+            check(&config, &registry)
+        }
         Command::Run { config } => match config::load(&config) {
-            Ok(settings) => block_on_daemon(|shutdown| async move {
-                crate::app::run(settings, &registry, shutdown).await
-            }),
+            Ok(settings) => {
+                init_logging(cli.log_format, &settings.log);
+                block_on_daemon(|shutdown| async move {
+                    crate::app::run(settings, &registry, shutdown).await
+                })
+            }
             Err(errors) => report(&errors.errors),
         },
         Command::Dev {
             listen,
             projections,
-        } => block_on_daemon(|shutdown| async move {
-            crate::dev::run(&registry, listen, &projections, shutdown).await
-        }),
+        } => {
+            init_logging(cli.log_format, &LogSettings::default());
+            block_on_daemon(|shutdown| async move {
+                crate::dev::run(&registry, listen, &projections, shutdown).await
+            })
+        }
     }
 }
 
@@ -158,14 +166,24 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn init_logging(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+/// `RUST_LOG` over the config's `log.level`; `--log-format` over `log.format`.
+fn init_logging(format: Option<LogFormat>, configured: &LogSettings) {
+    let level = configured.level.as_deref().unwrap_or(DEFAULT_LOG_LEVEL);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_LEVEL))
+    });
+    let json = match format {
+        Some(format) => format == LogFormat::Json,
+        None => configured.format == Some(config::LogFormat::Json),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
     }
 }
+
+const DEFAULT_LOG_LEVEL: &str = "info,rdkafka=warn";

@@ -7,9 +7,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// A projection is catching up while the events it writes are older than this.
+pub const LIVE_WITHIN_SECS: f64 = 60.0;
+
+/// A component failing for longer than this makes its projections stalled.
+pub const STALLED_AFTER_MS: u64 = 30_000;
+
 #[derive(Debug, Default)]
 struct Inner {
     assigned: AtomicBool,
+    /// Per projection: when it was last written (unix ms) and how old the newest
+    /// event of that write was (seconds).
+    writes: Mutex<std::collections::HashMap<String, (u64, f64)>>,
+    /// Unix ms since which some component has been failing, 0 when none is.
+    degraded_since_ms: AtomicU64,
     /// Unix milliseconds of the consume loop's last sign of life.
     heartbeat_ms: AtomicU64,
     degraded: Mutex<BTreeSet<String>>,
@@ -64,6 +75,12 @@ impl Health {
         } else {
             set.remove(component);
         }
+        let since = &self.inner.degraded_since_ms;
+        if set.is_empty() {
+            since.store(0, Ordering::Relaxed);
+        } else if since.load(Ordering::Relaxed) == 0 {
+            since.store(now_ms(), Ordering::Relaxed);
+        }
     }
 
     /// Components currently failing and being retried.
@@ -75,5 +92,45 @@ impl Health {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// Unix seconds of the last heartbeat, for `projectionist_heartbeat_timestamp_seconds`.
+    pub fn heartbeat_unix_secs(&self) -> f64 {
+        self.inner.heartbeat_ms.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    /// A projection was written with events `age_secs` old.
+    pub fn record_write(&self, projection: &str, age_secs: f64) {
+        self.inner
+            .writes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(projection.to_owned(), (now_ms(), age_secs));
+    }
+
+    /// `stalled` while a component has been failing for a while (or the loop is
+    /// silent), `catching_up` while recent writes carry old events, else `live`.
+    pub fn projection_state(&self, projection: &str, silent_after_ms: u64) -> &'static str {
+        let since = self.inner.degraded_since_ms.load(Ordering::Relaxed);
+        let now = now_ms();
+        if (since != 0 && now.saturating_sub(since) > STALLED_AFTER_MS)
+            || self.since_heartbeat_ms() > silent_after_ms
+        {
+            return "stalled";
+        }
+        let writes = self
+            .inner
+            .writes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match writes.get(projection) {
+            Some((written_ms, age))
+                if *age > LIVE_WITHIN_SECS
+                    && now.saturating_sub(*written_ms) < (LIVE_WITHIN_SECS * 1000.0) as u64 =>
+            {
+                "catching_up"
+            }
+            _ => "live",
+        }
     }
 }

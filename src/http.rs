@@ -61,6 +61,19 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    let down = readiness(&state).await;
+    state.metrics.ready.set(i64::from(down.is_empty()));
+    if down.is_empty() {
+        return axum::Json(json!({"status": "ready"})).into_response();
+    }
+    let body = json!({"status": "not ready", "down": down});
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
+
+/// What keeps the process from being ready (empty when it is): caches that do
+/// not answer, a missing assignment, components stuck retrying. Refreshes
+/// `projectionist_cache_up` on the way.
+pub async fn readiness(state: &AppState) -> Vec<String> {
     let mut down = Vec::new();
     for (name, cache) in &state.caches {
         let up = cache.ping().await;
@@ -79,11 +92,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     for component in state.health.degraded() {
         down.push(format!("{component} failing, retrying"));
     }
-    if down.is_empty() {
-        return axum::Json(json!({"status": "ready"})).into_response();
-    }
-    let body = json!({"status": "not ready", "down": down});
-    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    down
 }
 
 async fn projection(

@@ -5,9 +5,42 @@
 //! key, an identifier or error text.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// The states a projection reports in `projectionist_projection_state`.
+pub const PROJECTION_STATES: [&str; 3] = ["catching_up", "live", "stalled"];
+
+/// Every `reason` a permanent failure can carry, so each series exists from the
+/// start (a dashboard shows 0, not "no data", before the first failure).
+pub const FAILURE_REASONS: [&str; 15] = [
+    "empty_payload",
+    "invalid_json",
+    "not_an_object",
+    "missing_attribute",
+    "invalid_attribute",
+    "invalid_time",
+    "unsupported_specversion",
+    "header_not_utf8",
+    "invalid_base64",
+    "data_not_utf8",
+    "conflicting_data",
+    "missing_identifier",
+    "projector_error",
+    "invalid_projection",
+    "corrupt_state",
+];
+
+/// Freshness spans milliseconds (live) to days (a replay of old events).
+const FRESHNESS_BUCKETS: [f64; 20] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1800.0, 3600.0, 21600.0, 86400.0,
+];
+
+/// The `projection` label of failures that belong to no projection (a record
+/// that could not be decoded) and of unrouted events.
+pub const NO_PROJECTION: &str = "none";
 
 /// The metrics, cloned cheaply (every field is an `Arc` inside).
 #[derive(Clone)]
@@ -21,8 +54,12 @@ pub struct Metrics {
     pub events_skipped: IntCounterVec,
     /// Permanent failures, by projection and reason.
     pub events_failed: IntCounterVec,
-    /// Records written to the dead-letter topic, by reason.
+    /// Records written to the dead-letter topic, by projection and reason.
     pub events_dead_lettered: IntCounterVec,
+    /// Now minus event time when a projection is written, by projection.
+    pub projection_freshness: HistogramVec,
+    /// 1 for a projection's current state, 0 for the others.
+    pub projection_state: IntGaugeVec,
     /// Writes sent to a cache, by projection and operation.
     pub cache_writes: IntCounterVec,
     pub batch_duration: Histogram,
@@ -33,6 +70,13 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Offsets between the committed position and the end of a partition.
     pub consumer_lag: IntGaugeVec,
+    /// Age of the last record processed from a partition that is behind (0 when
+    /// caught up).
+    pub consumer_lag_seconds: GaugeVec,
+    /// 1 when `/readyz` would answer 200.
+    pub ready: IntGauge,
+    /// Unix time of the consume loop's last sign of life.
+    pub heartbeat_timestamp: Gauge,
     /// 1 when a cache answered its last `ping()`.
     pub cache_up: IntGaugeVec,
     /// 1 while the consumer holds a partition assignment.
@@ -78,13 +122,36 @@ impl Metrics {
         };
         let seconds = prometheus::exponential_buckets(0.0005, 2.0, 16).expect("valid buckets");
         let sizes = prometheus::exponential_buckets(1.0, 2.0, 15).expect("valid buckets");
-        let consumer_assigned = IntGauge::new(
+        let int_gauge = |name: &str, help: &str| {
+            let metric = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("each metric is registered once");
+            metric
+        };
+        let consumer_assigned = int_gauge(
             "projectionist_consumer_assigned",
             "1 while the consumer holds a partition assignment",
+        );
+        let ready = int_gauge("projectionist_ready", "1 when /readyz answers 200, else 0");
+        let heartbeat_timestamp = Gauge::new(
+            "projectionist_heartbeat_timestamp_seconds",
+            "Unix time of the consume loop's last sign of life",
         )
         .expect("valid metric");
         registry
-            .register(Box::new(consumer_assigned.clone()))
+            .register(Box::new(heartbeat_timestamp.clone()))
+            .expect("each metric is registered once");
+        let consumer_lag_seconds = GaugeVec::new(
+            Opts::new(
+                "projectionist_consumer_lag_seconds",
+                "Age of the last record processed from a partition that is behind",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(consumer_lag_seconds.clone()))
             .expect("each metric is registered once");
         let metrics = Metrics {
             events_consumed: counter(
@@ -110,7 +177,18 @@ impl Metrics {
             events_dead_lettered: counter(
                 "projectionist_events_dead_lettered_total",
                 "Records written to the dead-letter topic",
-                &["reason"],
+                &["projection", "reason"],
+            ),
+            projection_freshness: histogram(
+                "projectionist_projection_freshness_seconds",
+                "Now minus event time when a projection is written",
+                &["projection"],
+                FRESHNESS_BUCKETS.to_vec(),
+            ),
+            projection_state: gauge(
+                "projectionist_projection_state",
+                "1 for the projection's current state (catching_up, live, stalled)",
+                &["projection", "state"],
             ),
             cache_writes: counter(
                 "projectionist_cache_writes_total",
@@ -148,6 +226,9 @@ impl Metrics {
                 "1 when the cache answered its last ping, else 0",
                 &["cache"],
             ),
+            consumer_lag_seconds,
+            ready,
+            heartbeat_timestamp,
             consumer_assigned,
             rebalances: counter(
                 "projectionist_rebalances_total",
@@ -166,6 +247,51 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         metrics
+    }
+
+    /// Create every series whose labels are known up front (projections, caches,
+    /// reasons), so each is exported from the start with a zero value.
+    pub fn prepare(&self, projections: &[&str], caches: &[&str]) {
+        for projection in projections {
+            self.events_projected.with_label_values(&[projection]);
+            self.events_skipped
+                .with_label_values(&[projection, "projector_skip"]);
+            for reason in FAILURE_REASONS {
+                self.events_failed.with_label_values(&[projection, reason]);
+                self.events_dead_lettered
+                    .with_label_values(&[projection, reason]);
+            }
+            self.projection_freshness.with_label_values(&[projection]);
+            for operation in ["upsert", "delete"] {
+                self.cache_writes
+                    .with_label_values(&[projection, operation]);
+            }
+            for state in PROJECTION_STATES {
+                self.projection_state
+                    .with_label_values(&[projection, state]);
+            }
+        }
+        self.events_skipped
+            .with_label_values(&[NO_PROJECTION, "unrouted_type"]);
+        for reason in FAILURE_REASONS {
+            self.events_failed
+                .with_label_values(&[NO_PROJECTION, reason]);
+            self.events_dead_lettered
+                .with_label_values(&[NO_PROJECTION, reason]);
+        }
+        for cache in caches {
+            self.cache_up.with_label_values(&[cache]);
+            for operation in ["get_many", "apply"] {
+                self.cache_operation_duration
+                    .with_label_values(&[cache, operation]);
+            }
+        }
+        for component in ["cache", "dead_letter", "kafka"] {
+            self.retries.with_label_values(&[component]);
+        }
+        for kind in ["assign", "revoke", "error"] {
+            self.rebalances.with_label_values(&[kind]);
+        }
     }
 
     /// The Prometheus text exposition of every metric.

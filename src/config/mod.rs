@@ -31,6 +31,20 @@ pub struct Settings {
     pub projections_dir: PathBuf,
     pub pipeline: PipelineSettings,
     pub envelope: Envelope,
+    pub log: LogSettings,
+}
+
+/// Logging as configured; the command line and `RUST_LOG` take precedence.
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    pub level: Option<String>,
+    pub format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone)]

@@ -20,6 +20,18 @@ pub struct RawSettings {
     pub pipeline: RawPipeline,
     #[serde(default)]
     pub events: RawEvents,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// An `EnvFilter` directive (`info`, `projectionist=debug,rdkafka=warn`);
+    /// `RUST_LOG` wins over it.
+    pub level: Option<String>,
+    /// `text` or `json`; `--log-format` wins over it.
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,8 +5,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::caches::validate_caches;
-use super::raw::{RawEvents, RawKafka, RawPipeline, RawScalar, RawSettings};
-use super::{ConfigError, KafkaSettings, PipelineSettings, ServerSettings, Settings, StartFrom};
+use super::raw::{RawEvents, RawKafka, RawLog, RawPipeline, RawScalar, RawSettings};
+use super::{
+    ConfigError, KafkaSettings, LogFormat, LogSettings, PipelineSettings, ServerSettings, Settings,
+    StartFrom,
+};
 use crate::event::Envelope;
 
 /// librdkafka properties Projectionist sets itself: overriding them would break
@@ -37,6 +40,7 @@ pub fn validate(raw: RawSettings, path: &Path) -> Result<Settings, ConfigError> 
     let projections_dir = base.join(raw.projections.dir.as_deref().unwrap_or("projections"));
     let pipeline = validate_pipeline(raw.pipeline, &mut errors);
     let envelope = validate_events(raw.events, &mut errors);
+    let log = validate_log(raw.log, &mut errors);
     if !errors.is_empty() {
         let shown = path.display();
         return Err(ConfigError {
@@ -55,6 +59,7 @@ pub fn validate(raw: RawSettings, path: &Path) -> Result<Settings, ConfigError> 
         projections_dir,
         pipeline,
         envelope: envelope.expect("an invalid envelope was reported above"),
+        log,
     })
 }
 
@@ -233,5 +238,30 @@ fn validate_events(raw: RawEvents, errors: &mut Vec<String>) -> Option<Envelope>
             ));
             None
         }
+    }
+}
+
+fn validate_log(raw: RawLog, errors: &mut Vec<String>) -> LogSettings {
+    if let Some(level) = &raw.level {
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(level) {
+            errors.push(format!(
+                "log.level = {level:?} is not a log filter (e.g. \"info\" or \"projectionist=debug,info\"): {error}"
+            ));
+        }
+    }
+    let format = match raw.format.as_deref() {
+        None => None,
+        Some("text") => Some(LogFormat::Text),
+        Some("json") => Some(LogFormat::Json),
+        Some(other) => {
+            errors.push(format!(
+                "log.format = {other:?} is not a log format (valid: text, json)"
+            ));
+            None
+        }
+    };
+    LogSettings {
+        level: raw.level,
+        format,
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::router::Router;
@@ -30,11 +31,22 @@ pub struct Refusal {
     pub error: String,
 }
 
+/// The final state of one touched key.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub route: usize,
+    pub key: String,
+    /// `None` deletes the projection.
+    pub state: Option<Value>,
+    /// The latest event time among the events folded into it, for freshness.
+    pub event_time: Option<DateTime<Utc>>,
+}
+
 /// What the fold decided.
 #[derive(Debug, Default)]
 pub struct Folded {
-    /// Final state of each touched key (`None` = delete), in first-touch order.
-    pub writes: Vec<(usize, String, Option<Value>)>,
+    /// One write per touched key, in first-touch order.
+    pub writes: Vec<Write>,
     pub refusals: Vec<Refusal>,
     /// Per route: events applied, events skipped by the projector.
     pub applied: HashMap<usize, u64>,
@@ -50,7 +62,7 @@ pub fn fold(
 ) -> Folded {
     let mut folded = Folded::default();
     let mut order: Vec<(usize, &str)> = Vec::new();
-    let mut dirty: HashMap<&str, ()> = HashMap::new();
+    let mut times: HashMap<&str, Option<DateTime<Utc>>> = HashMap::new();
     for item in work {
         let route = router.route(item.route);
         let current = states.get(&item.key).and_then(Option::as_ref);
@@ -89,13 +101,22 @@ pub fn fold(
         };
         *folded.applied.entry(item.route).or_default() += 1;
         states.insert(item.key.clone(), next);
-        if dirty.insert(&item.key, ()).is_none() {
-            order.push((item.route, &item.key));
+        let event_time = events[item.event].time;
+        match times.get_mut(item.key.as_str()) {
+            Some(latest) => *latest = (*latest).max(event_time),
+            None => {
+                times.insert(&item.key, event_time);
+                order.push((item.route, &item.key));
+            }
         }
     }
     for (route, key) in order {
-        let state = states.remove(key).unwrap_or(None);
-        folded.writes.push((route, key.to_owned(), state));
+        folded.writes.push(Write {
+            route,
+            key: key.to_owned(),
+            state: states.remove(key).unwrap_or(None),
+            event_time: times.get(key).copied().flatten(),
+        });
     }
     folded
 }

@@ -22,15 +22,12 @@ use tracing::{debug, warn};
 
 use crate::cache::{Cache, CacheError, Projection, WriteOp};
 use crate::event::{Envelope, Event, decode};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, NO_PROJECTION};
 use crate::source::{Assignment, Batch, Checkpoint, DeadLetter, DeadLetters, Offsets, SourceError};
 
-pub use fold::{Folded, Work, fold};
+pub use fold::{Folded, Work, Write, fold};
 pub use retry::{Classified, Retry};
 pub use router::{Route, Router};
-
-/// Label used where a failure belongs to no projection (an undecodable record).
-const NO_PROJECTION: &str = "none";
 
 /// Everything a batch needs; cheap to share.
 pub struct Pipeline {
@@ -143,6 +140,7 @@ impl Pipeline {
         }
         self.count_outcomes(&folded);
         self.write(&folded).await?;
+        self.observe_freshness(&folded);
         self.dead_letter(&letters).await?;
         self.store_offsets(&records)?;
         self.metrics.batch_size.observe(records.len() as f64);
@@ -167,6 +165,18 @@ impl Pipeline {
         error: String,
     ) -> DeadLetter {
         let position = &record.position;
+        // The producer's trace, when it sent one, follows the failure into the logs.
+        let traceparent = record
+            .headers
+            .iter()
+            .find(|(name, _)| name == "traceparent")
+            .and_then(|(_, value)| value.as_deref())
+            .map(String::from_utf8_lossy);
+        let span = match &traceparent {
+            Some(traceparent) => tracing::warn_span!("event", %traceparent),
+            None => tracing::Span::none(),
+        };
+        let _entered = span.enter();
         warn!(
             topic = %position.topic,
             partition = position.partition,
@@ -270,7 +280,13 @@ impl Pipeline {
     /// are absolute states, so retrying a cache after a failure is idempotent.
     async fn write(&self, folded: &Folded) -> Result<(), PipelineError> {
         let mut ops_by_cache: BTreeMap<&str, (Arc<dyn Cache>, Vec<WriteOp>)> = BTreeMap::new();
-        for (route_index, key, state) in &folded.writes {
+        for Write {
+            route: route_index,
+            key,
+            state,
+            ..
+        } in &folded.writes
+        {
             let route = self.router.route(*route_index);
             let definition = &route.definition;
             let op = match state {
@@ -327,20 +343,58 @@ impl Pipeline {
         for letter in letters {
             self.metrics
                 .events_dead_lettered
-                .with_label_values(&[letter.reason])
+                .with_label_values(&[
+                    letter.projection.as_deref().unwrap_or(NO_PROJECTION),
+                    letter.reason,
+                ])
                 .inc();
         }
         Ok(())
     }
 
+    /// Freshness of every written projection: how old its newest event is now.
+    fn observe_freshness(&self, folded: &Folded) {
+        let now = chrono::Utc::now();
+        let mut newest: HashMap<usize, f64> = HashMap::new();
+        for write in &folded.writes {
+            let Some(time) = write.event_time else {
+                continue;
+            };
+            let age = (now - time).num_milliseconds().max(0) as f64 / 1000.0;
+            let name = &self.router.route(write.route).definition.name;
+            self.metrics
+                .projection_freshness
+                .with_label_values(&[name])
+                .observe(age);
+            let best = newest.entry(write.route).or_insert(age);
+            *best = best.min(age);
+        }
+        for (route, age) in newest {
+            let name = &self.router.route(route).definition.name;
+            self.retry.health.record_write(name, age);
+        }
+    }
+
     fn store_offsets(&self, records: &[crate::event::RawRecord]) -> Result<(), PipelineError> {
         let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        let mut newest_ms: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         for record in records {
             let position = &record.position;
             let entry = next
                 .entry((position.topic.as_str(), position.partition))
                 .or_insert(position.offset + 1);
             *entry = (*entry).max(position.offset + 1);
+            if let Some(timestamp) = record.timestamp_ms {
+                newest_ms.insert((position.topic.as_str(), position.partition), timestamp);
+            }
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for ((topic, partition), timestamp) in newest_ms {
+            let age = (now_ms - timestamp).max(0) as f64 / 1000.0;
+            self.metrics
+                .consumer_lag_seconds
+                .with_label_values(&[topic, &partition.to_string()])
+                .set(age);
         }
         let offsets: Offsets = next
             .into_iter()

@@ -39,10 +39,18 @@ impl ClientContext for SourceContext {
                 if *partition < 0 || partition_stats.consumer_lag < 0 {
                     continue;
                 }
+                let partition = partition.to_string();
                 self.metrics
                     .consumer_lag
-                    .with_label_values(&[topic, &partition.to_string()])
+                    .with_label_values(&[topic, &partition])
                     .set(partition_stats.consumer_lag);
+                // Caught up: the age of the last record processed is no lag.
+                if partition_stats.consumer_lag == 0 {
+                    self.metrics
+                        .consumer_lag_seconds
+                        .with_label_values(&[topic, &partition])
+                        .set(0.0);
+                }
             }
         }
     }
