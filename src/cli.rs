@@ -1,6 +1,7 @@
 //! The command line: `run`, `dev` and `check`, over the library. A user who
 //! registers projectors of their own builds a binary that calls [`main_with`].
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,22 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Golden tests: run every `DIR/fixtures/<projection>/events.jsonl` offline
+    /// and compare with its `expected.json`; prints a diff per mismatch.
+    Test {
+        #[arg(default_value = "projections")]
+        dir: PathBuf,
+    },
+    /// Apply a file of events (JSON lines of records) to the configured caches,
+    /// or with --dry-run print the resulting projections without writing.
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        events: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Parse the command line and run it with `registry`'s projectors.
@@ -70,6 +87,21 @@ pub fn main_with(registry: Registry) -> ExitCode {
                 block_on_daemon(|shutdown| async move {
                     crate::app::run(settings, &registry, shutdown).await
                 })
+            }
+            Err(errors) => report(&errors.errors),
+        },
+        Command::Test { dir } => {
+            init_logging(cli.log_format, &quiet());
+            block_on_command(golden(&dir, &registry))
+        }
+        Command::Replay {
+            config,
+            events,
+            dry_run,
+        } => match config::load(&config) {
+            Ok(settings) => {
+                init_logging(cli.log_format, &quiet());
+                block_on_command(replay(settings, &registry, &events, dry_run))
             }
             Err(errors) => report(&errors.errors),
         },
@@ -106,6 +138,88 @@ fn check(path: &std::path::Path, registry: &Registry) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(errors) => report(&errors.errors),
+    }
+}
+
+/// Offline commands print their own results; logs only for warnings.
+fn quiet() -> LogSettings {
+    LogSettings {
+        level: Some("warn".to_owned()),
+        format: None,
+    }
+}
+
+async fn golden(dir: &std::path::Path, registry: &Registry) -> ExitCode {
+    let reports = match crate::offline::golden::run(dir, registry).await {
+        Ok(reports) => reports,
+        Err(errors) => return report(&errors),
+    };
+    let mut failed = 0;
+    for fixture in &reports {
+        for failure in &fixture.failures {
+            println!("  note {}: {failure}", fixture.projection);
+        }
+        if fixture.mismatches.is_empty() {
+            println!("ok   {}", fixture.projection);
+            continue;
+        }
+        failed += 1;
+        println!("FAIL {}", fixture.projection);
+        for mismatch in &fixture.mismatches {
+            for line in mismatch.lines() {
+                println!("     {line}");
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", reports.len() - failed);
+    if failed == 0 && !reports.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn replay(
+    settings: config::Settings,
+    registry: &Registry,
+    events: &std::path::Path,
+    dry_run: bool,
+) -> ExitCode {
+    match crate::offline::replay::run(&settings, registry, events, dry_run).await {
+        Ok(outcome) => {
+            let mut out = std::io::stdout().lock();
+            for (key, value) in &outcome.projections {
+                let line = serde_json::json!({"key": key, "projection": value});
+                // A closed pipe (`| head`) ends the listing, not the process.
+                if writeln!(out, "{line}").is_err() {
+                    break;
+                }
+            }
+            for failure in &outcome.failures {
+                eprintln!("failed {failure}");
+            }
+            eprintln!(
+                "replayed {} records ({} failures){}",
+                outcome.records,
+                outcome.failures.len(),
+                if dry_run { ", nothing written" } else { "" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("projectionist: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_on_command(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(command),
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

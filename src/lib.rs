@@ -17,6 +17,8 @@
 //! - [`app`]: wiring and the one shutdown path.
 //! - [`dev`]: `projectionist dev`, the pipeline on an in-process mock Kafka.
 //! - [`fixtures`]: event files (JSON lines of Kafka records).
+//! - [`offline`]: the pipeline without Kafka: `projectionist test` (golden
+//!   fixtures) and `projectionist replay` (backfill from a file).
 //! - [`cli`]: the command line over all of the above.
 
 pub mod app;
@@ -29,6 +31,7 @@ pub mod fixtures;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod offline;
 pub mod pipeline;
 pub mod projection;
 pub mod projector;

@@ -126,6 +126,18 @@ pub fn literal_prefix(pattern: &str) -> &str {
     &pattern[..end]
 }
 
+/// A pattern matching exactly `literal`: every special character escaped.
+pub fn escape(literal: &str) -> String {
+    let mut escaped = String::with_capacity(literal.len());
+    for c in literal.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '!' | '-') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// Rewrite our pattern dialect into Redis's: `[!` opening a class becomes `[^`.
 /// Walks the pattern exactly as [`matches`] parses it, so escapes and quirky
 /// classes are left as they are.
@@ -199,6 +211,18 @@ mod tests {
         assert!(!matches("[", "["));
         assert!(!matches("?", "é"), "? matches one byte, not one character");
         assert!(matches("??", "é"));
+    }
+
+    #[test]
+    fn escaped_literals_match_only_themselves() {
+        for literal in ["a*b", "x?y", "[ab]", "back\\slash", "plain_name"] {
+            assert!(matches(&escape(literal), literal), "{literal}");
+            assert!(
+                !matches(&escape(literal), &format!("{literal}x")),
+                "{literal}"
+            );
+        }
+        assert!(!matches(&escape("a*b"), "aXb"));
     }
 
     #[test]

@@ -1,0 +1,172 @@
+//! `projectionist test [DIR]`: golden tests for projections. Each folder
+//! `DIR/fixtures/<projection>/` holds `events.jsonl` (given) and
+//! `expected.json` (the projections of that name they must produce, by key);
+//! the events run offline through every definition in DIR, as in production.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use similar::TextDiff;
+
+use super::{describe, fold_records};
+use crate::cache::memory::MemoryCache;
+use crate::cache::{Cache, KEY_SEPARATOR};
+use crate::config::{CacheSettings, Settings};
+use crate::fixtures::read_jsonl;
+use crate::projection::load_dir;
+use crate::projector::Registry;
+
+/// The verdict on one fixture folder.
+#[derive(Debug)]
+pub struct FixtureReport {
+    pub projection: String,
+    /// Readable differences; empty when the fixture passes.
+    pub mismatches: Vec<String>,
+    /// Permanent failures met on the way (informational).
+    pub failures: Vec<String>,
+}
+
+/// Settings for offline runs: memory caches under every name the definitions
+/// use, so a fixture never needs the deployment's Redis.
+pub fn offline_settings(dir: &Path) -> Settings {
+    let mut settings = Settings::defaults();
+    settings.projections_dir = dir.to_path_buf();
+    for name in cache_names(dir) {
+        settings
+            .caches
+            .entry(name)
+            .or_insert_with(CacheSettings::memory_default);
+    }
+    settings
+}
+
+/// Cache names the definitions in `dir` mention (unreadable files are left to
+/// the loader, which reports them properly).
+fn cache_names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .filter_map(|text| text.parse::<toml::Table>().ok())
+        .filter_map(|table| table.get("cache")?.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Run every fixture under `dir/fixtures`; `Err` for what kept them from running.
+pub async fn run(dir: &Path, registry: &Registry) -> Result<Vec<FixtureReport>, Vec<String>> {
+    let settings = offline_settings(dir);
+    load_dir(&settings, registry).map_err(|error| error.errors)?;
+    let fixtures_dir = dir.join("fixtures");
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&fixtures_dir)
+        .map_err(|error| vec![format!("{}: {error}", fixtures_dir.display())])?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.is_dir())
+        .collect();
+    folders.sort();
+    let mut reports = Vec::new();
+    for folder in folders {
+        reports.push(run_fixture(&settings, registry, &folder).await?);
+    }
+    Ok(reports)
+}
+
+async fn run_fixture(
+    settings: &Settings,
+    registry: &Registry,
+    folder: &Path,
+) -> Result<FixtureReport, Vec<String>> {
+    let projection = folder
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let records = read_jsonl(&folder.join("events.jsonl")).map_err(|error| vec![error])?;
+    let expected_path = folder.join("expected.json");
+    let expected: BTreeMap<String, Value> = std::fs::read_to_string(&expected_path)
+        .map_err(|error| error.to_string())
+        .and_then(|text| serde_json::from_str(&text).map_err(|error| error.to_string()))
+        .map_err(|error| vec![format!("{}: {error}", expected_path.display())])?;
+    let definitions = load_dir(settings, registry).map_err(|error| error.errors)?;
+    if !definitions
+        .iter()
+        .any(|definition| definition.name == projection)
+    {
+        return Err(vec![format!(
+            "{}: no projection named {projection:?} is defined",
+            folder.display()
+        )]);
+    }
+    // Fresh caches per fixture: fixtures never see each other's state.
+    let caches: BTreeMap<String, Arc<dyn Cache>> = settings
+        .caches
+        .iter()
+        .map(|(name, cache)| {
+            (
+                name.clone(),
+                Arc::new(MemoryCache::new(cache.ttl)) as Arc<dyn Cache>,
+            )
+        })
+        .collect();
+    let failures = fold_records(settings, definitions.clone(), &caches, &records)
+        .await
+        .map_err(|error| vec![format!("{}: {error}", folder.display())])?;
+    let cache_name = &definitions
+        .iter()
+        .find(|definition| definition.name == projection)
+        .expect("checked above")
+        .cache;
+    let pattern = format!(
+        "{}{KEY_SEPARATOR}*",
+        crate::cache::glob::escape(&projection)
+    );
+    let actual: BTreeMap<String, Value> = caches[cache_name]
+        .get_all(&pattern, 0, usize::MAX)
+        .await
+        .map_err(|error| vec![error.to_string()])?
+        .into_iter()
+        .map(|found| (found.key(), found.into_value()))
+        .collect();
+    Ok(FixtureReport {
+        mismatches: compare(&expected, &actual),
+        failures: failures.iter().map(describe).collect(),
+        projection,
+    })
+}
+
+/// Every difference between expected and actual projections, readably.
+pub fn compare(
+    expected: &BTreeMap<String, Value>,
+    actual: &BTreeMap<String, Value>,
+) -> Vec<String> {
+    let mut mismatches = Vec::new();
+    for (key, want) in expected {
+        match actual.get(key) {
+            None => mismatches.push(format!("{key}: expected but absent")),
+            Some(got) if got != want => {
+                let (want, got) = (pretty(want), pretty(got));
+                let diff = TextDiff::from_lines(&want, &got)
+                    .unified_diff()
+                    .header("expected", "actual")
+                    .to_string();
+                mismatches.push(format!("{key}: differs\n{diff}"));
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, got) in actual {
+        if !expected.contains_key(key) {
+            mismatches.push(format!("{key}: present but not expected:\n{}", pretty(got)));
+        }
+    }
+    mismatches
+}
+
+fn pretty(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    text.push('\n');
+    text
+}

@@ -1,0 +1,83 @@
+//! `projectionist replay`: apply a file of events to the configured caches (a
+//! backfill from an export), or, with `--dry-run`, fold them into memory from an
+//! empty state and print the resulting projections without writing anything.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::{describe, fold_records};
+use crate::cache::Cache;
+use crate::cache::memory::MemoryCache;
+use crate::config::Settings;
+use crate::fixtures::read_jsonl;
+use crate::pipeline::Retry;
+use crate::projection::load_dir;
+use crate::projector::Registry;
+
+/// What a replay did.
+#[derive(Debug)]
+pub struct ReplayReport {
+    pub records: usize,
+    pub failures: Vec<String>,
+    /// With `--dry-run`: every resulting projection, `(key, JSON)`, sorted by key.
+    pub projections: Vec<(String, serde_json::Value)>,
+}
+
+pub async fn run(
+    settings: &Settings,
+    registry: &Registry,
+    events: &Path,
+    dry_run: bool,
+) -> anyhow::Result<ReplayReport> {
+    let definitions = load_dir(settings, registry)?;
+    let records = read_jsonl(events).map_err(anyhow::Error::msg)?;
+    let caches: BTreeMap<String, Arc<dyn Cache>> = if dry_run {
+        settings
+            .caches
+            .iter()
+            .map(|(name, cache)| {
+                (
+                    name.clone(),
+                    Arc::new(MemoryCache::new(cache.ttl)) as Arc<dyn Cache>,
+                )
+            })
+            .collect()
+    } else {
+        let metrics = crate::metrics::Metrics::new();
+        let retry = Retry {
+            max_backoff: settings.pipeline.max_backoff,
+            metrics,
+            health: crate::health::Health::new(),
+        };
+        crate::app::connect_caches(settings, &retry).await?
+    };
+    let names: Vec<String> = definitions.iter().map(|d| d.name.clone()).collect();
+    let cache_of: BTreeMap<String, String> = definitions
+        .iter()
+        .map(|d| (d.name.clone(), d.cache.clone()))
+        .collect();
+    let failures = fold_records(settings, definitions, &caches, &records)
+        .await
+        .context("replaying events")?;
+    let mut projections = Vec::new();
+    if dry_run {
+        for name in names {
+            let pattern = format!("{}:::*", crate::cache::glob::escape(&name));
+            for found in caches[&cache_of[&name]]
+                .get_all(&pattern, 0, usize::MAX)
+                .await?
+            {
+                projections.push((found.key(), found.into_value()));
+            }
+        }
+        projections.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    Ok(ReplayReport {
+        records: records.len(),
+        failures: failures.iter().map(describe).collect(),
+        projections,
+    })
+}

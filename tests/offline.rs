@@ -1,0 +1,182 @@
+//! `projectionist test` and `projectionist replay`, run as a user would.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn projectionist(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_projectionist"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("projections")
+}
+
+/// A copy of the shipped projections folder, to break on purpose.
+fn copy_of_projections() -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(shipped())
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    copy
+}
+
+#[test]
+fn the_shipped_fixtures_pass() {
+    let output = projectionist(&["test", shipped().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("ok   order_summary"), "{stdout}");
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_a_readable_diff() {
+    let copy = copy_of_projections();
+    let dir = copy.path().join("projections");
+    let expected = dir.join("fixtures/product_stock/expected.json");
+    let mut projections: serde_json::Map<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(&expected).unwrap()).unwrap();
+    projections["product_stock:::sku-mug"]["available"] = Value::from(999);
+    projections.insert(
+        "product_stock:::sku-ghost".into(),
+        serde_json::json!({"sku": "sku-ghost"}),
+    );
+    std::fs::write(&expected, serde_json::to_string(&projections).unwrap()).unwrap();
+
+    let output = projectionist(&["test", dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("FAIL product_stock"), "{stdout}");
+    assert!(
+        stdout.contains("product_stock:::sku-mug: differs"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-  \"available\": 999"), "{stdout}");
+    assert!(
+        stdout.contains("product_stock:::sku-ghost: expected but absent"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok   order_summary"),
+        "other fixtures still run: {stdout}"
+    );
+}
+
+#[test]
+fn a_broken_definition_stops_the_run_with_its_error() {
+    let copy = copy_of_projections();
+    let dir = copy.path().join("projections");
+    let file = dir.join("product_stock.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("{data.sku}", "{data.sku")).unwrap();
+    let output = projectionist(&["test", dir.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("product_stock.toml") && stderr.contains("unclosed"),
+        "{stderr}"
+    );
+}
+
+fn all_expected() -> serde_json::Map<String, Value> {
+    let mut all = serde_json::Map::new();
+    for entry in std::fs::read_dir(shipped().join("fixtures")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path().join("expected.json")).unwrap();
+        let expected: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+        all.extend(expected);
+    }
+    all
+}
+
+fn config_with_cache(dir: &Path, cache: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[caches.default]\n{cache}\n[projections]\ndir = {:?}\n",
+            shipped()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn replay_dry_run_prints_the_projections_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_cache(dir.path(), "provider = \"memory\"");
+    let events = shipped().join("fixtures/order_summary/events.jsonl");
+    let output = projectionist(&[
+        "replay",
+        "--config",
+        config.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Map<String, Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).unwrap();
+            (
+                line["key"].as_str().unwrap().to_owned(),
+                line["projection"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(printed, all_expected());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nothing written"));
+}
+
+#[tokio::test]
+async fn replay_writes_the_projections_to_redis() {
+    let redis = support::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_cache(
+        dir.path(),
+        &format!("provider = \"redis\"\nURI = {:?}", redis.url(3)),
+    );
+    let events = shipped().join("fixtures/order_summary/events.jsonl");
+    let output = projectionist(&[
+        "replay",
+        "--config",
+        config.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "a real replay prints no projections"
+    );
+    let stored = support::daemon::redis_projections(&redis.url(3)).await;
+    let expected: std::collections::BTreeMap<String, Value> = all_expected()
+        .into_iter()
+        .map(|(key, value)| (key, support::shop::normalize(value)))
+        .collect();
+    assert_eq!(stored, expected);
+}
