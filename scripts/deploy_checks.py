@@ -340,7 +340,9 @@ def check_deployment(deployment: dict, pod: dict, container: dict, effective) ->
     drain = int(effective("pipeline", "drain_timeout_secs", 20))
     grace = pod.get("terminationGracePeriodSeconds", 30)
     # The drain must end, and the process exit, before SIGKILL.
-    if grace < drain + 10:
+    if not isinstance(grace, int):
+        problem(f"terminationGracePeriodSeconds {grace!r} is not a number")
+    elif grace < drain + 10:
         problem(f"terminationGracePeriodSeconds {grace} leaves under 10 s after the {drain} s drain")
 
     listen = str(effective("server", "listen", "0.0.0.0:8080"))
