@@ -59,6 +59,12 @@ impl Health {
         self.inner.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
     }
 
+    /// Pretend the last heartbeat was `by` ago (tests of liveness use it).
+    pub fn backdate_heartbeat(&self, by: std::time::Duration) {
+        let then = now_ms().saturating_sub(by.as_millis() as u64);
+        self.inner.heartbeat_ms.store(then, Ordering::Relaxed);
+    }
+
     /// Milliseconds since the last heartbeat.
     pub fn since_heartbeat_ms(&self) -> u64 {
         now_ms().saturating_sub(self.inner.heartbeat_ms.load(Ordering::Relaxed))

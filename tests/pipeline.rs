@@ -411,3 +411,58 @@ async fn records_of_a_revoked_partition_are_dropped_unapplied() {
     assert!(rig.log.lock().unwrap().is_empty());
     assert!(contents(rig.cache.as_ref()).await.is_empty());
 }
+
+/// A writer collecting log output, to read what the pipeline logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_events_log_line_carries_its_traceparent_and_position() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let rig = rig(0, 0);
+            let mut batch = bad_records(&rig.pipeline.assignment);
+            batch.truncate(1);
+            batch[0]
+                .record
+                .headers
+                .push(("traceparent".into(), Some(traceparent.as_bytes().to_vec())));
+            rig.pipeline.process(batch).await.unwrap();
+        });
+    });
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = logs
+        .lines()
+        .find(|line| line.contains("event failed permanently"))
+        .unwrap_or_else(|| panic!("no failure logged: {logs}"));
+    assert!(line.contains(traceparent), "{line}");
+    assert!(
+        line.contains("topic=shop.inventory") && line.contains("offset=0"),
+        "{line}"
+    );
+    assert!(
+        line.contains("reason=\"invalid_json\"") || line.contains("reason=invalid_json"),
+        "{line}"
+    );
+}

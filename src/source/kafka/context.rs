@@ -84,6 +84,19 @@ impl ConsumerContext for SourceContext {
             std::thread::sleep(Duration::from_millis(5));
         };
         self.assignment.revoke(revoked.iter().cloned());
+        // Another member reports these partitions now; stale lag here would be
+        // counted twice by a sum over pods.
+        for (topic, partition) in &revoked {
+            let partition = partition.to_string();
+            let _ = self
+                .metrics
+                .consumer_lag
+                .remove_label_values(&[topic, &partition]);
+            let _ = self
+                .metrics
+                .consumer_lag_seconds
+                .remove_label_values(&[topic, &partition]);
+        }
         if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
             // NoOffset: nothing was stored since the last commit.
             if !matches!(
@@ -104,6 +117,17 @@ impl ConsumerContext for SourceContext {
             Rebalance::Assign(list) => {
                 let assigned = partitions(list);
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
+                // The lag series of an owned partition exist from the assignment on,
+                // before librdkafka's first statistics report.
+                for (topic, partition) in &assigned {
+                    let partition = partition.to_string();
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[topic, &partition]);
+                    self.metrics
+                        .consumer_lag_seconds
+                        .with_label_values(&[topic, &partition]);
+                }
                 self.assignment.assign(assigned.iter().cloned());
                 self.health.set_assigned(true);
                 self.metrics.consumer_assigned.set(1);
