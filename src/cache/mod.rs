@@ -147,7 +147,7 @@ pub trait Cache: Send + Sync + fmt::Debug {
     async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>>;
 
     /// Apply every write of the batch, in order, in one round trip. On Redis the
-    /// batch is one script run, which Redis executes atomically.
+    /// batch is a `MULTI`/`EXEC` transaction: all of it lands or none of it.
     async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()>;
 }
 

@@ -327,47 +327,26 @@ impl Cache for RedisCache {
         if batch.is_empty() {
             return Ok(());
         }
-        // One `EVAL` carrying the whole batch: one command and one reply instead of
-        // a `SET` and a `QUEUED` per write, and Redis runs a script atomically, as it
-        // would a MULTI/EXEC. The client's reply parsing was the bottleneck.
-        let mut command = redis::cmd("EVAL");
-        command.arg(APPLY_SCRIPT).arg(batch.len());
-        for op in batch {
-            match op {
-                WriteOp::Upsert { projection, .. } => command.arg(KeyArg(projection)),
-                WriteOp::Delete { key } => command.arg(key),
-            };
-        }
+        let mut transaction = redis::Pipeline::with_capacity(batch.len());
+        transaction.atomic();
         for op in batch {
             match op {
                 WriteOp::Upsert { projection, expiry } => {
-                    // 0 = no expiry: a plain SET also clears an old TTL.
-                    let millis = self.ttl_millis(*expiry).unwrap_or(0);
-                    command.arg(JsonArg(projection.value())).arg(millis);
+                    let command = transaction
+                        .cmd("SET")
+                        .arg(KeyArg(projection))
+                        .arg(JsonArg(projection.value()));
+                    // A plain SET also clears an old TTL: `Never` means never.
+                    if let Some(millis) = self.ttl_millis(*expiry) {
+                        command.arg("PX").arg(millis);
+                    }
+                    command.ignore();
                 }
-                // A JSON object is never empty text, so "" can mean "delete".
-                WriteOp::Delete { .. } => {
-                    command.arg("").arg(0);
+                WriteOp::Delete { key } => {
+                    transaction.cmd("UNLINK").arg(key).ignore();
                 }
             }
         }
-        self.query::<()>(&command).await.map_err(unavailable)
+        self.query_pipeline(&transaction).await.map_err(unavailable)
     }
 }
-
-/// Applies a batch atomically: `KEYS[i]` gets `ARGV[2i-1]` (JSON text; empty means
-/// delete) with a TTL of `ARGV[2i]` milliseconds (0 means none).
-const APPLY_SCRIPT: &str = r#"
-for i, key in ipairs(KEYS) do
-  local value = ARGV[2 * i - 1]
-  local ttl = ARGV[2 * i]
-  if value == '' then
-    redis.call('UNLINK', key)
-  elseif ttl == '0' then
-    redis.call('SET', key, value)
-  else
-    redis.call('SET', key, value, 'PX', ttl)
-  end
-end
-return redis.status_reply('OK')
-"#;
