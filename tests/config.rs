@@ -66,8 +66,16 @@ fn the_example_config_loads_with_its_projections() {
     assert_eq!(settings.server.listen.port(), 8080);
     let definitions = load_dir(&settings, &Registry::with_builtins()).unwrap();
     let names: Vec<_> = definitions.iter().map(|d| d.name.as_str()).collect();
-    assert_eq!(names, ["customer_orders", "order_summary", "product_stock"]);
-    let order_summary = &definitions[1];
+    assert_eq!(
+        names,
+        [
+            "customer_orders",
+            "daily_sales",
+            "order_summary",
+            "product_stock"
+        ]
+    );
+    let order_summary = &definitions[2];
     assert_eq!(
         order_summary.expiry,
         Expiry::After(projectionist::cache::Ttl::from_secs(86400).unwrap())
@@ -258,7 +266,7 @@ fn bad_definitions_name_the_file_the_projection_and_the_key() {
     let expect = [
         (
             "a.toml",
-            "projector = \"order_sumary\" is not registered (registered: customer_orders, order_summary, product_stock)",
+            "projector = \"order_sumary\" is not registered (registered: customer_orders, order_summary)",
         ),
         (
             "b.toml",
@@ -331,5 +339,5 @@ fn check_accepts_the_example_config() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("3 projections"), "{stdout}");
+    assert!(stdout.contains("4 projections"), "{stdout}");
 }

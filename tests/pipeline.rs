@@ -213,7 +213,12 @@ fn story_batches(size: usize, assignment: &Assignment) -> Vec<Batch> {
 
 fn expected() -> BTreeMap<String, Value> {
     let mut all = BTreeMap::new();
-    for name in ["order_summary", "customer_orders", "product_stock"] {
+    for name in [
+        "order_summary",
+        "customer_orders",
+        "product_stock",
+        "daily_sales",
+    ] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("projections/fixtures/{name}/expected.json"));
         let expected: BTreeMap<String, Value> =

@@ -1,9 +1,11 @@
 //! Projection definitions: one TOML file per projection in the projections folder.
 //!
 //! A definition says which events a projection consumes, how its identifier is
-//! taken from an event, which cache it lives in, for how long, and which
-//! projector folds it. Loading validates everything against the registry and
-//! the configured caches, reporting every mistake with its file.
+//! taken from an event, which cache it lives in, for how long, and what folds
+//! it: a registered Rust projector (`projector = "name"`) or declarative
+//! `[[handler]]` tables, exactly one of the two. Loading validates everything
+//! against the registry and the configured caches, and compiles the handlers,
+//! reporting every mistake with its file and projection.
 
 mod identifier;
 
@@ -15,6 +17,7 @@ use serde::Deserialize;
 
 use crate::cache::{Expiry, Ttl};
 use crate::config::{ConfigError, RawScalar, Settings};
+use crate::projector::declarative::{self, HandlerSpec};
 use crate::projector::{Projector, Registry};
 
 pub use identifier::Template;
@@ -63,9 +66,12 @@ struct RawDefinition {
     /// Seconds, or `"never"`; absent = the cache's TTL.
     ttl: Option<RawScalar>,
     topics: Vec<String>,
-    event_types: Vec<String>,
+    /// Required with `projector`; with handlers it is derived from their `on`.
+    event_types: Option<Vec<String>>,
     identifier: String,
-    projector: String,
+    projector: Option<String>,
+    #[serde(default)]
+    handler: Vec<HandlerSpec>,
 }
 
 /// Load every `*.toml` file of `settings.projections_dir`, sorted by file name.
@@ -160,33 +166,99 @@ pub fn load_file(
     if raw.topics.is_empty() {
         fail("topics is empty: name the Kafka topics it consumes".to_owned());
     }
-    if raw.event_types.is_empty() {
-        fail("event_types is empty: name the event types it consumes".to_owned());
-    }
     let identifier = Template::parse(&raw.identifier)
         .map_err(|error| fail(format!("identifier: {error}")))
         .ok();
-    let projector = registry.get(&raw.projector);
-    if projector.is_none() {
-        fail(format!(
-            "projector = {:?} is not registered (registered: {})",
-            raw.projector,
-            registry.names().join(", ")
-        ));
-    }
+    let folding = match (&raw.projector, raw.handler.is_empty()) {
+        (Some(name), true) => {
+            rust_projector(name, raw.event_types.as_deref(), registry).map_err(&mut fail)
+        }
+        (None, false) => {
+            declarative_projector(&raw.handler, raw.event_types.as_deref()).map_err(|problems| {
+                for problem in problems {
+                    fail(problem);
+                }
+            })
+        }
+        (Some(_), false) => {
+            fail(
+                "give either projector = \"name\" (Rust) or [[handler]] tables, not both"
+                    .to_owned(),
+            );
+            Err(())
+        }
+        (None, true) => {
+            fail(
+                "nothing folds it: name a registered Rust projector with projector = \"name\", or write [[handler]] tables"
+                    .to_owned(),
+            );
+            Err(())
+        }
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
+    let folding = folding.expect("a projector that could not be made was reported above");
     Ok(Definition {
         name: raw.name,
         cache,
         expiry,
         topics: raw.topics.into_iter().collect(),
-        event_types: raw.event_types.into_iter().collect(),
+        event_types: folding.event_types,
         identifier: identifier.expect("an invalid identifier was reported above"),
-        projector_name: raw.projector,
-        projector: projector.expect("an unknown projector was reported above"),
+        projector_name: folding.name,
+        projector: folding.projector,
         file: file.to_path_buf(),
+    })
+}
+
+/// What folds a projection, and the event types it consumes.
+struct Folding {
+    name: String,
+    projector: Arc<dyn Projector>,
+    event_types: BTreeSet<String>,
+}
+
+fn rust_projector(
+    name: &str,
+    event_types: Option<&[String]>,
+    registry: &Registry,
+) -> Result<Folding, String> {
+    let event_types: BTreeSet<String> = event_types.unwrap_or_default().iter().cloned().collect();
+    if event_types.is_empty() {
+        return Err("event_types is empty: name the event types it consumes".to_owned());
+    }
+    let projector = registry.get(name).ok_or_else(|| {
+        format!(
+            "projector = {name:?} is not registered (registered: {})",
+            registry.names().join(", ")
+        )
+    })?;
+    Ok(Folding {
+        name: name.to_owned(),
+        projector,
+        event_types,
+    })
+}
+
+fn declarative_projector(
+    handlers: &[HandlerSpec],
+    event_types: Option<&[String]>,
+) -> Result<Folding, Vec<String>> {
+    let projector = declarative::compile(handlers)?;
+    let handled = projector.event_types();
+    if let Some(listed) = event_types {
+        let listed: BTreeSet<String> = listed.iter().cloned().collect();
+        if listed != handled {
+            return Err(vec![format!(
+                "event_types = {listed:?} differs from the event types the handlers are on, {handled:?}: leave it out or make them equal"
+            )]);
+        }
+    }
+    Ok(Folding {
+        name: declarative::NAME.to_owned(),
+        projector: Arc::new(projector),
+        event_types: handled,
     })
 }
 

@@ -4,6 +4,7 @@
 //! arguments, so it is tested as a table and replays give the same result. The
 //! [`Registry`] is the one place projectors are registered by name.
 
+pub mod declarative;
 pub mod examples;
 mod registry;
 

@@ -2,10 +2,13 @@
 //! the projections must be once every event is applied exactly once.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde_json::{Value, json};
 
+use projectionist::config::Settings;
 use projectionist::event::{Event, Position};
+use projectionist::projection::load_dir;
 use projectionist::projector::{Outcome, Registry};
 
 /// One record to produce: topic, key, CloudEvent (structured mode).
@@ -184,51 +187,21 @@ pub fn story_with_items(
     records
 }
 
-/// Which projection consumes what, as the shipped definitions say (topics given
-/// by their role: "orders" or "inventory").
-pub const PROJECTIONS: [(&str, &str, &[&str], &[&str]); 3] = [
-    (
-        "order_summary",
-        "order_id",
-        &["orders"],
-        &[
-            "shop.order.placed",
-            "shop.order.item_added",
-            "shop.order.item_removed",
-            "shop.order.paid",
-            "shop.order.shipped",
-            "shop.order.cancelled",
-        ],
-    ),
-    (
-        "customer_orders",
-        "customer_id",
-        &["orders"],
-        &[
-            "shop.order.placed",
-            "shop.order.paid",
-            "shop.order.shipped",
-            "shop.order.cancelled",
-        ],
-    ),
-    (
-        "product_stock",
-        "sku",
-        &["inventory", "orders"],
-        &[
-            "shop.stock.received",
-            "shop.order.item_added",
-            "shop.order.item_removed",
-        ],
-    ),
-];
-
-/// Apply every record once, in order, through the registered projectors: the
-/// projections (by cache key) a correct pipeline must end with.
+/// Apply every record once, in order, through the shipped definitions (as the
+/// daemon tests deploy them, topics retargeted): the projections (by cache key)
+/// a correct pipeline must end with.
 pub fn reference_fold(records: &[ShopRecord], orders_topic: &str) -> BTreeMap<String, Value> {
-    let registry = Registry::with_builtins();
+    let mut settings = Settings::defaults();
+    settings.projections_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("projections");
+    let definitions = load_dir(&settings, &Registry::with_builtins()).unwrap();
     let mut state: BTreeMap<String, Value> = BTreeMap::new();
     for (offset, record) in records.iter().enumerate() {
+        // The definitions name the shipped topics; the story uses fresh ones.
+        let topic = if record.topic == orders_topic {
+            "shop.orders"
+        } else {
+            "shop.inventory"
+        };
         let event = Event {
             event_type: record.event["type"].as_str().unwrap().to_owned(),
             id: record.event["id"].as_str().map(str::to_owned),
@@ -239,24 +212,23 @@ pub fn reference_fold(records: &[ShopRecord], orders_topic: &str) -> BTreeMap<St
                 .map(|time| time.parse().unwrap()),
             data: record.event["data"].clone(),
             position: Position {
-                topic: record.topic.clone(),
+                topic: topic.to_owned(),
                 partition: 0,
                 offset: offset as i64,
             },
             traceparent: None,
         };
-        let role = if record.topic == orders_topic {
-            "orders"
-        } else {
-            "inventory"
-        };
-        for (name, field, roles, types) in PROJECTIONS {
-            if !roles.contains(&role) || !types.contains(&event.event_type.as_str()) {
+        for definition in &definitions {
+            if !definition.consumes(topic, &event.event_type) {
                 continue;
             }
-            let key = format!("{name}:::{}", event.data[field].as_str().unwrap());
-            let projector = registry.get(name).unwrap();
-            match projector.project(state.get(&key), &event).unwrap() {
+            let identifier = definition.identifier.render(&event).unwrap();
+            let key = format!("{}:::{identifier}", definition.name);
+            match definition
+                .projector
+                .project(state.get(&key), &event)
+                .unwrap()
+            {
                 Outcome::Upsert(value) => {
                     state.insert(key, value);
                 }
@@ -273,15 +245,15 @@ pub fn reference_fold(records: &[ShopRecord], orders_topic: &str) -> BTreeMap<St
         .collect()
 }
 
-/// Orders of one customer may come from several partitions, so their order in
-/// `customer_orders` depends on interleaving: compare them sorted.
+/// Orders of one customer (or paid on one day) may come from several
+/// partitions, so their order in `customer_orders` (and `daily_sales`) depends
+/// on interleaving: compare them sorted.
 pub fn normalize(mut value: Value) -> Value {
     if let Some(orders) = value.get_mut("orders").and_then(Value::as_array_mut) {
         orders.sort_by(|a, b| a["order_id"].as_str().cmp(&b["order_id"].as_str()));
     }
-    // Likewise the paid orders of a day come from every partition.
-    if let Some(ids) = value.get_mut("order_ids").and_then(Value::as_array_mut) {
-        ids.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    if let Some(order_ids) = value.get_mut("order_ids").and_then(Value::as_array_mut) {
+        order_ids.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
     }
     value
 }

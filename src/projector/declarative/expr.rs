@@ -1,0 +1,217 @@
+//! jq expressions (through the `jaq` crates), compiled once at load and
+//! evaluated purely: no clock, no environment, no IO.
+//!
+//! Every expression sees the event as `.` (and as `$event`), the projection as
+//! `$state` and, inside `upsert`, the matched list element as `$item`. It must
+//! produce at most one value: none (or `null`) is "missing", which the caller
+//! resolves with a default.
+
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
+use jaq_json::{Map, Num, Val};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The variables every expression may use, in the order [`Scope::vars`] binds them.
+const GLOBALS: [&str; 3] = ["$event", "$state", "$item"];
+
+/// Native filters left out because they read the clock, the environment or
+/// the time zone, or write to stderr: a projector must give the same result
+/// on every replay.
+const IMPURE: [&str; 9] = [
+    "now",
+    "env",
+    "halt",
+    "input",
+    "inputs",
+    "localtime",
+    "strflocaltime",
+    "debug_empty",
+    "stderr_empty",
+];
+
+/// The standard library's definitions built on those filters, left out with them.
+const IMPURE_DEFS: [&str; 4] = ["stderr", "debug", "halt", "halt_error"];
+
+type Data = data::JustLut<Val>;
+
+/// A compiled jq expression and its source, for messages.
+pub struct Expr {
+    source: String,
+    filter: jaq_core::Filter<Data>,
+    /// Whether converting the projection to `$state` is worth it: jq has no
+    /// dynamic variable lookup, so an expression whose text never names
+    /// `$state` cannot read it.
+    uses_state: bool,
+    uses_item: bool,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Expr").field(&self.source).finish()
+    }
+}
+
+/// The values an expression runs against.
+pub struct Scope<'a> {
+    /// The event as JSON (see [`super::event_json`]), converted once per event.
+    pub event: &'a Val,
+    pub state: Option<&'a Value>,
+    pub item: Option<&'a Value>,
+}
+
+impl Expr {
+    /// Parse and compile `source`; the error says what jaq did not understand.
+    pub fn compile(source: &str) -> Result<Expr, String> {
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs())
+            .filter(|(name, _, _)| !IMPURE.contains(name));
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs())
+            .filter(|def| !IMPURE_DEFS.contains(&def.name));
+        let arena = Arena::default();
+        let file = File {
+            code: source,
+            path: (),
+        };
+        let modules = Loader::new(defs)
+            .load(&arena, file)
+            .map_err(|errors| describe_load_errors(source, errors))?;
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .with_global_vars(GLOBALS)
+            .compile(modules)
+            .map_err(|errors| {
+                let undefined: Vec<String> = errors
+                    .into_iter()
+                    .flat_map(|(_, errors)| errors)
+                    .map(|(name, kind)| format!("undefined {} `{name}`", kind.as_str()))
+                    .collect();
+                format!("jq {source:?}: {}", undefined.join(", "))
+            })?;
+        Ok(Expr {
+            source: source.to_owned(),
+            filter,
+            uses_state: source.contains("$state"),
+            uses_item: source.contains("$item"),
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn uses_item(&self) -> bool {
+        self.uses_item
+    }
+
+    /// The one value the expression produces: `None` when it produces none or
+    /// `null`; an error when it fails, produces several values, or produces
+    /// something JSON cannot hold.
+    pub fn eval(&self, scope: &Scope<'_>) -> Result<Option<Value>, String> {
+        let state = match (self.uses_state, scope.state) {
+            (true, Some(state)) => to_val(state)?,
+            _ => Val::Null,
+        };
+        let item = match (self.uses_item, scope.item) {
+            (true, Some(item)) => to_val(item)?,
+            _ => Val::Null,
+        };
+        // In the order of GLOBALS.
+        let vars = Vars::new([scope.event.clone(), state, item]);
+        let ctx = Ctx::<Data>::new(&self.filter.lut, vars);
+        let mut outputs = self
+            .filter
+            .id
+            .run((ctx, scope.event.clone()))
+            .map(unwrap_valr);
+        let first = match outputs.next() {
+            None => return Ok(None),
+            Some(Err(error)) => return Err(format!("jq {:?} failed: {error}", self.source)),
+            Some(Ok(value)) => value,
+        };
+        if outputs.next().is_some() {
+            return Err(format!(
+                "jq {:?} produced more than one value; wrap it in [...] to make a list",
+                self.source
+            ));
+        }
+        let value = from_val(&first).map_err(|error| format!("jq {:?}: {error}", self.source))?;
+        Ok((!value.is_null()).then_some(value))
+    }
+}
+
+fn describe_load_errors(source: &str, errors: jaq_core::load::Errors<&str, ()>) -> String {
+    use jaq_core::load::Error;
+    let mut problems = Vec::new();
+    for (_, error) in errors {
+        match error {
+            Error::Io(errors) => problems.extend(
+                errors
+                    .into_iter()
+                    .map(|(path, why)| format!("{path}: {why}")),
+            ),
+            Error::Lex(errors) => problems.extend(errors.into_iter().map(|(expected, at)| {
+                format!("expected {} at {:?}", expected.as_str(), snippet(at))
+            })),
+            Error::Parse(errors) => problems.extend(errors.into_iter().map(|(expected, at)| {
+                format!("expected {} at {:?}", expected.as_str(), snippet(at))
+            })),
+        }
+    }
+    format!("jq {source:?} does not parse: {}", problems.join(", "))
+}
+
+/// Where a parse error sits, shortened: jaq reports the rest of the source.
+fn snippet(rest: &str) -> String {
+    if rest.is_empty() {
+        return "the end".to_owned();
+    }
+    rest.chars().take(20).collect()
+}
+
+/// JSON into jaq's value type.
+pub fn to_val(value: &Value) -> Result<Val, String> {
+    Val::deserialize(value).map_err(|error| format!("cannot give {value} to jq: {error}"))
+}
+
+/// jaq's value back into JSON; byte strings, non-string keys and non-finite
+/// numbers have no JSON form and are refused.
+pub fn from_val(value: &Val) -> Result<Value, String> {
+    Ok(match value {
+        Val::Null => Value::Null,
+        Val::Bool(flag) => Value::Bool(*flag),
+        Val::Num(number) => Value::Number(number_of(number)?),
+        Val::TStr(bytes) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+        Val::BStr(_) => return Err("a byte string has no JSON form".to_owned()),
+        Val::Arr(items) => Value::Array(items.iter().map(from_val).collect::<Result<_, _>>()?),
+        Val::Obj(map) => Value::Object(object_of(map)?),
+    })
+}
+
+fn object_of(map: &Map) -> Result<serde_json::Map<String, Value>, String> {
+    let mut object = serde_json::Map::new();
+    for (key, value) in map {
+        let Val::TStr(key) = key else {
+            return Err(format!("object key {key} is not a string"));
+        };
+        object.insert(String::from_utf8_lossy(key).into_owned(), from_val(value)?);
+    }
+    Ok(object)
+}
+
+fn number_of(number: &Num) -> Result<serde_json::Number, String> {
+    let float = |float: f64| {
+        serde_json::Number::from_f64(float).ok_or_else(|| format!("{float} is not a JSON number"))
+    };
+    match number {
+        Num::Int(int) => Ok(serde_json::Number::from(*int as i64)),
+        Num::Float(value) => float(*value),
+        // Big integers and decimal literals print as JSON numbers; serde_json
+        // keeps what fits in 64 bits exactly and rounds the rest to a float.
+        other => serde_json::from_str(&other.to_string())
+            .map_err(|_| format!("{other} is not a JSON number")),
+    }
+}
