@@ -198,10 +198,15 @@ async fn malformed_events_are_dead_lettered_while_good_ones_are_projected() {
             .is_some_and(|e| !e.is_empty())
     }));
     let (_, metrics) = setup.http("/metrics");
-    assert!(
-        metrics.contains("projectionist_events_dead_lettered_total{reason=\"projector_error\"} 2"),
-        "{metrics}"
-    );
+    for series in [
+        "{projection=\"none\",reason=\"invalid_json\"} 1",
+        "{projection=\"order_summary\",reason=\"projector_error\"} 1",
+        "{projection=\"product_stock\",reason=\"projector_error\"} 1",
+        "{projection=\"product_stock\",reason=\"missing_identifier\"} 1",
+    ] {
+        let line = format!("projectionist_events_dead_lettered_total{series}");
+        assert!(metrics.contains(&line), "{line} missing in\n{metrics}");
+    }
 
     shutdown.cancel();
     daemon.await.unwrap().unwrap();

@@ -150,7 +150,8 @@ impl Setup {
         total
     }
 
-    /// Wait until the group has committed everything produced so far.
+    /// Wait until the group has committed everything produced so far, and not
+    /// one offset more: an overshoot would mean records were skipped.
     pub async fn wait_caught_up(&self, broker: &Broker, timeout: Duration) {
         let end = self.end(broker).await;
         wait_for(
@@ -159,6 +160,11 @@ impl Setup {
             || async { self.committed(broker).await >= end },
         )
         .await;
+        assert_eq!(
+            self.committed(broker).await,
+            end,
+            "committed offsets past the end of the topics"
+        );
     }
 }
 

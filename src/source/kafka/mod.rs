@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -151,12 +151,19 @@ struct KafkaCheckpoint {
 
 impl Checkpoint for KafkaCheckpoint {
     fn store(&self, offsets: &Offsets) -> Result<(), SourceError> {
-        for (topic, partition, offset) in offsets {
-            if let Err(error) = self.consumer.store_offset(topic, *partition, *offset) {
-                // The partition was revoked after its batch was fetched (only past
-                // the drain timeout); its next owner starts from the last commit.
-                warn!(%error, topic, partition, offset, "offset not stored");
+        // `rd_kafka_offsets_store` takes the next offset to read, as `offsets`
+        // holds it (`rd_kafka_offset_store`, by contrast, adds one itself).
+        let mut list = TopicPartitionList::with_capacity(offsets.len());
+        for (topic, partition, next) in offsets {
+            if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*next))
+            {
+                warn!(%error, topic, partition, next, "offset not stored");
             }
+        }
+        if let Err(error) = self.consumer.store_offsets(&list) {
+            // A partition was revoked after its batch was fetched (only past the
+            // drain timeout); its next owner starts from the last commit.
+            warn!(%error, "offsets not stored");
         }
         Ok(())
     }
