@@ -6,7 +6,8 @@
 //!   one file each: [`cache::memory`], [`cache::redis`].
 //! - [`config`]: configuration read -> validated (no IO) -> [`config::Settings`].
 //! - [`event`]: domain events and their decoding from Kafka records.
-//! - [`projector`]: the pure projector trait, its registry, the shop examples.
+//! - [`projector`]: the pure projector trait, its registry, the Rust shop
+//!   examples, and [`projector::declarative`] (TOML handlers with jq).
 //! - [`projection`]: projection definitions (TOML) and identifier templates.
 //! - [`pipeline`]: batch processing: route, load, fold, write, checkpoint.
 //! - [`source`]: the ports the pipeline reads from and commits to, and

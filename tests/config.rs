@@ -341,3 +341,102 @@ fn check_accepts_the_example_config() {
     );
     assert!(stdout.contains("4 projections"), "{stdout}");
 }
+
+const DECLARATIVE: &str = r#"
+name = "paid_orders"
+topics = ["shop.orders"]
+identifier = "{data.order_id}"
+
+[[handler]]
+on = "shop.order.paid"
+do = [{ set = "status", value = "paid" }]
+"#;
+
+#[test]
+fn bad_handlers_name_the_file_the_projection_the_event_type_and_the_problem() {
+    let unknown_operation = DECLARATIVE.replace("set = ", "sett = ");
+    let bad_jq = DECLARATIVE.replace("value = \"paid\"", "from = \".data.amount +\"");
+    let handled_twice = format!(
+        "{DECLARATIVE}\n[[handler]]\non = \"shop.order.paid\"\ndo = [{{ unset = \"status\" }}]\n"
+    );
+    let both = format!("projector = \"order_summary\"\n{DECLARATIVE}");
+    let neither = GOOD.replace("projector = \"order_summary\"\n", "");
+    let other_types =
+        DECLARATIVE.replace("topics", "event_types = [\"shop.order.placed\"]\ntopics");
+    let (_dir, path) = definitions_dir(&[
+        ("a.toml", &unknown_operation),
+        ("b.toml", &bad_jq),
+        ("c.toml", &handled_twice),
+        ("d.toml", &both),
+        ("e.toml", &neither),
+        ("f.toml", &other_types),
+        ("g.toml", &DECLARATIVE.replace("paid_orders", "fine")),
+    ]);
+    let settings = load_with_env(&path, BTreeMap::new()).unwrap();
+    let errors = load_dir(&settings, &Registry::with_builtins())
+        .unwrap_err()
+        .errors;
+    let on_paid = "projection \"paid_orders\": handler 1 on = \"shop.order.paid\": step 1: ";
+    let expect = [
+        ("a.toml", format!("{on_paid}unknown operation in {{ sett, value }}")),
+        (
+            "b.toml",
+            format!("{on_paid}from: jq \".data.amount +\" does not parse"),
+        ),
+        (
+            "c.toml",
+            "projection \"paid_orders\": handler 2 on = \"shop.order.paid\": event type \"shop.order.paid\" is already handled by handler 1"
+                .to_owned(),
+        ),
+        (
+            "d.toml",
+            "projection \"paid_orders\": give either projector = \"name\" (Rust) or [[handler]] tables, not both"
+                .to_owned(),
+        ),
+        (
+            "e.toml",
+            "projection \"order_summary\": nothing folds it".to_owned(),
+        ),
+        (
+            "f.toml",
+            "projection \"paid_orders\": event_types = {\"shop.order.placed\"} differs from the event types the handlers are on, {\"shop.order.paid\"}"
+                .to_owned(),
+        ),
+    ];
+    for (file, needle) in &expect {
+        assert!(
+            errors
+                .iter()
+                .any(|error| error.contains(&format!("{file}: {needle}"))),
+            "no error for {file} containing {needle:?} in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expect.len(), "{errors:#?}");
+}
+
+#[test]
+fn check_lists_every_handler_error_at_once() {
+    let (dir, path) = definitions_dir(&[
+        ("a.toml", &DECLARATIVE.replace("set = ", "sett = ")),
+        (
+            "b.toml",
+            &DECLARATIVE
+                .replace("paid_orders", "other")
+                .replace("value = \"paid\"", "from = \"now\""),
+        ),
+    ]);
+    let output = Command::new(env!("CARGO_BIN_EXE_projectionist"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in [
+        "a.toml: projection \"paid_orders\": handler 1 on = \"shop.order.paid\": step 1: unknown operation",
+        "b.toml: projection \"other\": handler 1 on = \"shop.order.paid\": step 1: from: jq \"now\": undefined filter `now`",
+    ] {
+        assert!(stderr.contains(needle), "no {needle:?} in {stderr}");
+    }
+    drop(dir);
+}
