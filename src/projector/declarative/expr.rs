@@ -6,6 +6,8 @@
 //! produce at most one value: none (or `null`) is "missing", which the caller
 //! resolves with a default.
 
+use std::cell::OnceCell;
+
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
 use jaq_json::{Map, Num, Val};
@@ -44,6 +46,7 @@ pub struct Expr {
     /// `$state` cannot read it.
     uses_state: bool,
     uses_item: bool,
+    plain: Option<PlainPath>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -54,10 +57,81 @@ impl std::fmt::Debug for Expr {
 
 /// The values an expression runs against.
 pub struct Scope<'a> {
-    /// The event as JSON (see [`super::event_json`]), converted once per event.
-    pub event: &'a Val,
+    /// The event as JSON (see [`super::event_json`]).
+    pub event: &'a Value,
+    /// The event as jq's value, converted at most once per event and only when
+    /// an expression needs jq (a plain path does not).
+    pub event_val: &'a OnceCell<Val>,
     pub state: Option<&'a Value>,
     pub item: Option<&'a Value>,
+}
+
+/// What a plain path (`.data.order_id`, `$state.status`) starts from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Root {
+    Event,
+    State,
+    Item,
+}
+
+/// A path of object keys, evaluated on the JSON directly: most expressions are
+/// such paths, and going through jq for them costs a conversion of the event
+/// (and the projection) per step.
+#[derive(Debug, Clone, PartialEq)]
+struct PlainPath {
+    root: Root,
+    keys: Vec<String>,
+}
+
+impl PlainPath {
+    fn parse(source: &str) -> Option<PlainPath> {
+        let source = source.trim();
+        let (root, rest) = if let Some(rest) = source.strip_prefix("$event") {
+            (Root::Event, rest)
+        } else if let Some(rest) = source.strip_prefix("$state") {
+            (Root::State, rest)
+        } else if let Some(rest) = source.strip_prefix("$item") {
+            (Root::Item, rest)
+        } else {
+            (Root::Event, source)
+        };
+        if rest.is_empty() {
+            return (root != Root::Event || source == "$event")
+                .then_some(PlainPath { root, keys: vec![] });
+        }
+        let mut keys = Vec::new();
+        for key in rest.strip_prefix('.')?.split('.') {
+            let mut chars = key.chars();
+            let valid = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return None;
+            }
+            keys.push(key.to_owned());
+        }
+        Some(PlainPath { root, keys })
+    }
+
+    /// `Some(value)` when the walk stays on objects and nulls (jq's result);
+    /// `None` when it meets anything else, whose error jq itself must word.
+    fn eval(&self, scope: &Scope<'_>) -> Option<Option<Value>> {
+        let start = match self.root {
+            Root::Event => Some(scope.event),
+            Root::State => scope.state,
+            Root::Item => scope.item,
+        };
+        let mut value = start.unwrap_or(&Value::Null);
+        for key in &self.keys {
+            value = match value {
+                Value::Object(map) => map.get(key).unwrap_or(&Value::Null),
+                Value::Null => &Value::Null,
+                _ => return None,
+            };
+        }
+        Some((!value.is_null()).then(|| value.clone()))
+    }
 }
 
 impl Expr {
@@ -96,6 +170,7 @@ impl Expr {
             filter,
             uses_state: source.contains("$state"),
             uses_item: source.contains("$item"),
+            plain: PlainPath::parse(source),
         })
     }
 
@@ -111,6 +186,18 @@ impl Expr {
     /// `null`; an error when it fails, produces several values, or produces
     /// something JSON cannot hold.
     pub fn eval(&self, scope: &Scope<'_>) -> Result<Option<Value>, String> {
+        if let Some(found) = self.plain.as_ref().and_then(|path| path.eval(scope)) {
+            return Ok(found);
+        }
+        if scope.event_val.get().is_none() {
+            let converted = to_val(scope.event)?;
+            // Set once per event: the cell is fresh for every event.
+            let _ = scope.event_val.set(converted);
+        }
+        let event = scope
+            .event_val
+            .get()
+            .expect("the event was converted just above");
         let state = match (self.uses_state, scope.state) {
             (true, Some(state)) => to_val(state)?,
             _ => Val::Null,
@@ -120,13 +207,9 @@ impl Expr {
             _ => Val::Null,
         };
         // In the order of GLOBALS.
-        let vars = Vars::new([scope.event.clone(), state, item]);
+        let vars = Vars::new([event.clone(), state, item]);
         let ctx = Ctx::<Data>::new(&self.filter.lut, vars);
-        let mut outputs = self
-            .filter
-            .id
-            .run((ctx, scope.event.clone()))
-            .map(unwrap_valr);
+        let mut outputs = self.filter.id.run((ctx, event.clone())).map(unwrap_valr);
         let first = match outputs.next() {
             None => return Ok(None),
             Some(Err(error)) => return Err(format!("jq {:?} failed: {error}", self.source)),
@@ -213,5 +296,80 @@ fn number_of(number: &Num) -> Result<serde_json::Number, String> {
         // keeps what fits in 64 bits exactly and rounds the rest to a float.
         other => serde_json::from_str(&other.to_string())
             .map_err(|_| format!("{other} is not a JSON number")),
+    }
+}
+
+#[cfg(test)]
+mod plain_path_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eval_both(
+        source: &str,
+        event: &Value,
+        state: Option<&Value>,
+    ) -> (Result<Option<Value>, String>, Result<Option<Value>, String>) {
+        let fast = Expr::compile(source).unwrap();
+        let mut slow = Expr::compile(source).unwrap();
+        slow.plain = None;
+        let run = |expr: &Expr| {
+            let cell = OnceCell::new();
+            expr.eval(&Scope {
+                event,
+                event_val: &cell,
+                state,
+                item: None,
+            })
+        };
+        (run(&fast), run(&slow))
+    }
+
+    #[test]
+    fn plain_paths_are_recognised_and_nothing_else() {
+        for plain in [
+            ".data.order_id",
+            ".time",
+            "$state.status",
+            "$state",
+            "$item.quantity",
+            "$event.data.x",
+        ] {
+            assert!(PlainPath::parse(plain).is_some(), "{plain}");
+        }
+        for not_plain in [
+            ".",
+            ".data[0]",
+            ".data.order-id",
+            "$state.lines[]",
+            ".a | .b",
+            ".a // 1",
+            "$states",
+            ".1x",
+        ] {
+            assert!(PlainPath::parse(not_plain).is_none(), "{not_plain}");
+        }
+    }
+
+    #[test]
+    fn plain_paths_answer_exactly_what_jq_answers() {
+        let event = json!({"type": "t", "data": {"order_id": "o-1", "n": 3, "nested": {"x": null}, "text": "s"}});
+        let state = json!({"status": "paid", "lines": []});
+        for source in [
+            ".data.order_id",
+            ".data.n",
+            ".data.missing",
+            ".data.nested.x",
+            ".nothing.deeper",
+            "$state.status",
+            "$state.absent",
+            "$state",
+            "$event.type",
+            ".data.text.deeper",
+        ] {
+            for state in [Some(&state), None] {
+                let (fast, slow) = eval_both(source, &event, state);
+                assert_eq!(fast, slow, "{source} with state {state:?}");
+            }
+        }
     }
 }

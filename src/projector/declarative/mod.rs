@@ -145,10 +145,12 @@ impl Projector for DeclarativeProjector {
         };
         let event_type = &event.event_type;
         let fail = |message: String| ProjectorError::new(format!("{event_type}: {message}"));
-        let event_val = expr::to_val(&event_json(event)).map_err(fail)?;
+        let event_json = event_json(event);
+        let event_val = std::cell::OnceCell::new();
         if let Some(when) = &handler.when {
             let scope = Scope {
-                event: &event_val,
+                event: &event_json,
+                event_val: &event_val,
                 state: current,
                 item: None,
             };
@@ -163,7 +165,8 @@ impl Projector for DeclarativeProjector {
         // projection as it was, not half-updated.
         let mut document = current.cloned();
         let scope = Scope {
-            event: &event_val,
+            event: &event_json,
+            event_val: &event_val,
             state: None,
             item: None,
         };

@@ -97,6 +97,7 @@ impl Step {
         let state = document.as_ref();
         let here = Scope {
             event: scope.event,
+            event_val: scope.event_val,
             state,
             item: None,
         };
@@ -183,6 +184,7 @@ impl Step {
         let state = document.clone();
         let here = Scope {
             event: scope.event,
+            event_val: scope.event_val,
             state: state.as_ref(),
             item: None,
         };
