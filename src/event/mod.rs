@@ -9,6 +9,7 @@ mod decode;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub(crate) use decode::kind as json_kind;
 pub use decode::{DecodeError, Envelope, Headers, RawRecord, decode};
 
 /// Where a record sits in Kafka.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::router::Router;
-use crate::event::Event;
+use crate::event::{Event, json_kind};
 use crate::projector::Outcome;
 
 /// One application of one projection to one event.
@@ -79,7 +79,7 @@ pub fn fold(
                     reason: "invalid_projection",
                     error: format!(
                         "projector returned {} instead of a JSON object",
-                        kind(&value)
+                        json_kind(&value)
                     ),
                 });
                 continue;
@@ -119,15 +119,4 @@ pub fn fold(
         });
     }
     folded
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

@@ -200,7 +200,7 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, DecodeError> {
 }
 
 /// The JSON kind of `value`, for messages that say what was found instead.
-fn kind(value: &Value) -> &'static str {
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
