@@ -231,6 +231,7 @@ contract_suite! {
         remove_by_key_pattern_removes_only_matches,
         get_many_keeps_order_and_reports_missing,
         apply_writes_a_batch_in_order_with_its_own_ttls,
+        apply_if_unchanged_writes_only_over_what_was_read,
         many_keys_page_count_and_delete,
         pattern_dot_is_literal_and_case_matters,
         pattern_question_mark_is_one_byte,

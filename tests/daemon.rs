@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use support::daemon::{Setup, redis_projections, redis_pttl, setup, wait_for};
+use support::daemon::{
+    Setup, assert_same_projections, redis_projections, redis_pttl, setup, wait_for,
+};
 use support::kafka::Broker;
 use support::redis::RedisServer;
 use support::shop::{ShopRecord, reference_fold, story};
@@ -147,9 +149,9 @@ async fn malformed_events_are_dead_lettered_while_good_ones_are_projected() {
     let (shutdown, daemon) = setup.spawn();
 
     setup.wait_caught_up(broker, CATCH_UP).await;
-    assert_eq!(
-        redis_projections(&setup.redis_url).await,
-        reference_fold(&records, &setup.orders)
+    assert_same_projections(
+        &redis_projections(&setup.redis_url).await,
+        &reference_fold(&records, &setup.orders),
     );
 
     let letters = broker
@@ -245,9 +247,9 @@ async fn a_redis_outage_loses_nothing_and_offsets_wait_for_the_writes() {
 
     redis.restart();
     setup.wait_caught_up(broker, CATCH_UP).await;
-    assert_eq!(
-        redis_projections(&setup.redis_url).await,
-        reference_fold(&records, &setup.orders)
+    assert_same_projections(
+        &redis_projections(&setup.redis_url).await,
+        &reference_fold(&records, &setup.orders),
     );
     wait_for(
         "readiness to come back",
@@ -319,13 +321,77 @@ async fn sigterm_drains_and_exits_zero_and_a_restart_continues_without_loss() {
 
     let mut restarted = setup.spawn_binary();
     setup.wait_caught_up(broker, CATCH_UP).await;
-    assert_eq!(
-        redis_projections(&setup.redis_url).await,
-        reference_fold(&records, &setup.orders)
+    assert_same_projections(
+        &redis_projections(&setup.redis_url).await,
+        &reference_fold(&records, &setup.orders),
     );
     std::process::Command::new("kill")
         .args(["-TERM", &restarted.id().to_string()])
         .status()
         .unwrap();
     assert!(restarted.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebalance_between_two_daemons_neither_loses_nor_repeats_a_record() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let setup = setup(broker, &redis.url(0), "batch_size = 50").await;
+    let records = story(&setup.orders, &setup.inventory, 300, 40);
+    let (first_half, second_half) = records.split_at(records.len() / 2);
+    produce(broker, first_half, &setup.inventory).await;
+    let (first_shutdown, first) = setup.spawn();
+    wait_for(
+        "the first daemon to start projecting",
+        Duration::from_secs(60),
+        || async { setup.committed(broker).await > 0 },
+    )
+    .await;
+    // A second member joins the same group: partitions move while records are
+    // in flight. It serves HTTP elsewhere; everything else is shared.
+    let second_config = setup.dir.path().join("second.toml");
+    let second_port = support::redis::free_port();
+    let text = std::fs::read_to_string(&setup.config).unwrap().replace(
+        &format!("127.0.0.1:{}", setup.http_port),
+        &format!("127.0.0.1:{second_port}"),
+    );
+    std::fs::write(&second_config, text).unwrap();
+    let settings = projectionist::config::load(&second_config).unwrap();
+    let second_shutdown = tokio_util::sync::CancellationToken::new();
+    let token = second_shutdown.clone();
+    let second = tokio::spawn(async move {
+        let registry = projectionist::projector::Registry::with_builtins();
+        projectionist::app::run(settings, &registry, token).await
+    });
+    wait_for(
+        "the second daemon to get partitions",
+        Duration::from_secs(60),
+        || async {
+            let (_, metrics) = support::daemon::http_get(second_port, "/metrics");
+            metrics.contains("projectionist_consumer_assigned 1")
+        },
+    )
+    .await;
+    produce(broker, second_half, &setup.inventory).await;
+    setup.wait_caught_up(broker, CATCH_UP).await;
+    // Counters (stock, item counts, daily totals) would be off by any record
+    // applied twice or not at all.
+    assert_same_projections(
+        &redis_projections(&setup.redis_url).await,
+        &reference_fold(&records, &setup.orders),
+    );
+    let (_, metrics) = setup.http("/metrics");
+    let revocations: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("projectionist_rebalances_total{kind=\"revoke\"} "))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        revocations >= 1,
+        "the first daemon gave partitions up:\n{metrics}"
+    );
+    first_shutdown.cancel();
+    second_shutdown.cancel();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use projectionist::cache::memory::MemoryCache;
 use projectionist::cache::{
-    Cache, CacheError, CacheResult, Connection, Projection, RemainingTtl, Ttl, WriteOp,
+    Cache, CacheError, CacheResult, Connection, Projection, RemainingTtl, Ttl, Version, WriteOp,
 };
 use projectionist::config::Settings;
 use projectionist::event::Envelope;
@@ -34,6 +34,8 @@ type Log = Arc<Mutex<Vec<String>>>;
 struct Flaky {
     inner: MemoryCache,
     failures: Mutex<u32>,
+    /// A write "another replica" makes between our load and our write, once.
+    interference: Mutex<Option<WriteOp>>,
     log: Log,
 }
 
@@ -83,7 +85,17 @@ impl Cache for Flaky {
     async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>> {
         self.inner.get_many(keys).await
     }
-    async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
+    async fn get_many_versioned(
+        &self,
+        keys: &[String],
+    ) -> CacheResult<Vec<(Option<Projection>, Version)>> {
+        self.inner.get_many_versioned(keys).await
+    }
+    async fn apply_if_unchanged(
+        &self,
+        batch: &[WriteOp],
+        expected: &[(String, Version)],
+    ) -> CacheResult<bool> {
         {
             let mut failures = self.failures.lock().unwrap();
             if *failures > 0 {
@@ -92,12 +104,21 @@ impl Cache for Flaky {
                 return Err(CacheError::Unavailable("connection refused".into()));
             }
         }
-        self.inner.apply(batch).await?;
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("write {}", batch.len()));
-        Ok(())
+        let interference = self.interference.lock().unwrap().take();
+        if let Some(write) = interference {
+            self.inner.apply(&[write]).await?;
+        }
+        let applied = self.inner.apply_if_unchanged(batch, expected).await?;
+        let entry = if applied {
+            format!("write {}", batch.len())
+        } else {
+            "write conflicted".to_owned()
+        };
+        self.log.lock().unwrap().push(entry);
+        Ok(applied)
+    }
+    async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
+        self.inner.apply(batch).await
     }
 }
 
@@ -153,6 +174,7 @@ fn rig(write_failures: u32, dead_letter_failures: u32) -> Rig {
     let cache = Arc::new(Flaky {
         inner: MemoryCache::new(Ttl::from_secs(300).unwrap()),
         failures: Mutex::new(write_failures),
+        interference: Mutex::new(None),
         log: Arc::clone(&log),
     });
     let mut settings = Settings::defaults();
@@ -469,5 +491,41 @@ fn a_failed_events_log_line_carries_its_traceparent_and_position() {
     assert!(
         line.contains("reason=\"invalid_json\"") || line.contains("reason=invalid_json"),
         "{line}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_changed_by_another_writer_meanwhile_is_folded_again_not_overwritten() {
+    let rig = rig(0, 0);
+    // Another replica sets sku-mug's stock between our load and our write.
+    let theirs = Projection::new(
+        "product_stock",
+        "sku-mug",
+        json!({"sku": "sku-mug", "available": 1000}),
+    )
+    .unwrap();
+    *rig.cache.interference.lock().unwrap() = Some(WriteOp::Upsert {
+        projection: theirs,
+        expiry: projectionist::cache::Expiry::Never,
+    });
+    let all: Batch = story_batches(1000, &rig.pipeline.assignment).concat();
+    rig.pipeline.process(all).await.unwrap();
+    let log = rig.log.lock().unwrap().clone();
+    assert_eq!(log[0], "write conflicted", "{log:?}");
+    assert!(log[1].starts_with("write "), "{log:?}");
+    let mut want = expected();
+    // The story's net effect on sku-mug, applied on top of the other write.
+    let story_mug = want["product_stock:::sku-mug"]["available"]
+        .as_i64()
+        .unwrap();
+    want.insert(
+        "product_stock:::sku-mug".into(),
+        json!({"sku": "sku-mug", "available": 1000 + story_mug}),
+    );
+    assert_eq!(contents(rig.cache.as_ref()).await, want);
+    let metrics = rig.pipeline.metrics.render();
+    assert!(
+        metrics.contains("projectionist_retries_total{component=\"conflict\"} 1"),
+        "{metrics}"
     );
 }

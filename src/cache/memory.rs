@@ -14,12 +14,16 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{
-    Cache, CacheResult, Connection, Expiry, KEY_SEPARATOR, Projection, RemainingTtl, Ttl, WriteOp,
-    check_page_size, decode_value, glob,
+    Cache, CacheResult, Connection, Expiry, KEY_SEPARATOR, Projection, RemainingTtl, Ttl, Version,
+    WriteOp, check_page_size, decode_value, glob,
 };
 
 /// How often the sweep looks for expired entries.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A write ready to land: the key and its JSON text with its expiry, or `None`
+/// for a delete.
+type PreparedWrite = (String, Option<(Box<str>, Option<Instant>)>);
 
 #[derive(Debug)]
 struct Entry {
@@ -72,6 +76,17 @@ impl Inner {
             self.expirations.remove(&(old, key.to_owned()));
         }
         self.expirations.insert((expires_at, key.to_owned()));
+    }
+
+    fn write_all(&mut self, prepared: Vec<PreparedWrite>) {
+        for (key, write) in prepared {
+            match write {
+                Some((json, expires_at)) => self.insert(key, json, expires_at),
+                None => {
+                    self.remove(&key);
+                }
+            }
+        }
     }
 
     /// Drop every entry whose expiry has passed; returns how many went.
@@ -160,6 +175,20 @@ impl MemoryCache {
             runtime.spawn(sweep_until_dropped(Arc::downgrade(&store)));
         }
         MemoryCache { store, default_ttl }
+    }
+
+    /// Serialize a batch before taking the lock: the lock guards only map updates.
+    fn prepare(&self, batch: &[WriteOp], now: Instant) -> Vec<PreparedWrite> {
+        batch
+            .iter()
+            .map(|op| match op {
+                WriteOp::Upsert { projection, expiry } => (
+                    projection.key(),
+                    Some((serialize(projection), self.expires_at(*expiry, now))),
+                ),
+                WriteOp::Delete { key } => (key.clone(), None),
+            })
+            .collect()
     }
 
     fn expires_at(&self, expiry: Expiry, now: Instant) -> Option<Instant> {
@@ -306,28 +335,46 @@ impl Cache for MemoryCache {
         Ok(found)
     }
 
-    async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
-        // Serialize before taking the lock: the lock guards only map updates.
+    async fn get_many_versioned(
+        &self,
+        keys: &[String],
+    ) -> CacheResult<Vec<(Option<Projection>, Version)>> {
         let now = Instant::now();
-        let prepared: Vec<(String, Option<(Box<str>, Option<Instant>)>)> = batch
-            .iter()
-            .map(|op| match op {
-                WriteOp::Upsert { projection, expiry } => (
-                    projection.key(),
-                    Some((serialize(projection), self.expires_at(*expiry, now))),
+        let inner = self.store.read();
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            found.push(match inner.live(key, now) {
+                Some(entry) => (
+                    Some(decode_value(key, entry.json.as_bytes())?),
+                    Some(entry.json.as_bytes().to_vec()),
                 ),
-                WriteOp::Delete { key } => (key.clone(), None),
-            })
-            .collect();
-        let mut inner = self.store.write();
-        for (key, write) in prepared {
-            match write {
-                Some((json, expires_at)) => inner.insert(key, json, expires_at),
-                None => {
-                    inner.remove(&key);
-                }
-            }
+                None => (None, None),
+            });
         }
+        Ok(found)
+    }
+
+    async fn apply_if_unchanged(
+        &self,
+        batch: &[WriteOp],
+        expected: &[(String, Version)],
+    ) -> CacheResult<bool> {
+        let now = Instant::now();
+        let prepared = self.prepare(batch, now);
+        let mut inner = self.store.write();
+        let unchanged = expected.iter().all(|(key, version)| {
+            let current = inner.live(key, now).map(|entry| entry.json.as_bytes());
+            current == version.as_deref()
+        });
+        if unchanged {
+            inner.write_all(prepared);
+        }
+        Ok(unchanged)
+    }
+
+    async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
+        let prepared = self.prepare(batch, Instant::now());
+        self.store.write().write_all(prepared);
         Ok(())
     }
 }

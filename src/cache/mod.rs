@@ -53,6 +53,12 @@ impl CacheError {
 
 pub type CacheResult<T> = Result<T, CacheError>;
 
+/// What a key held when it was read: its stored text, `None` when absent. A
+/// conditional write ([`Cache::apply_if_unchanged`]) lands only if every key it
+/// writes still holds what was read, so two writers that folded the same key
+/// from the same state cannot both win (no lost update).
+pub type Version = Option<Vec<u8>>;
+
 /// One write of a batch: the pipeline turns a batch of events into these.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOp {
@@ -145,6 +151,21 @@ pub trait Cache: Send + Sync + fmt::Debug {
 
     /// The live projections under `keys`, in the same order, in one round trip.
     async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>>;
+
+    /// [`Cache::get_many`], with each key's [`Version`] for a conditional write.
+    async fn get_many_versioned(
+        &self,
+        keys: &[String],
+    ) -> CacheResult<Vec<(Option<Projection>, Version)>>;
+
+    /// Apply the batch, atomically and in one round trip, only if every key in
+    /// `expected` still holds its version; `Ok(false)` (nothing written) when one
+    /// changed since it was read.
+    async fn apply_if_unchanged(
+        &self,
+        batch: &[WriteOp],
+        expected: &[(String, Version)],
+    ) -> CacheResult<bool>;
 
     /// Apply every write of the batch, in order, in one round trip. On Redis the
     /// batch is a `MULTI`/`EXEC` transaction: all of it lands or none of it.

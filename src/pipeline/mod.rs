@@ -11,16 +11,16 @@
 mod fold;
 mod retry;
 mod router;
+mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::cache::{Cache, CacheError, Projection, WriteOp};
+use crate::cache::CacheError;
 use crate::event::{Envelope, Event, decode};
 use crate::metrics::{Metrics, NO_PROJECTION};
 use crate::source::{Assignment, Batch, Checkpoint, DeadLetter, DeadLetters, Offsets, SourceError};
@@ -120,27 +120,67 @@ impl Pipeline {
             events.push(event);
             sources.push(index);
         }
-        let (states, mut corrupt) = self.load(&work).await?;
-        // A key whose stored value is not JSON cannot be folded: its events fail
-        // (and are dead-lettered) while the rest of the batch goes on.
-        work.retain(|item| match corrupt.get_mut(&item.key) {
-            Some(error) => {
-                let record = &records[sources[item.event]];
-                let name = self.router.route(item.route).definition.name.clone();
-                letters.push(self.failure(record, Some(&name), "corrupt_state", error.clone()));
-                false
+        // Write every cache only if the keys it writes still hold what was
+        // loaded; a cache that lost a race (another replica wrote a shared key)
+        // is loaded and folded again, the others are done. A key's fold depends
+        // on that key alone, so re-folding only the pending caches is exact.
+        let mut pending: BTreeSet<&str> = work
+            .iter()
+            .map(|item| self.router.route(item.route).definition.cache.as_str())
+            .collect();
+        let mut conflicts: u32 = 0;
+        while !pending.is_empty() {
+            let mut attempt: Vec<Work> = work
+                .iter()
+                .filter(|item| {
+                    pending.contains(self.router.route(item.route).definition.cache.as_str())
+                })
+                .cloned()
+                .collect();
+            let (states, versions, corrupt) = self.load(&attempt).await?;
+            // A key whose stored value is not JSON cannot be folded: its events
+            // fail (and are dead-lettered) while the rest of the batch goes on.
+            attempt.retain(|item| match corrupt.get(&item.key) {
+                Some(error) => {
+                    if conflicts == 0 {
+                        let record = &records[sources[item.event]];
+                        let name = &self.router.route(item.route).definition.name;
+                        letters.push(self.failure(
+                            record,
+                            Some(name),
+                            "corrupt_state",
+                            error.clone(),
+                        ));
+                    }
+                    false
+                }
+                None => true,
+            });
+            let folded = fold(&self.router, &events, &attempt, states);
+            let applied = self.write(&folded, &versions, &pending).await?;
+            let done =
+                |route: usize| applied.contains(self.router.route(route).definition.cache.as_str());
+            for refusal in folded.refusals.iter().filter(|refusal| done(refusal.route)) {
+                let record = &records[sources[refusal.event]];
+                let name = &self.router.route(refusal.route).definition.name;
+                letters.push(self.failure(
+                    record,
+                    Some(name),
+                    refusal.reason,
+                    refusal.error.clone(),
+                ));
             }
-            None => true,
-        });
-        let folded = fold(&self.router, &events, &work, states);
-        for refusal in &folded.refusals {
-            let record = &records[sources[refusal.event]];
-            let name = &self.router.route(refusal.route).definition.name;
-            letters.push(self.failure(record, Some(name), refusal.reason, refusal.error.clone()));
+            self.count_outcomes(&folded, &done);
+            self.observe_freshness(&folded, &done);
+            pending.retain(|cache| !applied.contains(*cache));
+            if !pending.is_empty() {
+                conflicts += 1;
+                self.metrics.retries.with_label_values(&["conflict"]).inc();
+                debug!(conflicts, caches = ?pending, "a shared key changed since it was loaded; folding again");
+                let pause = Duration::from_millis(u64::from(conflicts.min(20)) * 5);
+                tokio::time::sleep(pause).await;
+            }
         }
-        self.count_outcomes(&folded);
-        self.write(&folded).await?;
-        self.observe_freshness(&folded);
         self.dead_letter(&letters).await?;
         self.store_offsets(&records)?;
         self.metrics.batch_size.observe(records.len() as f64);
@@ -148,11 +188,7 @@ impl Pipeline {
             .batch_duration
             .observe(started.elapsed().as_secs_f64());
         self.retry.health.beat();
-        debug!(
-            records = records.len(),
-            writes = folded.writes.len(),
-            "batch done"
-        );
+        debug!(records = records.len(), conflicts, "batch done");
         Ok(())
     }
 
@@ -198,135 +234,21 @@ impl Pipeline {
         }
     }
 
-    fn count_outcomes(&self, folded: &Folded) {
-        for (route, count) in &folded.applied {
+    fn count_outcomes(&self, folded: &Folded, done: &dyn Fn(usize) -> bool) {
+        for (route, count) in folded.applied.iter().filter(|(route, _)| done(**route)) {
             let name = &self.router.route(*route).definition.name;
             self.metrics
                 .events_projected
                 .with_label_values(&[name])
                 .inc_by(*count);
         }
-        for (route, count) in &folded.skipped {
+        for (route, count) in folded.skipped.iter().filter(|(route, _)| done(**route)) {
             let name = &self.router.route(*route).definition.name;
             self.metrics
                 .events_skipped
                 .with_label_values(&[name, "projector_skip"])
                 .inc_by(*count);
         }
-    }
-
-    /// Load the current state of every key `work` touches: one `get_many` per
-    /// cache. Returns the states and the keys whose stored value is unreadable.
-    async fn load(
-        &self,
-        work: &[Work],
-    ) -> Result<(HashMap<String, Option<Value>>, HashMap<String, String>), PipelineError> {
-        let mut keys_by_cache: BTreeMap<&str, (Arc<dyn Cache>, Vec<String>)> = BTreeMap::new();
-        let mut seen = std::collections::HashSet::new();
-        for item in work {
-            if !seen.insert(item.key.as_str()) {
-                continue;
-            }
-            let route = self.router.route(item.route);
-            keys_by_cache
-                .entry(route.definition.cache.as_str())
-                .or_insert_with(|| (Arc::clone(&route.cache), Vec::new()))
-                .1
-                .push(item.key.clone());
-        }
-        let mut states = HashMap::with_capacity(seen.len());
-        let mut corrupt = HashMap::new();
-        for (name, (cache, keys)) in keys_by_cache {
-            let timer = self.cache_timer(name, "get_many");
-            let loaded = self.retry.run("cache", || cache.get_many(&keys)).await;
-            timer.observe_duration();
-            match loaded {
-                Ok(found) => {
-                    for (key, projection) in keys.into_iter().zip(found) {
-                        states.insert(key, projection.map(Projection::into_value));
-                    }
-                }
-                Err(CacheError::CorruptValue { .. }) => {
-                    // One bad value spoils a multi-get: find which keys, one by one.
-                    for key in keys {
-                        match self.retry.run("cache", || cache.get(&key)).await {
-                            Ok(found) => {
-                                states.insert(key, found.map(Projection::into_value));
-                            }
-                            Err(error @ CacheError::CorruptValue { .. }) => {
-                                corrupt.insert(key, error.to_string());
-                            }
-                            Err(error) => {
-                                return Err(PipelineError::Cache {
-                                    cache: name.to_owned(),
-                                    error,
-                                });
-                            }
-                        }
-                    }
-                }
-                Err(error) => {
-                    return Err(PipelineError::Cache {
-                        cache: name.to_owned(),
-                        error,
-                    });
-                }
-            }
-        }
-        Ok((states, corrupt))
-    }
-
-    /// Write every final state: one `apply` (one round trip) per cache. The ops
-    /// are absolute states, so retrying a cache after a failure is idempotent.
-    async fn write(&self, folded: &Folded) -> Result<(), PipelineError> {
-        let mut ops_by_cache: BTreeMap<&str, (Arc<dyn Cache>, Vec<WriteOp>)> = BTreeMap::new();
-        for Write {
-            route: route_index,
-            key,
-            state,
-            ..
-        } in &folded.writes
-        {
-            let route = self.router.route(*route_index);
-            let definition = &route.definition;
-            let op = match state {
-                Some(value) => {
-                    let identifier = &key[definition.name.len() + 3..];
-                    let projection = Projection::new(&definition.name, identifier, value.clone())
-                        .expect("names are validated at load and the fold keeps only objects");
-                    self.metrics
-                        .cache_writes
-                        .with_label_values(&[&definition.name, "upsert"])
-                        .inc();
-                    WriteOp::Upsert {
-                        projection,
-                        expiry: definition.expiry,
-                    }
-                }
-                None => {
-                    self.metrics
-                        .cache_writes
-                        .with_label_values(&[&definition.name, "delete"])
-                        .inc();
-                    WriteOp::Delete { key: key.clone() }
-                }
-            };
-            ops_by_cache
-                .entry(definition.cache.as_str())
-                .or_insert_with(|| (Arc::clone(&route.cache), Vec::new()))
-                .1
-                .push(op);
-        }
-        for (name, (cache, ops)) in ops_by_cache {
-            let timer = self.cache_timer(name, "apply");
-            let applied = self.retry.run("cache", || cache.apply(&ops)).await;
-            timer.observe_duration();
-            applied.map_err(|error| PipelineError::Cache {
-                cache: name.to_owned(),
-                error,
-            })?;
-        }
-        Ok(())
     }
 
     async fn dead_letter(&self, letters: &[DeadLetter]) -> Result<(), PipelineError> {
@@ -353,10 +275,10 @@ impl Pipeline {
     }
 
     /// Freshness of every written projection: how old its newest event is now.
-    fn observe_freshness(&self, folded: &Folded) {
+    fn observe_freshness(&self, folded: &Folded, done: &dyn Fn(usize) -> bool) {
         let now = chrono::Utc::now();
         let mut newest: HashMap<usize, f64> = HashMap::new();
-        for write in &folded.writes {
+        for write in folded.writes.iter().filter(|write| done(write.route)) {
             let Some(time) = write.event_time else {
                 continue;
             };

@@ -345,3 +345,65 @@ pub async fn flush_all_empties_the_cache_and_keeps_it_usable(fixture: &Fixture) 
         default_secs,
     );
 }
+
+pub async fn apply_if_unchanged_writes_only_over_what_was_read(fixture: &Fixture) {
+    let cache = &fixture.cache;
+    let p = |id: &str, n: i64| fixture.projection("p", id, json!({ "n": n }));
+    let upsert = |id: &str, n: i64| WriteOp::Upsert {
+        projection: p(id, n),
+        expiry: Expiry::Never,
+    };
+    cache.add(&p("a", 1), None).await.unwrap();
+    let keys = [fixture.key("p", "a"), fixture.key("p", "fresh")];
+    let read = cache.get_many_versioned(&keys).await.unwrap();
+    assert_eq!(read[0].0, Some(p("a", 1)));
+    assert!(read[0].1.is_some(), "a present key has a version");
+    assert_eq!(
+        read[1],
+        (None, None),
+        "an absent key: no projection, no version"
+    );
+    let expected: Vec<_> = keys
+        .iter()
+        .cloned()
+        .zip(read.iter().map(|(_, v)| v.clone()))
+        .collect();
+
+    // Nothing changed since the read: the batch lands.
+    let batch = [upsert("a", 2), upsert("fresh", 1)];
+    assert!(cache.apply_if_unchanged(&batch, &expected).await.unwrap());
+    assert_eq!(cache.get(&keys[0]).await.unwrap(), Some(p("a", 2)));
+
+    // The same versions are stale now, for the changed key and for the key that
+    // was absent and exists now: nothing of the batch is written.
+    let stale_a = [upsert("a", 3)];
+    assert!(
+        !cache
+            .apply_if_unchanged(&stale_a, &expected[..1])
+            .await
+            .unwrap()
+    );
+    let stale_fresh = [upsert("fresh", 9), upsert("other", 9)];
+    assert!(
+        !cache
+            .apply_if_unchanged(&stale_fresh, &expected[1..])
+            .await
+            .unwrap()
+    );
+    assert_eq!(cache.get(&keys[0]).await.unwrap(), Some(p("a", 2)));
+    assert_eq!(cache.get(&keys[1]).await.unwrap(), Some(p("fresh", 1)));
+    assert_eq!(cache.get(&fixture.key("p", "other")).await.unwrap(), None);
+
+    // Read again, and a delete lands.
+    let again = cache.get_many_versioned(&keys[..1]).await.unwrap();
+    let delete = [WriteOp::Delete {
+        key: keys[0].clone(),
+    }];
+    assert!(
+        cache
+            .apply_if_unchanged(&delete, &[(keys[0].clone(), again[0].1.clone())])
+            .await
+            .unwrap()
+    );
+    assert_eq!(cache.get(&keys[0]).await.unwrap(), None);
+}

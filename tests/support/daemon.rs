@@ -238,3 +238,32 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Compare projections key by key, naming each difference (a full dump of a
+/// few hundred projections hides the one that matters).
+pub fn assert_same_projections(
+    actual: &BTreeMap<String, Value>,
+    expected: &BTreeMap<String, Value>,
+) {
+    let mut differences = Vec::new();
+    for (key, want) in expected {
+        match actual.get(key) {
+            None => differences.push(format!("{key}: missing, expected {want}")),
+            Some(got) if got != want => {
+                differences.push(format!("{key}:\n  got      {got}\n  expected {want}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, got) in actual {
+        if !expected.contains_key(key) {
+            differences.push(format!("{key}: unexpected {got}"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} projection(s) differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}

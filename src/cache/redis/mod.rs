@@ -24,8 +24,8 @@ pub use uri::{masked_uri, validate_uri};
 use wire::{JsonArg, KeyArg, ScanPages};
 
 use super::{
-    Cache, CacheError, CacheResult, Connection, Expiry, Projection, RemainingTtl, Ttl, WriteOp,
-    check_page_size, decode_value,
+    Cache, CacheError, CacheResult, Connection, Expiry, Projection, RemainingTtl, Ttl, Version,
+    WriteOp, check_page_size, decode_value,
 };
 
 /// `ping` answers `false` after this long without a `PONG`.
@@ -323,6 +323,76 @@ impl Cache for RedisCache {
         Ok(found)
     }
 
+    async fn get_many_versioned(
+        &self,
+        keys: &[String],
+    ) -> CacheResult<Vec<(Option<Projection>, Version)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<Option<Vec<u8>>> = self
+            .query(redis::cmd("MGET").arg(keys))
+            .await
+            .map_err(unavailable)?;
+        let mut found = Vec::with_capacity(keys.len());
+        for (key, text) in keys.iter().zip(texts) {
+            let projection = text
+                .as_ref()
+                .map(|text| decode_value(key, text))
+                .transpose()?;
+            found.push((projection, text));
+        }
+        Ok(found)
+    }
+
+    async fn apply_if_unchanged(
+        &self,
+        batch: &[WriteOp],
+        expected: &[(String, Version)],
+    ) -> CacheResult<bool> {
+        if batch.is_empty() && expected.is_empty() {
+            return Ok(true);
+        }
+        // One script: Redis runs it atomically, so the check and the writes
+        // cannot interleave with another writer's.
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(CHECKED_APPLY_SCRIPT)
+            .arg(expected.len() + batch.len());
+        for (key, _) in expected {
+            command.arg(key);
+        }
+        for op in batch {
+            match op {
+                WriteOp::Upsert { projection, .. } => command.arg(KeyArg(projection)),
+                WriteOp::Delete { key } => command.arg(key),
+            };
+        }
+        command.arg(expected.len());
+        for (_, version) in expected {
+            // "0": absent; "1" followed by the text read: present with that text.
+            match version {
+                None => command.arg("0"),
+                Some(text) => command.arg([b"1".as_slice(), text].concat()),
+            };
+        }
+        for op in batch {
+            match op {
+                WriteOp::Upsert { projection, expiry } => {
+                    // 0 = no expiry: a plain SET also clears an old TTL.
+                    let millis = self.ttl_millis(*expiry).unwrap_or(0);
+                    command.arg(JsonArg(projection.value())).arg(millis);
+                }
+                // A JSON object is never empty text, so "" means delete.
+                WriteOp::Delete { .. } => {
+                    command.arg("").arg(0);
+                }
+            }
+        }
+        let applied: i64 = self.query(&command).await.map_err(unavailable)?;
+        Ok(applied == 1)
+    }
+
     async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
         if batch.is_empty() {
             return Ok(());
@@ -350,3 +420,33 @@ impl Cache for RedisCache {
         self.query_pipeline(&transaction).await.map_err(unavailable)
     }
 }
+
+/// `KEYS`: the checked keys, then the written keys. `ARGV[1]`: how many are
+/// checked; then one expected version per checked key ("0" absent, "1" + text);
+/// then per written key its JSON text ("" deletes) and TTL in ms (0: none).
+/// Returns 1 when applied, 0 (nothing written) when a checked key changed.
+const CHECKED_APPLY_SCRIPT: &str = r#"
+local checked = tonumber(ARGV[1])
+for i = 1, checked do
+  local expected = ARGV[1 + i]
+  local current = redis.call('GET', KEYS[i])
+  if expected == '0' then
+    if current then return 0 end
+  elseif (not current) or ('1' .. current) ~= expected then
+    return 0
+  end
+end
+local base = 1 + checked
+for i = checked + 1, #KEYS do
+  local at = base + 2 * (i - checked) - 1
+  local value, ttl = ARGV[at], ARGV[at + 1]
+  if value == '' then
+    redis.call('UNLINK', KEYS[i])
+  elseif ttl == '0' then
+    redis.call('SET', KEYS[i], value)
+  else
+    redis.call('SET', KEYS[i], value, 'PX', ttl)
+  end
+end
+return 1
+"#;
