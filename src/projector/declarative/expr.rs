@@ -255,9 +255,28 @@ fn snippet(rest: &str) -> String {
     rest.chars().take(20).collect()
 }
 
-/// JSON into jaq's value type.
+/// JSON into jaq's value type, built directly: this runs for every expression
+/// that reads `$state`, and going through serde cost twice as much.
 pub fn to_val(value: &Value) -> Result<Val, String> {
-    Val::deserialize(value).map_err(|error| format!("cannot give {value} to jq: {error}"))
+    Ok(match value {
+        Value::Null => Val::Null,
+        Value::Bool(flag) => Val::Bool(*flag),
+        Value::Number(number) => match number.as_i64().and_then(|int| isize::try_from(int).ok()) {
+            Some(int) => Val::from(int),
+            // Beyond a machine integer (or a float): let jaq's own reader decide.
+            None => Val::deserialize(value)
+                .map_err(|error| format!("cannot give {value} to jq: {error}"))?,
+        },
+        Value::String(text) => Val::from(text.clone()),
+        Value::Array(items) => items.iter().map(to_val).collect::<Result<Val, String>>()?,
+        Value::Object(map) => {
+            let mut object = Map::with_capacity_and_hasher(map.len(), Default::default());
+            for (key, item) in map {
+                object.insert(Val::from(key.clone()), to_val(item)?);
+            }
+            Val::Obj(jaq_json::Rc::new(object))
+        }
+    })
 }
 
 /// jaq's value back into JSON; byte strings, non-string keys and non-finite
@@ -322,6 +341,21 @@ mod plain_path_tests {
             })
         };
         (run(&fast), run(&slow))
+    }
+
+    #[test]
+    fn direct_conversion_matches_jaqs_own_reader() {
+        let samples = [
+            json!(null),
+            json!({"a": [1, -2, 3.5, "x", true, null, {"b": {}}], "big": 18446744073709551615u64}),
+            json!(["é", 0, 1e300]),
+        ];
+        for sample in samples {
+            let direct = to_val(&sample).unwrap();
+            let via_serde = Val::deserialize(&sample).unwrap();
+            assert_eq!(direct, via_serde, "{sample}");
+            assert_eq!(from_val(&direct).unwrap(), from_val(&via_serde).unwrap());
+        }
     }
 
     #[test]
