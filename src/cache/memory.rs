@@ -322,17 +322,11 @@ impl Cache for MemoryCache {
     }
 
     async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>> {
-        let now = Instant::now();
-        let inner = self.store.read();
-        let mut found = Vec::with_capacity(keys.len());
-        for key in keys {
-            let projection = match inner.live(key, now) {
-                Some(entry) => Some(decode_value(key, entry.json.as_bytes())?),
-                None => None,
-            };
-            found.push(projection);
-        }
-        Ok(found)
+        let found = self.get_many_versioned(keys).await?;
+        Ok(found
+            .into_iter()
+            .map(|(projection, _)| projection)
+            .collect())
     }
 
     async fn get_many_versioned(

@@ -309,18 +309,11 @@ impl Cache for RedisCache {
     }
 
     async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let texts: Vec<Option<Vec<u8>>> = self
-            .query(redis::cmd("MGET").arg(keys))
-            .await
-            .map_err(unavailable)?;
-        let mut found = Vec::with_capacity(keys.len());
-        for (key, text) in keys.iter().zip(texts) {
-            found.push(text.map(|text| decode_value(key, &text)).transpose()?);
-        }
-        Ok(found)
+        let found = self.get_many_versioned(keys).await?;
+        Ok(found
+            .into_iter()
+            .map(|(projection, _)| projection)
+            .collect())
     }
 
     async fn get_many_versioned(
