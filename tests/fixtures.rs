@@ -4,6 +4,8 @@
 //! documentation and test data for other suites, cannot drift from the code.
 //! And the declarative `order_summary` must agree with its Rust twin.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -131,8 +133,7 @@ fn the_shipped_examples_are_declarative_but_one() {
 
 /// Event by event from the same state: the same outcome every time, so the
 /// documents agree along the whole story, not only at its end.
-#[test]
-fn declarative_order_summary_matches_its_rust_twin() {
+fn assert_twins_agree(events: Vec<Event>, at_least: usize) {
     let definitions = definitions();
     let declarative = definitions
         .iter()
@@ -140,7 +141,7 @@ fn declarative_order_summary_matches_its_rust_twin() {
         .expect("order_summary is shipped");
     let mut projections = BTreeMap::new();
     let mut compared = 0;
-    for event in story("order_summary") {
+    for event in events {
         if !declarative.consumes(&event.position.topic, &event.event_type) {
             continue;
         }
@@ -157,5 +158,32 @@ fn declarative_order_summary_matches_its_rust_twin() {
         );
         compared += 1;
     }
-    assert!(compared >= 15, "only {compared} events compared");
+    assert!(compared >= at_least, "only {compared} events compared");
+}
+
+#[test]
+fn declarative_order_summary_matches_its_rust_twin() {
+    assert_twins_agree(story("order_summary"), 15);
+}
+
+/// The generated story of the daemon tests and benchmarks: thousands of events,
+/// repeated skus at new prices, removals and cancellations.
+#[test]
+fn the_twins_agree_on_the_long_generated_story() {
+    let records = support::shop::story_with_items("shop.orders", "shop.inventory", 400, 50, 7);
+    let events = records
+        .iter()
+        .enumerate()
+        .map(|(offset, record)| {
+            let raw = projectionist::fixtures::FixtureRecord {
+                topic: record.topic.clone(),
+                key: Some(record.key.clone()),
+                partition: None,
+                event: record.event.clone(),
+            }
+            .to_raw_record(offset as i64);
+            decode(&raw, &Envelope::CloudEvents).expect("the story decodes")
+        })
+        .collect();
+    assert_twins_agree(events, 3000);
 }
