@@ -82,9 +82,6 @@ impl Cache for Flaky {
     async fn get_ttl(&self, key: &str) -> CacheResult<Option<RemainingTtl>> {
         self.inner.get_ttl(key).await
     }
-    async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>> {
-        self.inner.get_many(keys).await
-    }
     async fn get_many_versioned(
         &self,
         keys: &[String],

@@ -150,7 +150,13 @@ pub trait Cache: Send + Sync + fmt::Debug {
     async fn get_ttl(&self, key: &str) -> CacheResult<Option<RemainingTtl>>;
 
     /// The live projections under `keys`, in the same order, in one round trip.
-    async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>>;
+    async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>> {
+        let found = self.get_many_versioned(keys).await?;
+        Ok(found
+            .into_iter()
+            .map(|(projection, _)| projection)
+            .collect())
+    }
 
     /// [`Cache::get_many`], with each key's [`Version`] for a conditional write.
     async fn get_many_versioned(

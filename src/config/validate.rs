@@ -242,12 +242,12 @@ fn validate_events(raw: RawEvents, errors: &mut Vec<String>) -> Option<Envelope>
 }
 
 fn validate_log(raw: RawLog, errors: &mut Vec<String>) -> LogSettings {
-    if let Some(level) = &raw.level {
-        if let Err(error) = tracing_subscriber::EnvFilter::try_new(level) {
-            errors.push(format!(
+    if let Some(level) = &raw.level
+        && let Err(error) = tracing_subscriber::EnvFilter::try_new(level)
+    {
+        errors.push(format!(
                 "log.level = {level:?} is not a log filter (e.g. \"info\" or \"projectionist=debug,info\"): {error}"
             ));
-        }
     }
     let format = match raw.format.as_deref() {
         None => None,

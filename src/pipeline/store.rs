@@ -17,6 +17,10 @@ pub(super) type Loaded = (
     HashMap<String, String>,
 );
 
+/// One cache's share of a batch: the cache, its writes, and the versions they
+/// expect.
+type CacheWrites = (Arc<dyn Cache>, Vec<WriteOp>, Vec<(String, Version)>);
+
 impl Pipeline {
     /// Load the current state of every key `work` touches, grouped by cache.
     pub(super) async fn load(&self, work: &[Work]) -> Result<Loaded, PipelineError> {
@@ -91,10 +95,7 @@ impl Pipeline {
         versions: &HashMap<String, Version>,
         pending: &BTreeSet<&'a str>,
     ) -> Result<BTreeSet<&'a str>, PipelineError> {
-        let mut ops_by_cache: BTreeMap<
-            &str,
-            (Arc<dyn Cache>, Vec<WriteOp>, Vec<(String, Version)>),
-        > = BTreeMap::new();
+        let mut ops_by_cache: BTreeMap<&str, CacheWrites> = BTreeMap::new();
         for Write {
             route: route_index,
             key,

@@ -308,14 +308,6 @@ impl Cache for RedisCache {
         })
     }
 
-    async fn get_many(&self, keys: &[String]) -> CacheResult<Vec<Option<Projection>>> {
-        let found = self.get_many_versioned(keys).await?;
-        Ok(found
-            .into_iter()
-            .map(|(projection, _)| projection)
-            .collect())
-    }
-
     async fn get_many_versioned(
         &self,
         keys: &[String],
