@@ -114,14 +114,16 @@ impl Setup {
         (shutdown, task)
     }
 
-    /// Run the real binary (`projectionist run --config ...`).
-    pub fn spawn_binary(&self) -> std::process::Child {
-        std::process::Command::new(env!("CARGO_BIN_EXE_projectionist"))
+    /// Run the real binary (`projectionist run --config ...`); it is killed when
+    /// the handle is dropped, so a failing test leaves no daemon behind.
+    pub fn spawn_binary(&self) -> BinaryDaemon {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_projectionist"))
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info,rdkafka=warn")
             .spawn()
-            .expect("the projectionist binary runs")
+            .expect("the projectionist binary runs");
+        BinaryDaemon(child)
     }
 
     pub fn http(&self, path: &str) -> (u16, String) {
@@ -266,4 +268,29 @@ pub fn assert_same_projections(
         differences.len(),
         differences.join("\n")
     );
+}
+
+/// A daemon process owned by a test: killed on drop unless it already exited.
+pub struct BinaryDaemon(pub std::process::Child);
+
+impl std::ops::Deref for BinaryDaemon {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for BinaryDaemon {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for BinaryDaemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
