@@ -129,12 +129,7 @@ async fn run(scale: Scale, full: bool) {
         story_with_items(&setup.orders, &setup.inventory, scale.orders / 5, 2_000, 7)
             .into_iter()
             .take(scale.events / 5)
-            .map(|record| FixtureRecord {
-                topic: record.topic,
-                key: Some(record.key),
-                partition: None,
-                event: record.event,
-            })
+            .map(|record| record.to_fixture())
             .collect();
     let declarative = offline_rate(&setup.dir.path().join("projections"), &sample).await;
     let rust = offline_rate(&setup.dir.path().join("twin-projections"), &sample).await;

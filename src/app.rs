@@ -18,7 +18,7 @@ use crate::health::Health;
 use crate::http::{self, AppState};
 use crate::metrics::{Metrics, PROJECTION_STATES};
 use crate::pipeline::{Pipeline, Retry, Router};
-use crate::projection::{self, Definition};
+use crate::projection;
 use crate::projector::Registry;
 use crate::source::kafka::{KafkaDeadLetters, KafkaSource, SourceContext};
 use crate::source::{Assignment, DeadLetters};
@@ -59,21 +59,13 @@ pub async fn connect_caches(
     Ok(caches)
 }
 
-/// Load and validate every projection definition.
-pub fn load_definitions(
-    settings: &Settings,
-    registry: &Registry,
-) -> anyhow::Result<Vec<Definition>> {
-    Ok(projection::load_dir(settings, registry)?)
-}
-
 /// Run the daemon until `shutdown` is cancelled (a signal) or the pipeline fails.
 pub async fn run(
     settings: Settings,
     registry: &Registry,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let definitions = load_definitions(&settings, registry)?;
+    let definitions = projection::load_dir(&settings, registry)?;
     let metrics = Metrics::new();
     let health = Health::new();
     let retry = Retry {

@@ -34,7 +34,7 @@ pub async fn run(
     settings.kafka.group_id = "projectionist-dev".to_owned();
     settings.server.listen = listen;
     settings.projections_dir = projections_dir.to_path_buf();
-    let definitions = crate::app::load_definitions(&settings, registry)?;
+    let definitions = crate::projection::load_dir(&settings, registry)?;
     let mut topics: Vec<&String> = definitions.iter().flat_map(|d| &d.topics).collect();
     topics.sort();
     topics.dedup();

@@ -10,6 +10,15 @@ use projectionist::config::{Provider, StartFrom, load_with_env};
 use projectionist::projection::load_dir;
 use projectionist::projector::Registry;
 
+/// `projectionist check --config PATH`, as a user runs it.
+fn check(path: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_projectionist"))
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config.example.toml")
 }
@@ -299,11 +308,7 @@ fn check_exits_non_zero_listing_every_error() {
     let (dir, path) =
         definitions_dir(&[("a.toml", &GOOD.replace("order_summary\"\n", "nothing\"\n"))]);
     std::fs::write(&path, "[caches.default]\nprovider = \"memory\"\nTTL = 0\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_projectionist"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = check(&path);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -312,11 +317,7 @@ fn check_exits_non_zero_listing_every_error() {
     );
 
     std::fs::write(&path, "[caches.default]\nprovider = \"memory\"\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_projectionist"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = check(&path);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -328,11 +329,7 @@ fn check_exits_non_zero_listing_every_error() {
 
 #[test]
 fn check_accepts_the_example_config() {
-    let output = Command::new(env!("CARGO_BIN_EXE_projectionist"))
-        .args(["check", "--config"])
-        .arg(example())
-        .output()
-        .unwrap();
+    let output = check(&example());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -425,11 +422,7 @@ fn check_lists_every_handler_error_at_once() {
                 .replace("value = \"paid\"", "from = \"now\""),
         ),
     ]);
-    let output = Command::new(env!("CARGO_BIN_EXE_projectionist"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = check(&path);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     for needle in [

@@ -175,13 +175,7 @@ fn the_twins_agree_on_the_long_generated_story() {
         .iter()
         .enumerate()
         .map(|(offset, record)| {
-            let raw = projectionist::fixtures::FixtureRecord {
-                topic: record.topic.clone(),
-                key: Some(record.key.clone()),
-                partition: None,
-                event: record.event.clone(),
-            }
-            .to_raw_record(offset as i64);
+            let raw = record.to_fixture().to_raw_record(offset as i64);
             decode(&raw, &Envelope::CloudEvents).expect("the story decodes")
         })
         .collect();

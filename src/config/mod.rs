@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cache::Ttl;
 use crate::event::Envelope;
 
 pub use caches::{CacheSettings, Provider};
@@ -109,11 +108,6 @@ impl Settings {
     pub fn defaults() -> Settings {
         validate::validate(RawSettings::default(), Path::new("projectionist.toml"))
             .expect("the empty configuration is valid by construction")
-    }
-
-    /// The default TTL of the `default` cache, used by definitions that name none.
-    pub fn cache_ttl(&self, cache: &str) -> Option<Ttl> {
-        self.caches.get(cache).map(|settings| settings.ttl)
     }
 }
 

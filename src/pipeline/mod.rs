@@ -79,11 +79,18 @@ impl Pipeline {
         let mut events: Vec<Event> = Vec::with_capacity(records.len());
         let mut sources: Vec<usize> = Vec::with_capacity(records.len());
         let mut work = Vec::new();
-        for (index, record) in records.iter().enumerate() {
+        // Counted per topic once a batch: a labelled counter is a locked lookup.
+        let mut consumed: BTreeMap<&str, u64> = BTreeMap::new();
+        for record in &records {
+            *consumed.entry(record.position.topic.as_str()).or_default() += 1;
+        }
+        for (topic, count) in consumed {
             self.metrics
                 .events_consumed
-                .with_label_values(&[&record.position.topic])
-                .inc();
+                .with_label_values(&[topic])
+                .inc_by(count);
+        }
+        for (index, record) in records.iter().enumerate() {
             let event = match decode(record, &self.envelope) {
                 Ok(event) => event,
                 Err(error) => {

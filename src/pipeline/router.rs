@@ -17,7 +17,9 @@ pub struct Route {
 #[derive(Clone)]
 pub struct Router {
     routes: Vec<Route>,
-    by_type: HashMap<(String, String), Vec<usize>>,
+    /// Topic -> event type -> routes; nested so a lookup by `&str` allocates
+    /// nothing (it runs for every event).
+    by_type: HashMap<String, HashMap<String, Vec<usize>>>,
 }
 
 impl Router {
@@ -25,7 +27,7 @@ impl Router {
     /// validated against the same settings the caches were built from.
     pub fn new(definitions: Vec<Definition>, caches: &BTreeMap<String, Arc<dyn Cache>>) -> Router {
         let mut routes = Vec::with_capacity(definitions.len());
-        let mut by_type: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        let mut by_type: HashMap<String, HashMap<String, Vec<usize>>> = HashMap::new();
         for definition in definitions {
             let cache = Arc::clone(
                 caches
@@ -36,7 +38,9 @@ impl Router {
             for topic in &definition.topics {
                 for event_type in &definition.event_types {
                     by_type
-                        .entry((topic.clone(), event_type.clone()))
+                        .entry(topic.clone())
+                        .or_default()
+                        .entry(event_type.clone())
                         .or_default()
                         .push(index);
                 }
@@ -48,20 +52,15 @@ impl Router {
 
     /// Indexes of the routes consuming this event, in definition order.
     pub fn routes_for(&self, topic: &str, event_type: &str) -> &[usize] {
-        // Building the tuple key allocates; a batch does this once per event, which
-        // is small next to decoding the event's JSON.
         self.by_type
-            .get(&(topic.to_owned(), event_type.to_owned()))
+            .get(topic)
+            .and_then(|types| types.get(event_type))
             .map(Vec::as_slice)
             .unwrap_or(&[])
     }
 
     pub fn route(&self, index: usize) -> &Route {
         &self.routes[index]
-    }
-
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
     }
 
     /// Every topic some projection consumes, sorted.
@@ -74,11 +73,5 @@ impl Router {
         topics.sort();
         topics.dedup();
         topics
-    }
-
-    pub fn find(&self, projection: &str) -> Option<&Route> {
-        self.routes
-            .iter()
-            .find(|route| route.definition.name == projection)
     }
 }

@@ -75,7 +75,9 @@ pub struct Assignment {
     /// Held by the pipeline for the whole of a batch, and by a revocation while it
     /// commits: revoked partitions are released only between batches.
     pub in_flight: tokio::sync::Mutex<()>,
-    epochs: Mutex<HashMap<(String, i32), u64>>,
+    /// Topic -> partition -> epoch; nested so a lookup by `&str` allocates nothing
+    /// (it runs for every record).
+    epochs: Mutex<HashMap<String, HashMap<i32, u64>>>,
     next_epoch: AtomicU64,
 }
 
@@ -85,9 +87,9 @@ impl Assignment {
             .epochs
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        for partition in partitions {
+        for (topic, partition) in partitions {
             let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
-            epochs.insert(partition, epoch);
+            epochs.entry(topic).or_default().insert(partition, epoch);
         }
     }
 
@@ -96,16 +98,11 @@ impl Assignment {
             .epochs
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        for partition in partitions {
-            epochs.remove(&partition);
+        for (topic, partition) in partitions {
+            if let Some(by_partition) = epochs.get_mut(&topic) {
+                by_partition.remove(&partition);
+            }
         }
-    }
-
-    pub fn revoke_all(&self) {
-        self.epochs
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clear();
     }
 
     /// The current epoch of a partition, `None` when it is not assigned.
@@ -113,19 +110,13 @@ impl Assignment {
         self.epochs
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-            .get(&(topic.to_owned(), partition))
+            .get(topic)
+            .and_then(|by_partition| by_partition.get(&partition))
             .copied()
     }
 
     pub fn owns(&self, fetched: &Fetched) -> bool {
         let position = &fetched.record.position;
         self.epoch(&position.topic, position.partition) == Some(fetched.epoch)
-    }
-
-    pub fn partition_count(&self) -> usize {
-        self.epochs
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .len()
     }
 }

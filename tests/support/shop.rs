@@ -23,6 +23,16 @@ impl ShopRecord {
     pub fn payload(&self) -> Vec<u8> {
         self.event.to_string().into_bytes()
     }
+
+    /// As a line of an event file, for the offline pipeline.
+    pub fn to_fixture(&self) -> projectionist::fixtures::FixtureRecord {
+        projectionist::fixtures::FixtureRecord {
+            topic: self.topic.clone(),
+            key: Some(self.key.clone()),
+            partition: None,
+            event: self.event.clone(),
+        }
+    }
 }
 
 /// A tiny deterministic generator (no `rand` needed for a story).
