@@ -1,7 +1,7 @@
 //! The command line: `run`, `dev` and `check`, over the library. A user who
 //! registers projectors of their own builds a binary that calls [`main_with`].
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -290,8 +290,10 @@ fn init_logging(format: Option<LogFormat>, configured: &LogSettings) {
         Some(format) => format == LogFormat::Json,
         None => configured.format == Some(config::LogFormat::Json),
     };
+    // Colours only for a person at a terminal, not in a pod's log file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).init();
