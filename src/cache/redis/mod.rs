@@ -21,7 +21,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError};
 
 pub use uri::{masked_uri, validate_uri};
-use wire::{JsonArg, KeyArg, ScanPages};
+use wire::{ArgWriter, ScanPages};
 
 use super::{
     Cache, CacheError, CacheResult, Connection, Expiry, Projection, RemainingTtl, Ttl, Version,
@@ -344,12 +344,13 @@ impl Cache for RedisCache {
         command
             .arg(CHECKED_APPLY_SCRIPT)
             .arg(expected.len() + batch.len());
+        let mut args = ArgWriter::default();
         for (key, _) in expected {
             command.arg(key);
         }
         for op in batch {
             match op {
-                WriteOp::Upsert { projection, .. } => command.arg(KeyArg(projection)),
+                WriteOp::Upsert { projection, .. } => command.arg(args.key(projection)),
                 WriteOp::Delete { key } => command.arg(key),
             };
         }
@@ -366,7 +367,7 @@ impl Cache for RedisCache {
                 WriteOp::Upsert { projection, expiry } => {
                     // 0 = no expiry: a plain SET also clears an old TTL.
                     let millis = self.ttl_millis(*expiry).unwrap_or(0);
-                    command.arg(JsonArg(projection.value())).arg(millis);
+                    command.arg(args.json(projection.value())).arg(millis);
                 }
                 // A JSON object is never empty text, so "" means delete.
                 WriteOp::Delete { .. } => {
@@ -384,24 +385,19 @@ impl Cache for RedisCache {
         }
         let mut transaction = redis::Pipeline::with_capacity(batch.len());
         transaction.atomic();
+        let mut args = ArgWriter::default();
         for op in batch {
             match op {
+                // A plain SET also clears an old TTL: `Never` means never.
                 WriteOp::Upsert { projection, expiry } => {
-                    let command = transaction
-                        .cmd("SET")
-                        .arg(KeyArg(projection))
-                        .arg(JsonArg(projection.value()));
-                    // A plain SET also clears an old TTL: `Never` means never.
-                    if let Some(millis) = self.ttl_millis(*expiry) {
-                        command.arg("PX").arg(millis);
-                    }
-                    command.ignore();
+                    transaction.add_command(args.set(projection, self.ttl_millis(*expiry)))
                 }
-                WriteOp::Delete { key } => {
-                    transaction.cmd("UNLINK").arg(key).ignore();
-                }
-            }
+                WriteOp::Delete { key } => transaction.cmd("UNLINK").arg(key),
+            };
         }
+        // No command is marked ignored (that costs a hash insert each): the
+        // replies, all `OK` or a count, are dropped by reading them as `()`,
+        // and an error reply still fails the batch.
         self.query_pipeline(&transaction).await.map_err(unavailable)
     }
 }
