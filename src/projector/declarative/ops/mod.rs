@@ -97,7 +97,6 @@ impl Step {
         let state = document.as_ref();
         let here = Scope {
             event: scope.event,
-            event_val: scope.event_val,
             state,
             item: None,
         };
@@ -181,11 +180,11 @@ impl Step {
         key: &str,
         matching: Option<&Expr>,
     ) -> Result<(), String> {
-        let state = document.clone();
+        // Everything is read from the document before it is changed, so the
+        // document is borrowed rather than copied.
         let here = Scope {
             event: scope.event,
-            event_val: scope.event_val,
-            state: state.as_ref(),
+            state: document.as_ref(),
             item: None,
         };
         let wanted = match matching {
@@ -195,7 +194,7 @@ impl Step {
             },
             None => None,
         };
-        let items: &[Value] = match existing(state.as_ref(), &self.target)? {
+        let items: &[Value] = match existing(document.as_ref(), &self.target)? {
             Some(Value::Array(items)) => items,
             Some(other) => return Err(format!("{} is {other}, not a list", self.target.join("."))),
             None => &[],

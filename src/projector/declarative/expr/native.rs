@@ -1,0 +1,476 @@
+//! The common subset of jq evaluated on the JSON directly, without converting
+//! the event and the projection to jaq's values and back (which costs more
+//! than most expressions): paths (`.a.b`, `$state.lines[]?`), literals, `|`,
+//! `,`, `//`, `[...]`, `{key: ...}`, `+ - *`, comparisons, `if`, `select`,
+//! `empty`, `not`, `add` and `.a.b op= x`.
+//!
+//! It is parsed by jaq's own parser, so precedence is jaq's. It answers only
+//! when it is sure to answer what jaq answers: on anything it does not model
+//! (an error, a number that is not a 64-bit integer, an overflow, a count of
+//! values jaq would combine in a way not modelled here) it gives up, and the
+//! caller runs jaq from the start. Expressions are pure, so that is safe.
+
+use std::cmp::Ordering;
+
+use jaq_core::load::lex::StrPart;
+use jaq_core::load::parse::{BinaryOp, Term};
+use jaq_core::ops::{Cmp, Math};
+use jaq_core::path::{Opt, Part};
+use serde_json::{Map, Value};
+
+/// What the native evaluator cannot decide; jaq decides instead.
+#[derive(Debug, PartialEq)]
+pub struct GiveUp;
+
+type Outcome = Result<(), GiveUp>;
+/// Where a node sends each value it produces, in order.
+type Out<'o> = dyn FnMut(&Value) -> Outcome + 'o;
+
+static NULL: Value = Value::Null;
+
+/// The variables an expression starts from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Root {
+    /// `$event`, and `.` at the top of an expression.
+    Event,
+    State,
+    Item,
+}
+
+/// The values of the roots. The event is asked for field by field, so that
+/// `.data.sku` reads the payload without the whole event being built as JSON.
+pub trait Roots {
+    fn event_field(&self, key: &str) -> &Value;
+    fn event(&self) -> &Value;
+    fn state(&self) -> &Value;
+    fn item(&self) -> &Value;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arith {
+    Add,
+    Sub,
+    Mul,
+}
+
+#[derive(Debug)]
+pub enum Step {
+    Key(String),
+    /// `[]`: the elements of an array, the values of an object.
+    Each,
+}
+
+/// A compiled expression of the subset.
+#[derive(Debug)]
+pub enum Node {
+    /// `.` below the top (the input of the right side of a pipe, say).
+    Input,
+    Root(Root),
+    Literal(Value),
+    /// Each step with whether it is optional (`?`).
+    Path(Box<Node>, Vec<(Step, bool)>),
+    Array(Option<Box<Node>>),
+    Object(Vec<(String, Node)>),
+    Pipe(Box<Node>, Box<Node>),
+    Comma(Box<Node>, Box<Node>),
+    Alt(Box<Node>, Box<Node>),
+    Arith(Box<Node>, Arith, Box<Node>),
+    Compare(Box<Node>, Cmp, Box<Node>),
+    If(Box<Node>, Box<Node>, Box<Node>),
+    Select(Box<Node>),
+    Not,
+    Empty,
+    Add,
+    /// `.a.b op= by`: `by` runs on the input.
+    Update(Vec<String>, Arith, Box<Node>),
+}
+
+impl Node {
+    /// The native form of `source`, `None` when it is outside the subset.
+    pub fn compile(source: &str) -> Option<Node> {
+        let term = jaq_core::load::parse(source, |parser| parser.term())?;
+        compile(&term, true)
+    }
+
+    /// The one value the expression produces (`None` for none or `null`),
+    /// or [`GiveUp`] (also for several values: jaq words that error).
+    pub fn eval(&self, roots: &dyn Roots) -> Result<Option<Value>, GiveUp> {
+        let mut first = None;
+        // At the top `.` is the event, compiled to `Root::Event`: the input is unused.
+        self.run(roots, &NULL, &mut |value| {
+            if first.is_some() {
+                return Err(GiveUp);
+            }
+            first = Some(value.clone());
+            Ok(())
+        })?;
+        match first {
+            Some(value) if !only_integers(&value) => Err(GiveUp),
+            Some(value) => Ok((!value.is_null()).then_some(value)),
+            None => Ok(None),
+        }
+    }
+
+    fn run(&self, roots: &dyn Roots, input: &Value, out: &mut Out<'_>) -> Outcome {
+        match self {
+            Node::Input => out(input),
+            Node::Root(Root::Event) => out(roots.event()),
+            Node::Root(Root::State) => out(roots.state()),
+            Node::Root(Root::Item) => out(roots.item()),
+            Node::Literal(value) => out(value),
+            Node::Path(base, steps) => {
+                if let (Node::Root(Root::Event), [(Step::Key(key), _), rest @ ..]) =
+                    (base.as_ref(), steps.as_slice())
+                {
+                    return walk(roots.event_field(key), rest, out);
+                }
+                base.run(roots, input, &mut |value| walk(value, steps, out))
+            }
+            Node::Array(None) => out(&Value::Array(Vec::new())),
+            Node::Array(Some(inner)) => {
+                let mut items = Vec::new();
+                inner.run(roots, input, &mut |value| {
+                    items.push(value.clone());
+                    Ok(())
+                })?;
+                out(&Value::Array(items))
+            }
+            Node::Object(entries) => {
+                let mut object = Map::new();
+                for (key, node) in entries {
+                    object.insert(key.clone(), node.single(roots, input)?);
+                }
+                out(&Value::Object(object))
+            }
+            Node::Pipe(left, right) => {
+                left.run(roots, input, &mut |value| right.run(roots, value, out))
+            }
+            Node::Comma(left, right) => {
+                left.run(roots, input, out)?;
+                right.run(roots, input, out)
+            }
+            Node::Alt(left, right) => {
+                let mut truthy = Vec::new();
+                left.run(roots, input, &mut |value| {
+                    if is_true(value) {
+                        truthy.push(value.clone());
+                    }
+                    Ok(())
+                })?;
+                if truthy.is_empty() {
+                    return right.run(roots, input, out);
+                }
+                truthy.iter().try_for_each(|value| out(value))
+            }
+            Node::Arith(left, op, right) => {
+                let value = binary(left, right, roots, input, |l, r| arith(l, *op, r))?;
+                out(&value)
+            }
+            Node::Compare(left, cmp, right) => {
+                let value = binary(left, right, roots, input, |l, r| {
+                    let order = order(l, r)?;
+                    Ok(Value::Bool(cmp.run(&order, &Ordering::Equal)))
+                })?;
+                out(&value)
+            }
+            Node::If(condition, then, otherwise) => condition.run(roots, input, &mut |value| {
+                let branch = if is_true(value) { then } else { otherwise };
+                branch.run(roots, input, out)
+            }),
+            Node::Select(condition) => condition.run(roots, input, &mut |value| {
+                if is_true(value) { out(input) } else { Ok(()) }
+            }),
+            Node::Not => out(&Value::Bool(!is_true(input))),
+            Node::Empty => Ok(()),
+            Node::Add => {
+                // `reduce .[] as $x (null; . + $x)`; an object's values are left to jaq.
+                let Value::Array(items) = input else {
+                    return Err(GiveUp);
+                };
+                let mut sum = Value::Null;
+                for item in items {
+                    sum = arith(&sum, Arith::Add, item)?;
+                }
+                out(&sum)
+            }
+            Node::Update(keys, op, by) => {
+                let by = by.single(roots, input)?;
+                let mut updated = input.clone();
+                let (last, parents) = keys.split_last().ok_or(GiveUp)?;
+                let mut here = &mut updated;
+                for key in parents {
+                    here = here.get_mut(key).filter(|v| v.is_object()).ok_or(GiveUp)?;
+                }
+                let Value::Object(object) = here else {
+                    return Err(GiveUp);
+                };
+                let field = object.entry(last.clone()).or_insert(Value::Null);
+                *field = arith(field, *op, &by)?;
+                out(&updated)
+            }
+        }
+    }
+
+    /// The node's only value; giving up on none or several.
+    fn single(&self, roots: &dyn Roots, input: &Value) -> Result<Value, GiveUp> {
+        let mut found = None;
+        self.run(roots, input, &mut |value| {
+            if found.is_some() {
+                return Err(GiveUp);
+            }
+            found = Some(value.clone());
+            Ok(())
+        })?;
+        found.ok_or(GiveUp)
+    }
+}
+
+/// `left op right` with one value on each side (jaq combines several in an
+/// order not modelled here, and would still evaluate the other side of none).
+fn binary(
+    left: &Node,
+    right: &Node,
+    roots: &dyn Roots,
+    input: &Value,
+    combine: impl Fn(&Value, &Value) -> Result<Value, GiveUp>,
+) -> Result<Value, GiveUp> {
+    let mut result = None;
+    let (mut lefts, mut pairs) = (0, 0);
+    left.run(roots, input, &mut |l| {
+        lefts += 1;
+        right.run(roots, input, &mut |r| {
+            pairs += 1;
+            result = Some(combine(l, r)?);
+            Ok(())
+        })
+    })?;
+    if lefts != 1 || pairs != 1 {
+        return Err(GiveUp);
+    }
+    result.ok_or(GiveUp)
+}
+
+fn walk(value: &Value, steps: &[(Step, bool)], out: &mut Out<'_>) -> Outcome {
+    let Some(((step, optional), rest)) = steps.split_first() else {
+        return out(value);
+    };
+    match (step, value) {
+        (Step::Key(key), Value::Object(object)) => {
+            walk(object.get(key).unwrap_or(&NULL), rest, out)
+        }
+        (Step::Key(_), Value::Null) => walk(&NULL, rest, out),
+        (Step::Each, Value::Array(items)) => {
+            items.iter().try_for_each(|item| walk(item, rest, out))
+        }
+        // Both iterate a serde_json map in key order, which jaq's copy keeps.
+        (Step::Each, Value::Object(object)) => {
+            object.values().try_for_each(|item| walk(item, rest, out))
+        }
+        // jaq's error, which `?` turns into no value.
+        _ if *optional => Ok(()),
+        _ => Err(GiveUp),
+    }
+}
+
+fn is_true(value: &Value) -> bool {
+    !matches!(value, Value::Null | Value::Bool(false))
+}
+
+fn integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(number) => number.as_i64(),
+        _ => None,
+    }
+}
+
+/// jaq's `+ - *` where the answer is plain: integers that do not overflow,
+/// `null` as the neutral element of `+`, and joined strings.
+fn arith(left: &Value, op: Arith, right: &Value) -> Result<Value, GiveUp> {
+    if let (Some(l), Some(r)) = (integer(left), integer(right)) {
+        let result = match op {
+            Arith::Add => l.checked_add(r),
+            Arith::Sub => l.checked_sub(r),
+            Arith::Mul => l.checked_mul(r),
+        };
+        return result.map(Value::from).ok_or(GiveUp);
+    }
+    match (op, left, right) {
+        (Arith::Add, Value::Null, other) | (Arith::Add, other, Value::Null)
+            if other.is_null() || integer(other).is_some() || other.is_string() =>
+        {
+            Ok(other.clone())
+        }
+        (Arith::Add, Value::String(l), Value::String(r)) => Ok(Value::String(format!("{l}{r}"))),
+        _ => Err(GiveUp),
+    }
+}
+
+/// jq's order (null < booleans < numbers < strings < ...) for the plain kinds.
+fn order(left: &Value, right: &Value) -> Result<Ordering, GiveUp> {
+    let rank = |value: &Value| match value {
+        Value::Null => Ok(0),
+        Value::Bool(_) => Ok(1),
+        Value::Number(_) if integer(value).is_some() => Ok(2),
+        Value::String(_) => Ok(3),
+        _ => Err(GiveUp),
+    };
+    let by_kind = rank(left)?.cmp(&rank(right)?);
+    Ok(match (left, right) {
+        (Value::Bool(l), Value::Bool(r)) => l.cmp(r),
+        (Value::Number(_), Value::Number(_)) => integer(left).cmp(&integer(right)),
+        (Value::String(l), Value::String(r)) => l.as_bytes().cmp(r.as_bytes()),
+        _ => by_kind,
+    })
+}
+
+/// Whether jaq would give `value` back unchanged: its numbers are 64-bit
+/// integers (others go through jaq's own number reading and writing).
+fn only_integers(value: &Value) -> bool {
+    match value {
+        Value::Number(number) => number.as_i64().is_some(),
+        Value::Array(items) => items.iter().all(only_integers),
+        Value::Object(object) => object.values().all(only_integers),
+        _ => true,
+    }
+}
+
+/// `at_event`: the input `.` is the event (at the top, and in whatever runs
+/// on the same input), compiled to `Root::Event` so fields are read directly.
+fn compile(term: &Term<&str>, at_event: bool) -> Option<Node> {
+    let input = || {
+        if at_event {
+            Node::Root(Root::Event)
+        } else {
+            Node::Input
+        }
+    };
+    // A filter on the input: on the event it needs the event as a whole.
+    let on_input = |node: Node| {
+        if at_event {
+            Node::Pipe(Box::new(Node::Root(Root::Event)), Box::new(node))
+        } else {
+            node
+        }
+    };
+    let boxed = |term: &Term<&str>| compile(term, at_event).map(Box::new);
+    Some(match term {
+        Term::Id => input(),
+        Term::Var("$event") => Node::Root(Root::Event),
+        Term::Var("$state") => Node::Root(Root::State),
+        Term::Var("$item") => Node::Root(Root::Item),
+        Term::Num(text) => Node::Literal(Value::from(integer_literal(text)?)),
+        Term::Neg(inner) => match inner.as_ref() {
+            Term::Num(text) => Node::Literal(Value::from(integer_literal(text)?.checked_neg()?)),
+            _ => return None,
+        },
+        Term::Str(None, parts) => Node::Literal(Value::String(literal_text(parts)?)),
+        Term::Arr(None) => Node::Array(None),
+        Term::Arr(Some(inner)) => Node::Array(Some(boxed(inner)?)),
+        Term::Obj(entries) => {
+            let mut compiled = Vec::new();
+            for (key, value) in entries {
+                let Term::Str(None, parts) = key else {
+                    return None;
+                };
+                compiled.push((literal_text(parts)?, compile(value.as_ref()?, at_event)?));
+            }
+            Node::Object(compiled)
+        }
+        Term::Path(base, path) => {
+            let mut steps = Vec::new();
+            for (part, opt) in &path.0 {
+                let step = match part {
+                    Part::Index(Term::Str(None, parts)) => Step::Key(literal_text(parts)?),
+                    Part::Range(None, None) => Step::Each,
+                    _ => return None,
+                };
+                steps.push((step, matches!(opt, Opt::Optional)));
+            }
+            Node::Path(boxed(base)?, steps)
+        }
+        Term::BinOp(left, op, right) => {
+            let (l, r) = (left.as_ref(), right.as_ref());
+            match op {
+                BinaryOp::Pipe(None) => Node::Pipe(boxed(l)?, Box::new(compile(r, false)?)),
+                BinaryOp::Comma => Node::Comma(boxed(l)?, boxed(r)?),
+                BinaryOp::Alt => Node::Alt(boxed(l)?, boxed(r)?),
+                BinaryOp::Math(math) => Node::Arith(boxed(l)?, arith_of(math)?, boxed(r)?),
+                BinaryOp::Cmp(cmp) => Node::Compare(boxed(l)?, *cmp, boxed(r)?),
+                BinaryOp::UpdateMath(math) if !at_event => {
+                    Node::Update(key_path(l)?, arith_of(math)?, boxed(r)?)
+                }
+                _ => return None,
+            }
+        }
+        Term::IfThenElse(branches, otherwise) => {
+            let mut node = match otherwise {
+                Some(otherwise) => compile(otherwise, at_event)?,
+                None => input(),
+            };
+            for (condition, then) in branches.iter().rev() {
+                node = Node::If(boxed(condition)?, boxed(then)?, Box::new(node));
+            }
+            node
+        }
+        Term::Call(name, args) => match (*name, args.as_slice()) {
+            ("null", []) => Node::Literal(Value::Null),
+            ("true", []) => Node::Literal(Value::Bool(true)),
+            ("false", []) => Node::Literal(Value::Bool(false)),
+            ("empty", []) => Node::Empty,
+            ("not", []) => on_input(Node::Not),
+            ("add", []) => on_input(Node::Add),
+            ("select", [condition]) => on_input(Node::Select(Box::new(compile(condition, false)?))),
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+fn arith_of(math: &Math) -> Option<Arith> {
+    match math {
+        Math::Add => Some(Arith::Add),
+        Math::Sub => Some(Arith::Sub),
+        Math::Mul => Some(Arith::Mul),
+        _ => None,
+    }
+}
+
+/// `.a.b` as its keys (the left side of `op=`).
+fn key_path(term: &Term<&str>) -> Option<Vec<String>> {
+    let Term::Path(base, path) = term else {
+        return None;
+    };
+    if !matches!(base.as_ref(), Term::Id) {
+        return None;
+    }
+    let mut keys = Vec::new();
+    for (part, opt) in &path.0 {
+        match (part, opt) {
+            (Part::Index(Term::Str(None, parts)), Opt::Essential) => {
+                keys.push(literal_text(parts)?)
+            }
+            _ => return None,
+        }
+    }
+    Some(keys)
+}
+
+/// A decimal integer literal as jaq reads it (`0`, `42`); others are left to jaq.
+fn integer_literal(text: &str) -> Option<i64> {
+    let digits = text.bytes().all(|byte| byte.is_ascii_digit());
+    let canonical = text == "0" || !text.starts_with('0');
+    (digits && canonical).then(|| text.parse().ok()).flatten()
+}
+
+/// A string literal without interpolation.
+fn literal_text(parts: &[StrPart<&str, Term<&str>>]) -> Option<String> {
+    let mut text = String::new();
+    for part in parts {
+        match part {
+            StrPart::Str(plain) => text.push_str(plain),
+            StrPart::Char(escaped) => text.push(*escaped),
+            StrPart::Term(_) => return None,
+        }
+    }
+    Some(text)
+}
