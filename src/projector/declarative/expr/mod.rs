@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::event::Event;
 pub use convert::{from_val, to_val};
+pub use native::only_integers;
 use native::{Node, Roots};
 
 /// The variables every expression may use, in the order [`Scope::vars`] binds them.
@@ -178,6 +179,16 @@ impl Expr {
 
     pub fn uses_item(&self) -> bool {
         self.uses_item
+    }
+
+    /// Whether the expression is the projection's own field at `path`
+    /// (`$state.status` for `status`), whose value, when present, it would
+    /// give back unchanged.
+    pub fn is_state_field(&self, path: &[String]) -> bool {
+        self.native
+            .as_ref()
+            .and_then(Node::state_keys)
+            .is_some_and(|keys| keys == path)
     }
 
     /// The one value the expression produces: `None` when it produces none or

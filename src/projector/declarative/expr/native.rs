@@ -111,6 +111,23 @@ impl Node {
         }
     }
 
+    /// The keys of a path on the projection such as `$state.totals.cents`.
+    pub fn state_keys(&self) -> Option<Vec<String>> {
+        let Node::Path(base, steps) = self else {
+            return None;
+        };
+        if !matches!(base.as_ref(), Node::Root(Root::State)) {
+            return None;
+        }
+        steps
+            .iter()
+            .map(|step| match step {
+                (Step::Key(key), false) => Some(key.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn run(&self, roots: &dyn Roots, input: &Value, out: &mut Out<'_>) -> Outcome {
         match self {
             Node::Input => out(input),
@@ -325,7 +342,7 @@ fn order(left: &Value, right: &Value) -> Result<Ordering, GiveUp> {
 
 /// Whether jaq would give `value` back unchanged: its numbers are 64-bit
 /// integers (others go through jaq's own number reading and writing).
-fn only_integers(value: &Value) -> bool {
+pub fn only_integers(value: &Value) -> bool {
     match value {
         Value::Number(number) => number.as_i64().is_some(),
         Value::Array(items) => items.iter().all(only_integers),
