@@ -5,6 +5,9 @@
 //! `$state` and, inside `upsert`, the matched list element as `$item`. It must
 //! produce at most one value: none (or `null`) is "missing", which the caller
 //! resolves with a default.
+//!
+//! Most expressions are in the subset [`native`] evaluates on the JSON itself;
+//! jaq runs the rest, and whatever the native evaluator is not sure of.
 
 mod convert;
 mod native;
