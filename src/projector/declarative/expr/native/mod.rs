@@ -176,7 +176,7 @@ impl Node {
                 if truthy.is_empty() {
                     return right.run(roots, input, out);
                 }
-                truthy.iter().try_for_each(|value| out(value))
+                truthy.iter().try_for_each(&mut *out)
             }
             Node::Arith(left, op, right) => {
                 let value = binary(left, right, roots, input, |l, r| arith(l, *op, r))?;
