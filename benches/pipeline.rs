@@ -5,7 +5,9 @@
 //! run times (1) a do-nothing consumer reading the backlog and (2) the daemon
 //! catching up into a real Redis, and prints both rates and their ratio.
 //! Under `cargo test` (no `--bench` argument) it runs a small smoke version, so
-//! the benchmark cannot rot unnoticed.
+//! the benchmark cannot rot unnoticed. With `BENCH_OFFLINE_ONLY=1` it runs only
+//! the last figure, the offline fold (no broker, no Redis): a quick loop for
+//! work on the projectors themselves.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -52,7 +54,58 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(run(scale, full));
+    if std::env::var_os("BENCH_OFFLINE_ONLY").is_some() {
+        runtime.block_on(offline_only(scale));
+    } else {
+        runtime.block_on(run(scale, full));
+    }
+}
+
+/// Only the offline comparison, over the shipped definition and its twin.
+async fn offline_only(scale: Scale) {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("projections");
+    let declarative = dir.path().join("projections");
+    let twin = dir.path().join("twin-projections");
+    for made in [&declarative, &twin] {
+        std::fs::create_dir(made).unwrap();
+    }
+    std::fs::copy(
+        shipped.join("order_summary.toml"),
+        declarative.join("order_summary.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        twin.join("order_summary.toml"),
+        twin_definition("shop.orders"),
+    )
+    .unwrap();
+    offline_comparison(&declarative, &twin, "shop.orders", "shop.inventory", &scale).await;
+}
+
+/// Fold `order_summary` alone offline (no Kafka, no Redis, where the projector's
+/// own cost shows), declarative and Rust, over the same story; prints both rates.
+async fn offline_comparison(
+    declarative_dir: &Path,
+    twin_dir: &Path,
+    orders: &str,
+    inventory: &str,
+    scale: &Scale,
+) {
+    let sample: Vec<FixtureRecord> =
+        story_with_items(orders, inventory, scale.orders / 5, 2_000, 7)
+            .into_iter()
+            .take(scale.events / 5)
+            .map(|record| record.to_fixture())
+            .collect();
+    let declarative = offline_rate(declarative_dir, &sample).await;
+    let rust = offline_rate(twin_dir, &sample).await;
+    let offline = declarative / rust;
+    println!(
+        "offline order_summary fold ({} events, memory cache): declarative {declarative:.0} events/s, Rust {rust:.0} events/s, ratio {offline:.2} (target >= 0.80: {})",
+        sample.len(),
+        verdict(offline, 0.8)
+    );
 }
 
 async fn run(scale: Scale, full: bool) {
@@ -124,21 +177,15 @@ async fn run(scale: Scale, full: bool) {
     );
 
     // The daemon is bound by the broker above; offline, without Kafka or Redis,
-    // the projector's own cost shows: order_summary alone over the same story.
-    let sample: Vec<FixtureRecord> =
-        story_with_items(&setup.orders, &setup.inventory, scale.orders / 5, 2_000, 7)
-            .into_iter()
-            .take(scale.events / 5)
-            .map(|record| record.to_fixture())
-            .collect();
-    let declarative = offline_rate(&setup.dir.path().join("projections"), &sample).await;
-    let rust = offline_rate(&setup.dir.path().join("twin-projections"), &sample).await;
-    let offline = declarative / rust;
-    println!(
-        "offline order_summary fold ({} events, memory cache): declarative {declarative:.0} events/s, Rust {rust:.0} events/s, ratio {offline:.2} (target >= 0.80: {})",
-        sample.len(),
-        verdict(offline, 0.8)
-    );
+    // the projector's own cost shows.
+    offline_comparison(
+        &setup.dir.path().join("projections"),
+        &setup.dir.path().join("twin-projections"),
+        &setup.orders,
+        &setup.inventory,
+        &scale,
+    )
+    .await;
 }
 
 fn verdict(ratio: f64, target: f64) -> &'static str {
@@ -198,20 +245,9 @@ fn rust_twin(setup: &Setup) -> (PathBuf, String) {
         let path = entry.unwrap().path();
         std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
     }
-    let event_types = [
-        "shop.order.placed",
-        "shop.order.item_added",
-        "shop.order.item_removed",
-        "shop.order.paid",
-        "shop.order.shipped",
-        "shop.order.cancelled",
-    ];
     std::fs::write(
         dir.join("order_summary.toml"),
-        format!(
-            "name = \"order_summary\"\nttl = 86400\ntopics = [{:?}]\nevent_types = {:?}\nidentifier = \"{{data.order_id}}\"\nprojector = \"order_summary\"\n",
-            setup.orders, event_types
-        ),
+        twin_definition(&setup.orders),
     )
     .unwrap();
     let twin_redis = setup.redis_url.replace("/0", "/1");
@@ -226,6 +262,21 @@ fn rust_twin(setup: &Setup) -> (PathBuf, String) {
     let path = setup.dir.path().join("twin.toml");
     std::fs::write(&path, config).unwrap();
     (path, group)
+}
+
+/// `order_summary` on `orders_topic`, folded by the Rust projector.
+fn twin_definition(orders_topic: &str) -> String {
+    let event_types = [
+        "shop.order.placed",
+        "shop.order.item_added",
+        "shop.order.item_removed",
+        "shop.order.paid",
+        "shop.order.shipped",
+        "shop.order.cancelled",
+    ];
+    format!(
+        "name = \"order_summary\"\nttl = 86400\ntopics = [{orders_topic:?}]\nevent_types = {event_types:?}\nidentifier = \"{{data.order_id}}\"\nprojector = \"order_summary\"\n"
+    )
 }
 
 /// Events per second through the real pipeline offline (memory cache), with only

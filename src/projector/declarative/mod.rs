@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::event::Event;
 use crate::projector::{Outcome, Projector, ProjectorError};
 
-use expr::{Expr, Scope};
+use expr::{EventInput, Expr, Scope};
 use ops::{Applied, Step};
 
 /// What a definition's `projector_name` says for a declarative projection.
@@ -130,12 +130,18 @@ pub fn event_json(event: &Event) -> Value {
         "id": event.id,
         "source": event.source,
         "subject": event.subject,
-        "time": event.time.map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        "time": time_text(event),
         "data": event.data,
         "topic": event.position.topic,
         "partition": event.position.partition,
         "offset": event.position.offset,
     })
+}
+
+fn time_text(event: &Event) -> Option<String> {
+    event
+        .time
+        .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
 impl Projector for DeclarativeProjector {
@@ -145,12 +151,10 @@ impl Projector for DeclarativeProjector {
         };
         let event_type = &event.event_type;
         let fail = |message: String| ProjectorError::new(format!("{event_type}: {message}"));
-        let event_json = event_json(event);
-        let event_val = std::cell::OnceCell::new();
+        let event_input = EventInput::new(event);
         if let Some(when) = &handler.when {
             let scope = Scope {
-                event: &event_json,
-                event_val: &event_val,
+                event: &event_input,
                 state: current,
                 item: None,
             };
@@ -165,8 +169,7 @@ impl Projector for DeclarativeProjector {
         // projection as it was, not half-updated.
         let mut document = current.cloned();
         let scope = Scope {
-            event: &event_json,
-            event_val: &event_val,
+            event: &event_input,
             state: None,
             item: None,
         };

@@ -33,10 +33,15 @@ pub(super) fn slot<'d>(
         if here.is_null() {
             *here = Value::Object(Map::new());
         }
-        here = match here {
-            Value::Object(object) => object.entry(step.clone()).or_insert(Value::Null),
-            other => return Err(not_an_object(&path[..depth], other)),
-        };
+        if !here.is_object() {
+            return Err(not_an_object(&path[..depth], here));
+        }
+        let object = here.as_object_mut().expect("checked just above");
+        // Looked up before inserting: `entry` would allocate the key on every write.
+        if !object.contains_key(step) {
+            object.insert(step.clone(), Value::Null);
+        }
+        here = object.get_mut(step).expect("present or just inserted");
     }
     Ok(here)
 }

@@ -11,7 +11,7 @@ mod parse;
 
 use serde_json::{Map, Value};
 
-use super::expr::{Expr, Scope};
+use super::expr::{Expr, Scope, only_integers};
 use document::{add, existing, list, not_an_object, slot};
 
 /// The keys that name an operation; a step has exactly one.
@@ -42,7 +42,12 @@ pub enum Source {
 
 #[derive(Debug)]
 enum Op {
-    Set(Source),
+    Set {
+        source: Source,
+        /// `from` is the target itself (`set = "lines", from = "$state.lines"`,
+        /// to give it a default): present, it stays as it is, uncopied.
+        keeps_itself: bool,
+    },
     /// `sign` is 1 for increment, -1 for decrement.
     Add {
         by: Source,
@@ -97,13 +102,23 @@ impl Step {
         let state = document.as_ref();
         let here = Scope {
             event: scope.event,
-            event_val: scope.event_val,
             state,
             item: None,
         };
         match &self.op {
             Op::Delete => return Ok(Applied::Delete),
-            Op::Set(source) => {
+            Op::Set {
+                source,
+                keeps_itself,
+            } => {
+                // Exactly what writing back its own value would leave (jq, which
+                // would read a value that is not all integers, rewrites none).
+                if *keeps_itself
+                    && let Ok(Some(current)) = existing(state, &self.target)
+                    && only_integers(current)
+                {
+                    return Ok(Applied::Done);
+                }
                 if let Some(value) = resolve(source, &here)? {
                     *slot(document, &self.target)? = value;
                 }
@@ -181,11 +196,11 @@ impl Step {
         key: &str,
         matching: Option<&Expr>,
     ) -> Result<(), String> {
-        let state = document.clone();
+        // Everything is read from the document before it is changed, so the
+        // document is borrowed rather than copied.
         let here = Scope {
             event: scope.event,
-            event_val: scope.event_val,
-            state: state.as_ref(),
+            state: document.as_ref(),
             item: None,
         };
         let wanted = match matching {
@@ -195,7 +210,7 @@ impl Step {
             },
             None => None,
         };
-        let items: &[Value] = match existing(state.as_ref(), &self.target)? {
+        let items: &[Value] = match existing(document.as_ref(), &self.target)? {
             Some(Value::Array(items)) => items,
             Some(other) => return Err(format!("{} is {other}, not a list", self.target.join("."))),
             None => &[],

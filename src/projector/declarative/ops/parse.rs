@@ -46,7 +46,15 @@ impl Step {
             (target, label)
         };
         let op = match operation {
-            "set" => Op::Set(reader.source("value", "from")),
+            "set" => {
+                let source = reader.source("value", "from");
+                let keeps_itself =
+                    matches!(&source, Source::Expr { expr, .. } if expr.is_state_field(&target));
+                Op::Set {
+                    source,
+                    keeps_itself,
+                }
+            }
             "increment" | "decrement" => Op::Add {
                 by: reader.source("by_value", "by"),
                 sign: if operation == "increment" { 1 } else { -1 },

@@ -31,6 +31,27 @@ fn set() {
             upsert(json!({"status": "placed", "currency": "EUR"})),
         ),
         (
+            "the field itself, present, stays as it is",
+            r#"{ set = "totals.lines", from = "$state.totals.lines", default = [] }"#,
+            Some(json!({"totals": {"lines": [{"n": 1}]}, "status": "placed"})),
+            json!({}),
+            upsert(json!({"totals": {"lines": [{"n": 1}]}, "status": "placed"})),
+        ),
+        (
+            "the field itself, absent or null, takes the default",
+            r#"{ set = "totals.lines", from = "$state.totals.lines", default = [] }"#,
+            Some(json!({"totals": {"lines": null}})),
+            json!({}),
+            upsert(json!({"totals": {"lines": []}})),
+        ),
+        (
+            "the field itself, with a number jq rewrites, goes through jq",
+            r#"{ set = "big", from = "$state.big" }"#,
+            Some(json!({"big": 18446744073709551615u64})),
+            json!({}),
+            upsert(json!({"big": 18446744073709551615u64})),
+        ),
+        (
             "a missing field with a default",
             r#"{ set = "currency", from = ".data.currency", default = "EUR" }"#,
             None,

@@ -1,0 +1,351 @@
+//! The common subset of jq evaluated on the JSON directly, without converting
+//! the event and the projection to jaq's values and back (which costs more
+//! than most expressions): paths (`.a.b`, `$state.lines[]?`), literals, `|`,
+//! `,`, `//`, `[...]`, `{key: ...}`, `+ - *`, comparisons, `if`, `select`,
+//! `empty`, `not`, `add` and `.a.b op= x`.
+//!
+//! It is parsed by jaq's own parser, so precedence is jaq's. It answers only
+//! when it is sure to answer what jaq answers: on anything it does not model
+//! (an error, a number that is not a 64-bit integer, an overflow, a count of
+//! values jaq would combine in a way not modelled here) it gives up, and the
+//! caller runs jaq from the start. Expressions are pure, so that is safe.
+
+use std::cmp::Ordering;
+
+mod compile;
+
+use jaq_core::ops::Cmp;
+use serde_json::{Map, Value};
+
+/// What the native evaluator cannot decide; jaq decides instead.
+#[derive(Debug, PartialEq)]
+pub struct GiveUp;
+
+type Outcome = Result<(), GiveUp>;
+/// Where a node sends each value it produces, in order.
+type Out<'o> = dyn FnMut(&Value) -> Outcome + 'o;
+
+static NULL: Value = Value::Null;
+
+/// The variables an expression starts from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Root {
+    /// `$event`, and `.` at the top of an expression.
+    Event,
+    State,
+    Item,
+}
+
+/// The values of the roots. The event is asked for field by field, so that
+/// `.data.sku` reads the payload without the whole event being built as JSON.
+pub trait Roots {
+    fn event_field(&self, key: &str) -> &Value;
+    fn event(&self) -> &Value;
+    fn state(&self) -> &Value;
+    fn item(&self) -> &Value;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arith {
+    Add,
+    Sub,
+    Mul,
+}
+
+#[derive(Debug)]
+pub enum Step {
+    Key(String),
+    /// `[]`: the elements of an array, the values of an object.
+    Each,
+}
+
+/// A compiled expression of the subset.
+#[derive(Debug)]
+pub enum Node {
+    /// `.` below the top (the input of the right side of a pipe, say).
+    Input,
+    Root(Root),
+    Literal(Value),
+    /// Each step with whether it is optional (`?`).
+    Path(Box<Node>, Vec<(Step, bool)>),
+    Array(Option<Box<Node>>),
+    Object(Vec<(String, Node)>),
+    Pipe(Box<Node>, Box<Node>),
+    Comma(Box<Node>, Box<Node>),
+    Alt(Box<Node>, Box<Node>),
+    Arith(Box<Node>, Arith, Box<Node>),
+    Compare(Box<Node>, Cmp, Box<Node>),
+    If(Box<Node>, Box<Node>, Box<Node>),
+    Select(Box<Node>),
+    Not,
+    Empty,
+    Add,
+    /// `.a.b op= by`: `by` runs on the input.
+    Update(Vec<String>, Arith, Box<Node>),
+}
+
+impl Node {
+    /// The native form of `source`, `None` when it is outside the subset.
+    pub fn compile(source: &str) -> Option<Node> {
+        let term = jaq_core::load::parse(source, |parser| parser.term())?;
+        compile::compile(&term, true)
+    }
+
+    /// The one value the expression produces (`None` for none or `null`),
+    /// or [`GiveUp`] (also for several values: jaq words that error).
+    pub fn eval(&self, roots: &dyn Roots) -> Result<Option<Value>, GiveUp> {
+        let mut first = None;
+        // At the top `.` is the event, compiled to `Root::Event`: the input is unused.
+        self.run(roots, &NULL, &mut |value| {
+            if first.is_some() {
+                return Err(GiveUp);
+            }
+            first = Some(value.clone());
+            Ok(())
+        })?;
+        match first {
+            Some(value) if !only_integers(&value) => Err(GiveUp),
+            Some(value) => Ok((!value.is_null()).then_some(value)),
+            None => Ok(None),
+        }
+    }
+
+    /// The keys of a path on the projection such as `$state.totals.cents`.
+    pub fn state_keys(&self) -> Option<Vec<String>> {
+        let Node::Path(base, steps) = self else {
+            return None;
+        };
+        if !matches!(base.as_ref(), Node::Root(Root::State)) {
+            return None;
+        }
+        steps
+            .iter()
+            .map(|step| match step {
+                (Step::Key(key), false) => Some(key.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn run(&self, roots: &dyn Roots, input: &Value, out: &mut Out<'_>) -> Outcome {
+        match self {
+            Node::Input => out(input),
+            Node::Root(Root::Event) => out(roots.event()),
+            Node::Root(Root::State) => out(roots.state()),
+            Node::Root(Root::Item) => out(roots.item()),
+            Node::Literal(value) => out(value),
+            Node::Path(base, steps) => {
+                if let (Node::Root(Root::Event), [(Step::Key(key), _), rest @ ..]) =
+                    (base.as_ref(), steps.as_slice())
+                {
+                    return walk(roots.event_field(key), rest, out);
+                }
+                base.run(roots, input, &mut |value| walk(value, steps, out))
+            }
+            Node::Array(None) => out(&Value::Array(Vec::new())),
+            Node::Array(Some(inner)) => {
+                let mut items = Vec::new();
+                inner.run(roots, input, &mut |value| {
+                    items.push(value.clone());
+                    Ok(())
+                })?;
+                out(&Value::Array(items))
+            }
+            Node::Object(entries) => {
+                let mut object = Map::new();
+                for (key, node) in entries {
+                    object.insert(key.clone(), node.single(roots, input)?);
+                }
+                out(&Value::Object(object))
+            }
+            Node::Pipe(left, right) => {
+                left.run(roots, input, &mut |value| right.run(roots, value, out))
+            }
+            Node::Comma(left, right) => {
+                left.run(roots, input, out)?;
+                right.run(roots, input, out)
+            }
+            Node::Alt(left, right) => {
+                let mut truthy = Vec::new();
+                left.run(roots, input, &mut |value| {
+                    if is_true(value) {
+                        truthy.push(value.clone());
+                    }
+                    Ok(())
+                })?;
+                if truthy.is_empty() {
+                    return right.run(roots, input, out);
+                }
+                truthy.iter().try_for_each(&mut *out)
+            }
+            Node::Arith(left, op, right) => {
+                let value = binary(left, right, roots, input, |l, r| arith(l, *op, r))?;
+                out(&value)
+            }
+            Node::Compare(left, cmp, right) => {
+                let value = binary(left, right, roots, input, |l, r| {
+                    let order = order(l, r)?;
+                    Ok(Value::Bool(cmp.run(&order, &Ordering::Equal)))
+                })?;
+                out(&value)
+            }
+            Node::If(condition, then, otherwise) => condition.run(roots, input, &mut |value| {
+                let branch = if is_true(value) { then } else { otherwise };
+                branch.run(roots, input, out)
+            }),
+            Node::Select(condition) => condition.run(roots, input, &mut |value| {
+                if is_true(value) { out(input) } else { Ok(()) }
+            }),
+            Node::Not => out(&Value::Bool(!is_true(input))),
+            Node::Empty => Ok(()),
+            Node::Add => {
+                // `reduce .[] as $x (null; . + $x)`; an object's values are left to jaq.
+                let Value::Array(items) = input else {
+                    return Err(GiveUp);
+                };
+                let mut sum = Value::Null;
+                for item in items {
+                    sum = arith(&sum, Arith::Add, item)?;
+                }
+                out(&sum)
+            }
+            Node::Update(keys, op, by) => {
+                let by = by.single(roots, input)?;
+                let mut updated = input.clone();
+                let (last, parents) = keys.split_last().ok_or(GiveUp)?;
+                let mut here = &mut updated;
+                for key in parents {
+                    here = here.get_mut(key).filter(|v| v.is_object()).ok_or(GiveUp)?;
+                }
+                let Value::Object(object) = here else {
+                    return Err(GiveUp);
+                };
+                let field = object.entry(last.clone()).or_insert(Value::Null);
+                *field = arith(field, *op, &by)?;
+                out(&updated)
+            }
+        }
+    }
+
+    /// The node's only value; giving up on none or several.
+    fn single(&self, roots: &dyn Roots, input: &Value) -> Result<Value, GiveUp> {
+        let mut found = None;
+        self.run(roots, input, &mut |value| {
+            if found.is_some() {
+                return Err(GiveUp);
+            }
+            found = Some(value.clone());
+            Ok(())
+        })?;
+        found.ok_or(GiveUp)
+    }
+}
+
+/// `left op right` with one value on each side (jaq combines several in an
+/// order not modelled here, and would still evaluate the other side of none).
+fn binary(
+    left: &Node,
+    right: &Node,
+    roots: &dyn Roots,
+    input: &Value,
+    combine: impl Fn(&Value, &Value) -> Result<Value, GiveUp>,
+) -> Result<Value, GiveUp> {
+    let mut result = None;
+    let (mut lefts, mut pairs) = (0, 0);
+    left.run(roots, input, &mut |l| {
+        lefts += 1;
+        right.run(roots, input, &mut |r| {
+            pairs += 1;
+            result = Some(combine(l, r)?);
+            Ok(())
+        })
+    })?;
+    if lefts != 1 || pairs != 1 {
+        return Err(GiveUp);
+    }
+    result.ok_or(GiveUp)
+}
+
+fn walk(value: &Value, steps: &[(Step, bool)], out: &mut Out<'_>) -> Outcome {
+    let Some(((step, optional), rest)) = steps.split_first() else {
+        return out(value);
+    };
+    match (step, value) {
+        (Step::Key(key), Value::Object(object)) => {
+            walk(object.get(key).unwrap_or(&NULL), rest, out)
+        }
+        (Step::Key(_), Value::Null) => walk(&NULL, rest, out),
+        (Step::Each, Value::Array(items)) => {
+            items.iter().try_for_each(|item| walk(item, rest, out))
+        }
+        // Both iterate a serde_json map in key order, which jaq's copy keeps.
+        (Step::Each, Value::Object(object)) => {
+            object.values().try_for_each(|item| walk(item, rest, out))
+        }
+        // jaq's error, which `?` turns into no value.
+        _ if *optional => Ok(()),
+        _ => Err(GiveUp),
+    }
+}
+
+fn is_true(value: &Value) -> bool {
+    !matches!(value, Value::Null | Value::Bool(false))
+}
+
+fn integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(number) => number.as_i64(),
+        _ => None,
+    }
+}
+
+/// jaq's `+ - *` where the answer is plain: integers that do not overflow,
+/// `null` as the neutral element of `+`, and joined strings.
+fn arith(left: &Value, op: Arith, right: &Value) -> Result<Value, GiveUp> {
+    if let (Some(l), Some(r)) = (integer(left), integer(right)) {
+        let result = match op {
+            Arith::Add => l.checked_add(r),
+            Arith::Sub => l.checked_sub(r),
+            Arith::Mul => l.checked_mul(r),
+        };
+        return result.map(Value::from).ok_or(GiveUp);
+    }
+    match (op, left, right) {
+        (Arith::Add, Value::Null, other) | (Arith::Add, other, Value::Null)
+            if other.is_null() || integer(other).is_some() || other.is_string() =>
+        {
+            Ok(other.clone())
+        }
+        (Arith::Add, Value::String(l), Value::String(r)) => Ok(Value::String(format!("{l}{r}"))),
+        _ => Err(GiveUp),
+    }
+}
+
+/// jq's order (null < booleans < numbers < strings < ...) for the plain kinds.
+fn order(left: &Value, right: &Value) -> Result<Ordering, GiveUp> {
+    let rank = |value: &Value| match value {
+        Value::Null => Ok(0),
+        Value::Bool(_) => Ok(1),
+        Value::Number(_) if integer(value).is_some() => Ok(2),
+        Value::String(_) => Ok(3),
+        _ => Err(GiveUp),
+    };
+    let by_kind = rank(left)?.cmp(&rank(right)?);
+    Ok(match (left, right) {
+        (Value::Bool(l), Value::Bool(r)) => l.cmp(r),
+        (Value::Number(_), Value::Number(_)) => integer(left).cmp(&integer(right)),
+        (Value::String(l), Value::String(r)) => l.as_bytes().cmp(r.as_bytes()),
+        _ => by_kind,
+    })
+}
+
+/// Whether jaq would give `value` back unchanged: its numbers are 64-bit
+/// integers (others go through jaq's own number reading and writing).
+pub fn only_integers(value: &Value) -> bool {
+    match value {
+        Value::Number(number) => number.as_i64().is_some(),
+        Value::Array(items) => items.iter().all(only_integers),
+        Value::Object(object) => object.values().all(only_integers),
+        _ => true,
+    }
+}
