@@ -6,14 +6,23 @@
 //! measurement writes or reads (default 100 000; single Redis writes and reads
 //! use a fifth of that, one round trip each). The target: batched Redis writes
 //! reach at least a third of `redis-benchmark`'s figure.
+//!
+//! Batched writes are measured three ways: documents built just before they
+//! are written (as the daemon's fold does), one batch or several in flight;
+//! the daemon's own conditional write (`apply_if_unchanged`); and documents
+//! built long before (cold: serializing them mostly waits on memory).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+// The daemon's allocator (see `src/main.rs`), so the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::future::Future;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use projectionist::cache::memory::MemoryCache;
 use projectionist::cache::{Cache, Expiry, Projection, Ttl, WriteOp, redis as redis_cache};
@@ -63,13 +72,84 @@ fn upserts(projections: &[Projection]) -> Vec<WriteOp> {
         .collect()
 }
 
-/// The four measurements every adapter gets, plus concurrent batches.
+/// Batch writes measured on every adapter, plus single writes and reads.
 struct Figures {
     single_add: f64,
     batched_apply: f64,
     concurrent_apply: f64,
+    cold_apply: f64,
+    conditional_apply: f64,
     single_get: f64,
     get_many: f64,
+}
+
+/// Batches built just before they are written, this many at a time.
+const GROUP: usize = 8;
+
+/// How a batch is written in [`write_fresh`].
+#[derive(Clone, Copy)]
+enum Write {
+    /// `apply`, `lanes` batches in flight at once.
+    Apply { lanes: usize },
+    /// `apply_if_unchanged` over versions read just before (untimed), one at a time.
+    Conditional,
+}
+
+/// Write `count` batches of new documents, in groups of [`GROUP`] batches built
+/// just before they are written; only the writes are timed. Entries per second.
+///
+/// The daemon writes documents its fold has just built, which are still in the
+/// CPU's cache. Serializing 100 000 documents built up front (the cold row)
+/// mostly waits on memory, and measures that rather than the write path.
+async fn write_fresh(cache: &Arc<dyn Cache>, count: usize, write: Write) -> f64 {
+    let mut writing = Duration::ZERO;
+    for first in (0..count).step_by(GROUP) {
+        let batches: Vec<Vec<WriteOp>> = (first..(first + GROUP).min(count))
+            .map(|batch| {
+                let documents: Vec<Projection> =
+                    (batch * BATCH..(batch + 1) * BATCH).map(order).collect();
+                upserts(&documents)
+            })
+            .collect();
+        let batches = Arc::new(batches);
+        match write {
+            Write::Apply { lanes } => {
+                let started = Instant::now();
+                let mut tasks = Vec::new();
+                for lane in 0..lanes {
+                    let cache = Arc::clone(cache);
+                    let batches = Arc::clone(&batches);
+                    tasks.push(tokio::spawn(async move {
+                        for batch in batches.iter().skip(lane).step_by(lanes) {
+                            cache.apply(batch).await.expect("apply");
+                        }
+                    }));
+                }
+                for task in tasks {
+                    task.await.expect("a lane finishes");
+                }
+                writing += started.elapsed();
+            }
+            Write::Conditional => {
+                for batch in batches.iter() {
+                    let keys: Vec<String> = batch.iter().map(WriteOp::key).collect();
+                    let versions = cache.get_many_versioned(&keys).await.expect("get_many");
+                    let expected: Vec<_> = keys
+                        .into_iter()
+                        .zip(versions.into_iter().map(|(_, version)| version))
+                        .collect();
+                    let started = Instant::now();
+                    let applied = cache
+                        .apply_if_unchanged(batch, &expected)
+                        .await
+                        .expect("apply");
+                    writing += started.elapsed();
+                    assert!(applied, "nothing else writes these keys");
+                }
+            }
+        }
+    }
+    (count * BATCH) as f64 / writing.as_secs_f64()
 }
 
 async fn measure(cache: Arc<dyn Cache>, projections: &[Projection], singles: usize) -> Figures {
@@ -80,30 +160,26 @@ async fn measure(cache: Arc<dyn Cache>, projections: &[Projection], singles: usi
         }
     })
     .await;
-    let batches: Vec<Vec<WriteOp>> = projections.chunks(BATCH).map(upserts).collect();
-    let batched_apply = rate(projections.len(), async {
-        for batch in &batches {
+    let count = projections.len() / BATCH;
+    // First, so that every row below overwrites keys that exist, as the
+    // daemon mostly does.
+    let cold: Vec<Vec<WriteOp>> = projections.chunks(BATCH).map(upserts).collect();
+    let cold_apply = rate(count * BATCH, async {
+        for batch in &cold {
             cache.apply(batch).await.expect("apply");
         }
     })
     .await;
-    let batches = Arc::new(batches);
-    let concurrent_apply = rate(projections.len(), async {
-        let mut lanes = Vec::new();
-        for lane in 0..CONCURRENT_BATCHES {
-            let cache = Arc::clone(&cache);
-            let batches = Arc::clone(&batches);
-            lanes.push(tokio::spawn(async move {
-                for batch in batches.iter().skip(lane).step_by(CONCURRENT_BATCHES) {
-                    cache.apply(batch).await.expect("apply");
-                }
-            }));
-        }
-        for lane in lanes {
-            lane.await.expect("a lane finishes");
-        }
-    })
+    let batched_apply = write_fresh(&cache, count, Write::Apply { lanes: 1 }).await;
+    let concurrent_apply = write_fresh(
+        &cache,
+        count,
+        Write::Apply {
+            lanes: CONCURRENT_BATCHES,
+        },
+    )
     .await;
+    let conditional_apply = write_fresh(&cache, count, Write::Conditional).await;
     let single_get = rate(singles, async {
         // Spread over the whole key space, like `get_many`, not just its start.
         for key in keys.iter().step_by(keys.len() / singles).take(singles) {
@@ -122,6 +198,8 @@ async fn measure(cache: Arc<dyn Cache>, projections: &[Projection], singles: usi
         single_add,
         batched_apply,
         concurrent_apply,
+        cold_apply,
+        conditional_apply,
         single_get,
         get_many,
     }
@@ -135,11 +213,19 @@ fn print(adapter: &str, figures: &Figures) {
             format!("apply, batches of {BATCH}, {CONCURRENT_BATCHES} in flight"),
             figures.concurrent_apply,
         ),
+        (
+            format!("apply, batches of {BATCH}, cold documents"),
+            figures.cold_apply,
+        ),
+        (
+            format!("apply_if_unchanged, batches of {BATCH}"),
+            figures.conditional_apply,
+        ),
         ("get, one at a time".to_owned(), figures.single_get),
         (format!("get_many, {BATCH} keys each"), figures.get_many),
     ];
     for (what, per_second) in rows {
-        println!("{adapter:<7} {what:<38} {per_second:>12.0} entries/s");
+        println!("{adapter:<7} {what:<44} {per_second:>12.0} entries/s");
     }
 }
 
@@ -213,6 +299,7 @@ fn main() {
     for (what, figure) in [
         ("batched", redis.batched_apply),
         ("batched, several in flight", redis.concurrent_apply),
+        ("conditional batched", redis.conditional_apply),
     ] {
         let ratio = figure / reference;
         let verdict = if ratio >= TARGET_RATIO {
