@@ -354,13 +354,16 @@ impl Cache for RedisCache {
                 WriteOp::Delete { key } => command.arg(key),
             };
         }
-        command.arg(expected.len());
+        // Which checked keys were present ('1') or absent ('0'), then the text
+        // each present one held: compared as they are, with no copy to tell
+        // an absent key from one that held "" (foreign values can be anything).
+        let present: String = expected
+            .iter()
+            .map(|(_, version)| if version.is_some() { '1' } else { '0' })
+            .collect();
+        command.arg(present);
         for (_, version) in expected {
-            // "0": absent; "1" followed by the text read: present with that text.
-            match version {
-                None => command.arg("0"),
-                Some(text) => command.arg([b"1".as_slice(), text].concat()),
-            };
+            command.arg(version.as_deref().unwrap_or_default());
         }
         for op in batch {
             match op {
@@ -402,18 +405,19 @@ impl Cache for RedisCache {
     }
 }
 
-/// `KEYS`: the checked keys, then the written keys. `ARGV[1]`: how many are
-/// checked; then one expected version per checked key ("0" absent, "1" + text);
-/// then per written key its JSON text ("" deletes) and TTL in ms (0: none).
-/// Returns 1 when applied, 0 (nothing written) when a checked key changed.
+/// `KEYS`: the checked keys, then the written keys. `ARGV[1]`: one byte per
+/// checked key, '1' if it held a value when read, '0' if it was absent; then
+/// the text each checked key held ("" if absent); then per written key its
+/// JSON text ("" deletes) and TTL in ms (0: none). Returns 1 when applied, 0
+/// (nothing written) when a checked key changed.
 const CHECKED_APPLY_SCRIPT: &str = r#"
-local checked = tonumber(ARGV[1])
+local present = ARGV[1]
+local checked = #present
 for i = 1, checked do
-  local expected = ARGV[1 + i]
   local current = redis.call('GET', KEYS[i])
-  if expected == '0' then
-    if current then return 0 end
-  elseif (not current) or ('1' .. current) ~= expected then
+  if string.byte(present, i) == 49 then
+    if current ~= ARGV[1 + i] then return 0 end
+  elseif current then
     return 0
   end
 end
