@@ -192,11 +192,9 @@ impl MemoryCache {
     }
 
     fn expires_at(&self, expiry: Expiry, now: Instant) -> Option<Instant> {
-        match expiry {
-            Expiry::CacheDefault => Some(now + self.default_ttl.as_duration()),
-            Expiry::After(ttl) => Some(now + ttl.as_duration()),
-            Expiry::Never => None,
-        }
+        expiry
+            .ttl(self.default_ttl)
+            .map(|ttl| now + ttl.as_duration())
     }
 }
 

@@ -64,6 +64,18 @@ pub enum Expiry {
     Never,
 }
 
+impl Expiry {
+    /// The TTL this expiry stands for in a cache whose default is `default`;
+    /// `None` for no expiry.
+    pub fn ttl(self, default: Ttl) -> Option<Ttl> {
+        match self {
+            Expiry::CacheDefault => Some(default),
+            Expiry::After(ttl) => Some(ttl),
+            Expiry::Never => None,
+        }
+    }
+}
+
 /// What `get_ttl` answers for a live key.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RemainingTtl {

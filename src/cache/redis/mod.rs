@@ -173,11 +173,7 @@ impl RedisCache {
     }
 
     fn ttl_millis(&self, expiry: Expiry) -> Option<u64> {
-        match expiry {
-            Expiry::CacheDefault => Some(self.default_ttl.as_millis()),
-            Expiry::After(ttl) => Some(ttl.as_millis()),
-            Expiry::Never => None,
-        }
+        expiry.ttl(self.default_ttl).map(|ttl| ttl.as_millis())
     }
 }
 
@@ -198,12 +194,11 @@ impl Cache for RedisCache {
     }
 
     async fn add(&self, projection: &Projection, ttl: Option<Ttl>) -> CacheResult<()> {
-        let expiry = ttl.map_or(Expiry::CacheDefault, Expiry::After);
-        self.apply(&[WriteOp::Upsert {
-            projection: projection.clone(),
-            expiry,
-        }])
-        .await
+        // One `SET`, atomic by itself: not a one-op batch, which would deep-copy
+        // the projection and wrap it in `MULTI`/`EXEC` for nothing.
+        let millis = ttl.unwrap_or(self.default_ttl).as_millis();
+        let command = ArgWriter::default().set(projection, Some(millis));
+        self.query(&command).await.map_err(unavailable)
     }
 
     async fn get(&self, key: &str) -> CacheResult<Option<Projection>> {
