@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use redis::IntoConnectionInfo;
-
 use super::raw::{RawCache, RawScalar};
 use crate::cache::Ttl;
+use crate::cache::redis::validate_uri;
 
 /// The TTL of a cache that names none, in seconds (the seed's default).
 pub const DEFAULT_TTL_SECS: u64 = 300;
@@ -81,7 +80,7 @@ fn validate_cache(name: &str, raw: RawCache, errors: &mut Vec<String>) -> Option
                 ));
                 None
             }
-            Some(uri) => match check_redis_uri(&uri) {
+            Some(uri) => match validate_uri(&uri) {
                 Ok(()) => Some(Provider::Redis { uri }),
                 Err(reason) => {
                     errors.push(format!("caches.{name}.URI is not a Redis URI: {reason}"));
@@ -115,14 +114,4 @@ fn parse_ttl(value: &RawScalar) -> Result<Ttl, ()> {
         RawScalar::Float(secs) => Ttl::from_secs_f64(*secs).map_err(|_| ()),
         RawScalar::Text(text) => Ttl::parse(text).map_err(|_| ()),
     }
-}
-
-/// Parse without connecting: scheme, host, port, database number.
-fn check_redis_uri(uri: &str) -> Result<(), String> {
-    if !(uri.starts_with("redis://") || uri.starts_with("rediss://")) {
-        return Err("it must start with redis:// or rediss://".to_owned());
-    }
-    uri.into_connection_info()
-        .map(|_| ())
-        .map_err(|error| error.to_string())
 }
