@@ -28,9 +28,13 @@ impl CacheSettings {
     pub fn memory_default() -> CacheSettings {
         CacheSettings {
             provider: Provider::Memory,
-            ttl: Ttl::from_secs(DEFAULT_TTL_SECS).expect("300 s is a valid TTL"),
+            ttl: default_ttl(),
         }
     }
+}
+
+fn default_ttl() -> Ttl {
+    Ttl::from_secs(DEFAULT_TTL_SECS).expect("300 s is a valid TTL")
 }
 
 /// Validate every cache, pushing one message per mistake onto `errors`.
@@ -57,18 +61,17 @@ pub fn validate_caches(
 }
 
 fn validate_cache(name: &str, raw: RawCache, errors: &mut Vec<String>) -> Option<CacheSettings> {
-    let before = errors.len();
     let ttl = match raw.ttl.or(raw.ttl_seed) {
-        None => Ttl::from_secs(DEFAULT_TTL_SECS).ok(),
-        Some(value) => match parse_ttl(&value) {
-            Ok(ttl) => Some(ttl),
-            Err(()) => {
+        None => Some(default_ttl()),
+        Some(value) => {
+            let ttl = value.to_ttl();
+            if ttl.is_none() {
                 errors.push(format!(
                     "caches.{name}.TTL = {value} is not a positive number of seconds"
                 ));
-                None
             }
-        },
+            ttl
+        }
     };
     let uri = raw.uri.or(raw.uri_seed).map(|value| value.to_text());
     let provider = match raw.provider.as_ref().map(RawScalar::to_text).as_deref() {
@@ -96,22 +99,9 @@ fn validate_cache(name: &str, raw: RawCache, errors: &mut Vec<String>) -> Option
             None
         }
     };
-    if errors.len() > before {
-        return None;
-    }
+    // Each `None` above was reported as it was found.
     Some(CacheSettings {
         provider: provider?,
         ttl: ttl?,
     })
-}
-
-/// A TTL is a positive finite number of seconds or such a number as text;
-/// booleans are refused even though TOML could coerce them.
-fn parse_ttl(value: &RawScalar) -> Result<Ttl, ()> {
-    match value {
-        RawScalar::Bool(_) => Err(()),
-        RawScalar::Int(secs) => Ttl::from_secs_f64(*secs as f64).map_err(|_| ()),
-        RawScalar::Float(secs) => Ttl::from_secs_f64(*secs).map_err(|_| ()),
-        RawScalar::Text(text) => Ttl::parse(text).map_err(|_| ()),
-    }
 }
