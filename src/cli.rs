@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{self, LogSettings};
+use crate::config::{self, LogFormat, LogSettings};
 use crate::projector::Registry;
 
 #[derive(Debug, Parser)]
@@ -26,12 +26,6 @@ pub struct Cli {
     pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,10 +280,7 @@ fn init_logging(format: Option<LogFormat>, configured: &LogSettings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_LEVEL))
     });
-    let json = match format {
-        Some(format) => format == LogFormat::Json,
-        None => configured.format == Some(config::LogFormat::Json),
-    };
+    let json = format.or(configured.format) == Some(LogFormat::Json);
     // Colours only for a person at a terminal, not in a pod's log file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
