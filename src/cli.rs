@@ -232,23 +232,18 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+    block_on_command(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        match daemon(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => {
+                error!(error = %format!("{failure:#}"), "exiting");
+                eprintln!("projectionist: {failure:#}");
+                ExitCode::FAILURE
+            }
         }
-    };
-    let shutdown = CancellationToken::new();
-    runtime.spawn(cancel_on_signal(shutdown.clone()));
-    match runtime.block_on(daemon(shutdown)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            error!(error = %format!("{failure:#}"), "exiting");
-            eprintln!("projectionist: {failure:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {
