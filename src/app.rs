@@ -201,9 +201,8 @@ async fn report_status(state: AppState, stop: CancellationToken) {
         metrics
             .heartbeat_timestamp
             .set(state.health.heartbeat_unix_secs());
-        let silent_after = http::STALL_AFTER.as_millis() as u64;
         for projection in state.projections.keys() {
-            let current = state.health.projection_state(projection, silent_after);
+            let current = state.health.projection_state(projection);
             for candidate in PROJECTION_STATES {
                 metrics
                     .projection_state

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -15,11 +14,8 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::cache::Cache;
-use crate::health::Health;
+use crate::health::{Health, STALL_AFTER};
 use crate::metrics::Metrics;
-
-/// A loop that has not beaten for this long is stuck: liveness fails.
-pub const STALL_AFTER: Duration = Duration::from_secs(60);
 
 /// What the handlers read.
 #[derive(Clone)]
