@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, KEY_SEPARATOR};
 use crate::health::{Health, STALL_AFTER};
 use crate::metrics::Metrics;
 
@@ -105,9 +105,10 @@ async fn projection(
     else {
         return not_found(format!("no projection named {name:?}"));
     };
-    match cache.get(&format!("{name}:::{id}")).await {
+    let key = format!("{name}{KEY_SEPARATOR}{id}");
+    match cache.get(&key).await {
         Ok(Some(projection)) => axum::Json(projection.into_value()).into_response(),
-        Ok(None) => not_found(format!("{name}:::{id} is absent")),
+        Ok(None) => not_found(format!("{key} is absent")),
         Err(error) if error.is_transient() => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"error": error.to_string()})),
