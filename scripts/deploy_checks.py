@@ -382,6 +382,11 @@ def check_deployment(deployment: dict, pod: dict, container: dict, effective) ->
         problem(f"rollingUpdate.maxSurge is {surge}: a surge pod beyond the partition count never turns ready")
 
 
+def selects(selector: dict, labels: dict) -> bool:
+    """An equality selector (matchLabels) that is not empty and that the labels meet."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
 def check_service_and_monitor(by_kind: dict, deployment: dict) -> None:
     services = by_kind.get("Service", [])
     if len(services) != 1:
@@ -390,7 +395,7 @@ def check_service_and_monitor(by_kind: dict, deployment: dict) -> None:
     service = services[0]
     pod_labels = deployment["spec"]["template"]["metadata"].get("labels", {})
     selector = service["spec"].get("selector", {})
-    if not selector or any(pod_labels.get(k) != v for k, v in selector.items()):
+    if not selects(selector, pod_labels):
         problem(f"the Service selector {selector} does not select the pods {pod_labels}")
     port_names = {p.get("name") for p in service["spec"].get("ports", [])}
     for monitor in by_kind.get("ServiceMonitor", []):
@@ -400,7 +405,7 @@ def check_service_and_monitor(by_kind: dict, deployment: dict) -> None:
             problem(f"ServiceMonitor spec has unknown fields {sorted(unknown)}")
         wanted = spec.get("selector", {}).get("matchLabels", {})
         labels = service["metadata"].get("labels", {})
-        if not wanted or any(labels.get(k) != v for k, v in wanted.items()):
+        if not selects(wanted, labels):
             problem(f"the ServiceMonitor selector {wanted} does not match the Service labels {labels}")
         endpoints = spec.get("endpoints") or []
         if not endpoints:
@@ -454,7 +459,7 @@ def check_disruption_budget(by_kind: dict, deployment: dict) -> None:
         return
     selector = budgets[0]["spec"].get("selector", {}).get("matchLabels", {})
     pod_labels = deployment["spec"]["template"]["metadata"].get("labels", {})
-    if not selector or any(pod_labels.get(k) != v for k, v in selector.items()):
+    if not selects(selector, pod_labels):
         problem(f"the PodDisruptionBudget selector {selector} does not select the pods")
 
 

@@ -143,34 +143,36 @@ pub async fn run(
         async move { pipeline.run(batches).await }
     });
 
-    let failure = tokio::select! {
+    let stopped_early = tokio::select! {
         finished = &mut processing => Some(finished),
         () = shutdown.cancelled() => None,
     };
     // The one shutdown path, whichever way we got here.
     fetching.cancel();
-    let outcome = match failure {
-        Some(finished) => finished
-            .map_err(anyhow::Error::from)
-            .and_then(|result| result.map_err(anyhow::Error::from)),
+    let finished = match stopped_early {
+        Some(finished) => Some(finished),
         None => {
             info!(
                 timeout_secs = settings.pipeline.drain_timeout.as_secs(),
                 "shutting down: draining"
             );
-            match tokio::time::timeout(settings.pipeline.drain_timeout, &mut processing).await {
-                Ok(finished) => finished
-                    .map_err(anyhow::Error::from)
-                    .and_then(|result| result.map_err(anyhow::Error::from)),
-                Err(_) => {
-                    warn!(
-                        "drain timeout passed; abandoning the batch in flight (it will be read again)"
-                    );
-                    processing.abort();
-                    Ok(())
-                }
+            let drained =
+                tokio::time::timeout(settings.pipeline.drain_timeout, &mut processing).await;
+            if drained.is_err() {
+                warn!(
+                    "drain timeout passed; abandoning the batch in flight (it will be read again)"
+                );
+                processing.abort();
             }
+            drained.ok()
         }
+    };
+    // A batch abandoned at the deadline is no failure: its offsets were not committed.
+    let outcome = match finished {
+        Some(joined) => joined
+            .map_err(anyhow::Error::from)
+            .and_then(|result| result.map_err(anyhow::Error::from)),
+        None => Ok(()),
     };
     tokio::task::spawn_blocking(move || source.close()).await?;
     serving.cancel();
@@ -199,9 +201,8 @@ async fn report_status(state: AppState, stop: CancellationToken) {
         metrics
             .heartbeat_timestamp
             .set(state.health.heartbeat_unix_secs());
-        let silent_after = http::STALL_AFTER.as_millis() as u64;
         for projection in state.projections.keys() {
-            let current = state.health.projection_state(projection, silent_after);
+            let current = state.health.projection_state(projection);
             for candidate in PROJECTION_STATES {
                 metrics
                     .projection_state

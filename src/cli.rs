@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{self, LogSettings};
+use crate::config::{self, LogFormat, LogSettings};
 use crate::projector::Registry;
 
 #[derive(Debug, Parser)]
@@ -26,12 +26,6 @@ pub struct Cli {
     pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,23 +232,18 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+    block_on_command(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        match daemon(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => {
+                error!(error = %format!("{failure:#}"), "exiting");
+                eprintln!("projectionist: {failure:#}");
+                ExitCode::FAILURE
+            }
         }
-    };
-    let shutdown = CancellationToken::new();
-    runtime.spawn(cancel_on_signal(shutdown.clone()));
-    match runtime.block_on(daemon(shutdown)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            error!(error = %format!("{failure:#}"), "exiting");
-            eprintln!("projectionist: {failure:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {
@@ -286,10 +275,7 @@ fn init_logging(format: Option<LogFormat>, configured: &LogSettings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_LEVEL))
     });
-    let json = match format {
-        Some(format) => format == LogFormat::Json,
-        None => configured.format == Some(config::LogFormat::Json),
-    };
+    let json = format.or(configured.format) == Some(LogFormat::Json);
     // Colours only for a person at a terminal, not in a pod's log file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

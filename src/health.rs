@@ -5,7 +5,11 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A loop that has not beaten for this long is stuck: liveness fails, and every
+/// projection reports `stalled`.
+pub const STALL_AFTER: Duration = Duration::from_secs(60);
 
 /// A projection is catching up while the events it writes are older than this.
 pub const LIVE_WITHIN_SECS: f64 = 60.0;
@@ -60,7 +64,7 @@ impl Health {
     }
 
     /// Pretend the last heartbeat was `by` ago (tests of liveness use it).
-    pub fn backdate_heartbeat(&self, by: std::time::Duration) {
+    pub fn backdate_heartbeat(&self, by: Duration) {
         let then = now_ms().saturating_sub(by.as_millis() as u64);
         self.inner.heartbeat_ms.store(then, Ordering::Relaxed);
     }
@@ -116,11 +120,11 @@ impl Health {
 
     /// `stalled` while a component has been failing for a while (or the loop is
     /// silent), `catching_up` while recent writes carry old events, else `live`.
-    pub fn projection_state(&self, projection: &str, silent_after_ms: u64) -> &'static str {
+    pub fn projection_state(&self, projection: &str) -> &'static str {
         let since = self.inner.degraded_since_ms.load(Ordering::Relaxed);
         let now = now_ms();
         if (since != 0 && now.saturating_sub(since) > STALLED_AFTER_MS)
-            || self.since_heartbeat_ms() > silent_after_ms
+            || self.since_heartbeat_ms() > STALL_AFTER.as_millis() as u64
         {
             return "stalled";
         }

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -14,12 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::cache::Cache;
-use crate::health::Health;
+use crate::cache::{Cache, KEY_SEPARATOR};
+use crate::health::{Health, STALL_AFTER};
 use crate::metrics::Metrics;
-
-/// A loop that has not beaten for this long is stuck: liveness fails.
-pub const STALL_AFTER: Duration = Duration::from_secs(60);
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -109,9 +105,10 @@ async fn projection(
     else {
         return not_found(format!("no projection named {name:?}"));
     };
-    match cache.get(&format!("{name}:::{id}")).await {
+    let key = format!("{name}{KEY_SEPARATOR}{id}");
+    match cache.get(&key).await {
         Ok(Some(projection)) => axum::Json(projection.into_value()).into_response(),
-        Ok(None) => not_found(format!("{name}:::{id} is absent")),
+        Ok(None) => not_found(format!("{key} is absent")),
         Err(error) if error.is_transient() => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"error": error.to_string()})),

@@ -4,6 +4,7 @@
 //! for counters, `_seconds` for durations). Labels stay low-cardinality: never a
 //! key, an identifier or error text.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -89,70 +90,49 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let metric = IntCounterVec::new(Opts::new(name, help), labels)
-                .expect("metric names and labels are valid literals");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("each metric is registered once");
-            metric
+            register(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
-            let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-                .expect("metric names and labels are valid literals");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("each metric is registered once");
-            metric
+            let opts = HistogramOpts::new(name, help).buckets(buckets);
+            register(&registry, HistogramVec::new(opts, labels))
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
-            let metric = IntGaugeVec::new(Opts::new(name, help), labels)
-                .expect("metric names and labels are valid literals");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("each metric is registered once");
-            metric
+            register(&registry, IntGaugeVec::new(Opts::new(name, help), labels))
         };
         let plain_histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-                .expect("metric names are valid literals");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("each metric is registered once");
-            metric
+            let opts = HistogramOpts::new(name, help).buckets(buckets);
+            register(&registry, Histogram::with_opts(opts))
         };
         let seconds = prometheus::exponential_buckets(0.0005, 2.0, 16).expect("valid buckets");
         let sizes = prometheus::exponential_buckets(1.0, 2.0, 15).expect("valid buckets");
-        let int_gauge = |name: &str, help: &str| {
-            let metric = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("each metric is registered once");
-            metric
-        };
-        let consumer_assigned = int_gauge(
-            "projectionist_consumer_assigned",
-            "1 while the consumer holds a partition assignment",
-        );
-        let ready = int_gauge("projectionist_ready", "1 when /readyz answers 200, else 0");
-        let heartbeat_timestamp = Gauge::new(
-            "projectionist_heartbeat_timestamp_seconds",
-            "Unix time of the consume loop's last sign of life",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(heartbeat_timestamp.clone()))
-            .expect("each metric is registered once");
-        let consumer_lag_seconds = GaugeVec::new(
-            Opts::new(
-                "projectionist_consumer_lag_seconds",
-                "Age of the last record processed from a partition that is behind",
+        let consumer_assigned = register(
+            &registry,
+            IntGauge::new(
+                "projectionist_consumer_assigned",
+                "1 while the consumer holds a partition assignment",
             ),
-            &["topic", "partition"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(consumer_lag_seconds.clone()))
-            .expect("each metric is registered once");
+        );
+        let ready = register(
+            &registry,
+            IntGauge::new("projectionist_ready", "1 when /readyz answers 200, else 0"),
+        );
+        let heartbeat_timestamp = register(
+            &registry,
+            Gauge::new(
+                "projectionist_heartbeat_timestamp_seconds",
+                "Unix time of the consume loop's last sign of life",
+            ),
+        );
+        let consumer_lag_seconds = register(
+            &registry,
+            GaugeVec::new(
+                Opts::new(
+                    "projectionist_consumer_lag_seconds",
+                    "Age of the last record processed from a partition that is behind",
+                ),
+                &["topic", "partition"],
+            ),
+        );
         let metrics = Metrics {
             events_consumed: counter(
                 "projectionist_events_consumed_total",
@@ -302,6 +282,18 @@ impl Metrics {
             .expect("encoding into a Vec cannot fail");
         String::from_utf8(buffer).expect("the text format is UTF-8")
     }
+}
+
+/// Register `metric` on `registry` and hand it back.
+fn register<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("metric names, labels and buckets are valid literals");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("each metric is registered once");
+    metric
 }
 
 impl Default for Metrics {

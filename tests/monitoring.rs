@@ -108,7 +108,7 @@ async fn liveness_fails_when_the_loop_stops_beating() {
         status(projectionist::http::router(state.clone())).await,
         200
     );
-    health.backdate_heartbeat(projectionist::http::STALL_AFTER + Duration::from_secs(1));
+    health.backdate_heartbeat(projectionist::health::STALL_AFTER + Duration::from_secs(1));
     assert_eq!(
         status(projectionist::http::router(state.clone())).await,
         503

@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use redis::IntoConnectionInfo;
-
 use super::raw::{RawCache, RawScalar};
 use crate::cache::Ttl;
+use crate::cache::redis::validate_uri;
 
 /// The TTL of a cache that names none, in seconds (the seed's default).
 pub const DEFAULT_TTL_SECS: u64 = 300;
@@ -29,9 +28,13 @@ impl CacheSettings {
     pub fn memory_default() -> CacheSettings {
         CacheSettings {
             provider: Provider::Memory,
-            ttl: Ttl::from_secs(DEFAULT_TTL_SECS).expect("300 s is a valid TTL"),
+            ttl: default_ttl(),
         }
     }
+}
+
+fn default_ttl() -> Ttl {
+    Ttl::from_secs(DEFAULT_TTL_SECS).expect("300 s is a valid TTL")
 }
 
 /// Validate every cache, pushing one message per mistake onto `errors`.
@@ -58,18 +61,17 @@ pub fn validate_caches(
 }
 
 fn validate_cache(name: &str, raw: RawCache, errors: &mut Vec<String>) -> Option<CacheSettings> {
-    let before = errors.len();
     let ttl = match raw.ttl.or(raw.ttl_seed) {
-        None => Ttl::from_secs(DEFAULT_TTL_SECS).ok(),
-        Some(value) => match parse_ttl(&value) {
-            Ok(ttl) => Some(ttl),
-            Err(()) => {
+        None => Some(default_ttl()),
+        Some(value) => {
+            let ttl = value.to_ttl();
+            if ttl.is_none() {
                 errors.push(format!(
                     "caches.{name}.TTL = {value} is not a positive number of seconds"
                 ));
-                None
             }
-        },
+            ttl
+        }
     };
     let uri = raw.uri.or(raw.uri_seed).map(|value| value.to_text());
     let provider = match raw.provider.as_ref().map(RawScalar::to_text).as_deref() {
@@ -81,7 +83,7 @@ fn validate_cache(name: &str, raw: RawCache, errors: &mut Vec<String>) -> Option
                 ));
                 None
             }
-            Some(uri) => match check_redis_uri(&uri) {
+            Some(uri) => match validate_uri(&uri) {
                 Ok(()) => Some(Provider::Redis { uri }),
                 Err(reason) => {
                     errors.push(format!("caches.{name}.URI is not a Redis URI: {reason}"));
@@ -97,32 +99,9 @@ fn validate_cache(name: &str, raw: RawCache, errors: &mut Vec<String>) -> Option
             None
         }
     };
-    if errors.len() > before {
-        return None;
-    }
+    // Each `None` above was reported as it was found.
     Some(CacheSettings {
         provider: provider?,
         ttl: ttl?,
     })
-}
-
-/// A TTL is a positive finite number of seconds or such a number as text;
-/// booleans are refused even though TOML could coerce them.
-fn parse_ttl(value: &RawScalar) -> Result<Ttl, ()> {
-    match value {
-        RawScalar::Bool(_) => Err(()),
-        RawScalar::Int(secs) => Ttl::from_secs_f64(*secs as f64).map_err(|_| ()),
-        RawScalar::Float(secs) => Ttl::from_secs_f64(*secs).map_err(|_| ()),
-        RawScalar::Text(text) => Ttl::parse(text).map_err(|_| ()),
-    }
-}
-
-/// Parse without connecting: scheme, host, port, database number.
-fn check_redis_uri(uri: &str) -> Result<(), String> {
-    if !(uri.starts_with("redis://") || uri.starts_with("rediss://")) {
-        return Err("it must start with redis:// or rediss://".to_owned());
-    }
-    uri.into_connection_info()
-        .map(|_| ())
-        .map_err(|error| error.to_string())
 }

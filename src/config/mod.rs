@@ -40,7 +40,8 @@ pub struct LogSettings {
     pub format: Option<LogFormat>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Also the values of `--log-format`, which wins over `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,

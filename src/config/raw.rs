@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::cache::Ttl;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSettings {
@@ -123,6 +125,17 @@ impl RawScalar {
         match self {
             RawScalar::Text(value) => value.clone(),
             other => other.to_string(),
+        }
+    }
+
+    /// A TTL is a positive finite number of seconds or such a number as text;
+    /// booleans are refused even though TOML could coerce them.
+    pub fn to_ttl(&self) -> Option<Ttl> {
+        match self {
+            RawScalar::Bool(_) => None,
+            RawScalar::Int(secs) => Ttl::from_secs_f64(*secs as f64).ok(),
+            RawScalar::Float(secs) => Ttl::from_secs_f64(*secs).ok(),
+            RawScalar::Text(text) => Ttl::parse(text).ok(),
         }
     }
 }

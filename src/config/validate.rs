@@ -133,17 +133,13 @@ fn validate_pipeline(raw: RawPipeline, errors: &mut Vec<String>) -> PipelineSett
         let Some(value) = value else {
             return default;
         };
-        match value {
-            RawScalar::Int(number) if number > 0 && number as u64 <= max => number as u64,
-            RawScalar::Text(ref text) => match text.trim().parse::<u64>() {
-                Ok(number) if number > 0 && number <= max => number,
-                _ => {
-                    errors.push(format!(
-                        "pipeline.{key} = {value} is not a whole number from 1 to {max}"
-                    ));
-                    default
-                }
-            },
+        let number = match &value {
+            RawScalar::Int(number) => u64::try_from(*number).ok(),
+            RawScalar::Text(text) => text.trim().parse::<u64>().ok(),
+            RawScalar::Bool(_) | RawScalar::Float(_) => None,
+        };
+        match number {
+            Some(number) if (1..=max).contains(&number) => number,
             _ => {
                 errors.push(format!(
                     "pipeline.{key} = {value} is not a whole number from 1 to {max}"
