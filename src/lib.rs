@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`cache`]: the cache port (trait, key format, TTLs, glob) and its adapters,
-//!   one file each: [`cache::memory`], [`cache::redis`].
+//!   one module each: [`cache::memory`], [`cache::redis`] (with its URI and wire helpers).
 //! - [`config`]: configuration read -> validated (no IO) -> [`config::Settings`].
 //! - [`event`]: domain events and their decoding from Kafka records.
 //! - [`projector`]: the pure projector trait, its registry, the Rust shop
