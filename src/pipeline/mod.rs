@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::cache::CacheError;
+use crate::cache::{CacheError, KEY_SEPARATOR};
 use crate::event::{Envelope, Event, decode};
 use crate::metrics::{Metrics, NO_PROJECTION};
 use crate::source::{Assignment, Batch, Checkpoint, DeadLetter, DeadLetters, Offsets, SourceError};
@@ -114,7 +114,7 @@ impl Pipeline {
                     Ok(identifier) => work.push(Work {
                         event: events.len(),
                         route,
-                        key: format!("{}:::{identifier}", definition.name),
+                        key: format!("{}{KEY_SEPARATOR}{identifier}", definition.name),
                     }),
                     Err(error) => letters.push(self.failure(
                         record,
