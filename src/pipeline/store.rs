@@ -142,18 +142,23 @@ impl Pipeline {
             if !applied {
                 continue;
             }
+            // Counted per label once a batch: a labelled counter is a locked lookup.
+            let mut written: BTreeMap<(&str, &str), u64> = BTreeMap::new();
             for op in &ops {
-                let (projection, operation) = match op {
-                    WriteOp::Upsert { projection, .. } => (projection.name().to_owned(), "upsert"),
+                let label = match op {
+                    WriteOp::Upsert { projection, .. } => (projection.name(), "upsert"),
                     WriteOp::Delete { key } => (
-                        split_key(key).map_or(key.as_str(), |(name, _)| name).to_owned(),
+                        split_key(key).map_or(key.as_str(), |(name, _)| name),
                         "delete",
                     ),
                 };
+                *written.entry(label).or_default() += 1;
+            }
+            for ((projection, operation), count) in written {
                 self.metrics
                     .cache_writes
-                    .with_label_values(&[&projection, operation])
-                    .inc();
+                    .with_label_values(&[projection, operation])
+                    .inc_by(count);
             }
             if let Some(cache) = pending.iter().find(|cache| **cache == name) {
                 landed.insert(cache);
