@@ -27,7 +27,7 @@ use projectionist::projector::Registry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
-use support::daemon::{Setup, setup};
+use support::daemon::{Setup, setup, spawn_in_process, wait_for};
 use support::kafka::Broker;
 use support::redis::RedisServer;
 use support::shop::story_with_items;
@@ -201,31 +201,13 @@ async fn catch_up(
     group: &str,
     timeout: Duration,
 ) -> f64 {
-    let settings = projectionist::config::load(config).expect("a valid config");
-    let shutdown = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();
-    let token = shutdown.clone();
-    let daemon = tokio::spawn(async move {
-        let registry = Registry::with_builtins();
-        projectionist::app::run(settings, &registry, token).await
-    });
+    let (shutdown, daemon) = spawn_in_process(config);
     let end = setup.end(broker).await;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let mut committed = 0;
-        for topic in [&setup.orders, &setup.inventory] {
-            committed += broker
-                .committed_offsets(group, topic)
-                .await
-                .values()
-                .sum::<i64>();
-        }
-        if committed >= end {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no catch-up within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for("the daemon to catch up", timeout, || async {
+        setup.committed_by(broker, group).await >= end
+    })
+    .await;
     let seconds = started.elapsed().as_secs_f64();
     shutdown.cancel();
     daemon

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use support::daemon::{
-    Setup, assert_same_projections, redis_projections, redis_pttl, setup, wait_for,
+    Setup, assert_same_projections, redis_projections, redis_pttl, setup, spawn_in_process,
+    wait_for,
 };
 use support::kafka::Broker;
 use support::redis::RedisServer;
@@ -356,13 +357,7 @@ async fn a_rebalance_between_two_daemons_neither_loses_nor_repeats_a_record() {
         &format!("127.0.0.1:{second_port}"),
     );
     std::fs::write(&second_config, text).unwrap();
-    let settings = projectionist::config::load(&second_config).unwrap();
-    let second_shutdown = tokio_util::sync::CancellationToken::new();
-    let token = second_shutdown.clone();
-    let second = tokio::spawn(async move {
-        let registry = projectionist::projector::Registry::with_builtins();
-        projectionist::app::run(settings, &registry, token).await
-    });
+    let (second_shutdown, second) = spawn_in_process(&second_config);
     wait_for(
         "the second daemon to get partitions",
         Duration::from_secs(60),

@@ -81,15 +81,23 @@ async fn receive(consumer: &StreamConsumer, count: usize) -> Vec<Record> {
     records
 }
 
+/// Per partition, the offset after the last of `positions` (partition, offset).
+fn next_offsets(positions: impl IntoIterator<Item = (i32, i64)>) -> BTreeMap<i32, i64> {
+    let mut next = BTreeMap::new();
+    for (partition, offset) in positions {
+        let entry = next.entry(partition).or_insert(0);
+        *entry = (*entry).max(offset + 1);
+    }
+    next
+}
+
 /// Commits, per partition, the offset after the last record received.
 fn commit_received(consumer: &StreamConsumer, topic: &str, records: &[Record]) {
-    let mut next = BTreeMap::new();
-    for record in records {
-        let entry = next.entry(record.partition).or_insert(0);
-        *entry = (*entry).max(record.offset + 1);
-    }
+    let received = records
+        .iter()
+        .map(|record| (record.partition, record.offset));
     let mut offsets = TopicPartitionList::new();
-    for (partition, offset) in next {
+    for (partition, offset) in next_offsets(received) {
         offsets
             .add_partition_offset(topic, partition, Offset::Offset(offset))
             .expect("a concrete offset is valid");
@@ -123,15 +131,6 @@ fn assert_same(received: &[Record], sent: &BTreeMap<(i32, i64), Sent>) {
     }
 }
 
-fn counts_by_partition(sent: &BTreeMap<(i32, i64), Sent>) -> BTreeMap<i32, i64> {
-    let mut ends = BTreeMap::new();
-    for &(partition, offset) in sent.keys() {
-        let end = ends.entry(partition).or_insert(0);
-        *end = (*end).max(offset + 1);
-    }
-    ends
-}
-
 /// The whole flow the daemon relies on, against any broker.
 async fn consumer_group_round_trip(broker: &Broker) {
     let topic = unique("smoke");
@@ -147,7 +146,7 @@ async fn consumer_group_round_trip(broker: &Broker) {
     );
     assert_eq!(
         ends,
-        counts_by_partition(&first),
+        next_offsets(first.keys().copied()),
         "end offsets = records produced"
     );
     assert!(

@@ -36,6 +36,10 @@ struct Flaky {
     failures: Mutex<u32>,
     /// A write "another replica" makes between our load and our write, once.
     interference: Mutex<Option<WriteOp>>,
+    /// A key whose stored value reads back as not JSON (someone else wrote it).
+    corrupt: Mutex<Option<String>>,
+    /// A key that turns corrupt along with the interfering write.
+    corrupted_by_interference: Mutex<Option<String>>,
     log: Log,
 }
 
@@ -86,6 +90,16 @@ impl Cache for Flaky {
         &self,
         keys: &[String],
     ) -> CacheResult<Vec<(Option<Projection>, Version)>> {
+        let corrupt = self.corrupt.lock().unwrap().clone();
+        if let Some(key) = corrupt
+            && keys.contains(&key)
+        {
+            // As the adapters answer: one bad value spoils the whole multi-get.
+            return Err(CacheError::CorruptValue {
+                key,
+                reason: "expected value at line 1 column 1".into(),
+            });
+        }
         self.inner.get_many_versioned(keys).await
     }
     async fn apply_if_unchanged(
@@ -104,6 +118,10 @@ impl Cache for Flaky {
         let interference = self.interference.lock().unwrap().take();
         if let Some(write) = interference {
             self.inner.apply(&[write]).await?;
+            let corrupted = self.corrupted_by_interference.lock().unwrap().take();
+            if corrupted.is_some() {
+                *self.corrupt.lock().unwrap() = corrupted;
+            }
         }
         let applied = self.inner.apply_if_unchanged(batch, expected).await?;
         let entry = if applied {
@@ -172,6 +190,8 @@ fn rig(write_failures: u32, dead_letter_failures: u32) -> Rig {
         inner: MemoryCache::new(Ttl::from_secs(300).unwrap()),
         failures: Mutex::new(write_failures),
         interference: Mutex::new(None),
+        corrupt: Mutex::new(None),
+        corrupted_by_interference: Mutex::new(None),
         log: Arc::clone(&log),
     });
     let mut settings = Settings::defaults();
@@ -525,4 +545,55 @@ async fn a_key_changed_by_another_writer_meanwhile_is_folded_again_not_overwritt
         metrics.contains("projectionist_retries_total{component=\"conflict\"} 1"),
         "{metrics}"
     );
+}
+
+/// Fold the story while another replica's write makes the first attempt
+/// conflict, with `product_stock:::sku-mug` unreadable from the start or only
+/// from the retry on; its three events must be dead-lettered, each once.
+async fn corrupt_key_across_a_conflict(corrupt_from_the_start: bool) {
+    let rig = rig(0, 0);
+    let corrupt = Some("product_stock:::sku-mug".to_owned());
+    if corrupt_from_the_start {
+        *rig.cache.corrupt.lock().unwrap() = corrupt;
+    } else {
+        *rig.cache.corrupted_by_interference.lock().unwrap() = corrupt;
+    }
+    let theirs = Projection::new(
+        "product_stock",
+        "sku-tee",
+        json!({"sku": "sku-tee", "available": 1000}),
+    )
+    .unwrap();
+    *rig.cache.interference.lock().unwrap() = Some(WriteOp::Upsert {
+        projection: theirs,
+        expiry: projectionist::cache::Expiry::Never,
+    });
+    let all: Batch = story_batches(1000, &rig.pipeline.assignment).concat();
+    rig.pipeline.process(all).await.unwrap();
+    let log = rig.log.lock().unwrap().clone();
+    assert_eq!(log[0], "write conflicted", "{log:?}");
+    assert!(log[1].starts_with("write "), "{log:?}");
+    let letters = rig.dead_letters.letters.lock().unwrap().clone();
+    let failed: Vec<_> = letters
+        .iter()
+        .map(|l| (l.record.position.offset, l.projection.as_deref(), l.reason))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            (0, Some("product_stock"), "corrupt_state"),
+            (4, Some("product_stock"), "corrupt_state"),
+            (8, Some("product_stock"), "corrupt_state"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn events_on_a_corrupt_key_are_dead_lettered_once_even_across_a_conflict() {
+    corrupt_key_across_a_conflict(true).await;
+}
+
+#[tokio::test]
+async fn a_key_that_turns_corrupt_before_a_conflict_retry_is_dead_lettered_not_dropped() {
+    corrupt_key_across_a_conflict(false).await;
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::cache::CacheError;
+use crate::cache::{CacheError, KEY_SEPARATOR};
 use crate::event::{Envelope, Event, decode};
 use crate::metrics::{Metrics, NO_PROJECTION};
 use crate::source::{Assignment, Batch, Checkpoint, DeadLetter, DeadLetters, Offsets, SourceError};
@@ -114,7 +114,7 @@ impl Pipeline {
                     Ok(identifier) => work.push(Work {
                         event: events.len(),
                         route,
-                        key: format!("{}:::{identifier}", definition.name),
+                        key: format!("{}{KEY_SEPARATOR}{identifier}", definition.name),
                     }),
                     Err(error) => letters.push(self.failure(
                         record,
@@ -147,9 +147,11 @@ impl Pipeline {
             let (states, versions, corrupt) = self.load(&attempt).await?;
             // A key whose stored value is not JSON cannot be folded: its events
             // fail (and are dead-lettered) while the rest of the batch goes on.
-            attempt.retain(|item| match corrupt.get(&item.key) {
-                Some(error) => {
-                    if conflicts == 0 {
+            // They leave `work` too, so a conflict retry neither letters them
+            // again nor misses a key that turned corrupt since the last attempt.
+            if !corrupt.is_empty() {
+                work.retain(|item| match corrupt.get(&item.key) {
+                    Some(error) => {
                         let record = &records[sources[item.event]];
                         let name = &self.router.route(item.route).definition.name;
                         letters.push(self.failure(
@@ -158,11 +160,12 @@ impl Pipeline {
                             "corrupt_state",
                             error.clone(),
                         ));
+                        false
                     }
-                    false
-                }
-                None => true,
-            });
+                    None => true,
+                });
+                attempt.retain(|item| !corrupt.contains_key(&item.key));
+            }
             let folded = fold(&self.router, &events, &attempt, states);
             let applied = self.write(&folded, &versions, &pending).await?;
             let done =

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{Folded, Pipeline, PipelineError, Work, Write};
-use crate::cache::{Cache, CacheError, Projection, Version, WriteOp};
+use crate::cache::{Cache, CacheError, Projection, Version, WriteOp, split_key};
 
 /// Loaded states, their versions, and the keys whose stored value is unreadable.
 pub(super) type Loaded = (
@@ -107,8 +107,7 @@ impl Pipeline {
             let definition = &route.definition;
             let op = match state {
                 Some(value) => {
-                    let identifier = &key[definition.name.len() + 3..];
-                    let projection = Projection::new(&definition.name, identifier, value.clone())
+                    let projection = Projection::from_key(key, value.clone())
                         .expect("names are validated at load and the fold keeps only objects");
                     WriteOp::Upsert {
                         projection,
@@ -143,20 +142,23 @@ impl Pipeline {
             if !applied {
                 continue;
             }
+            // Counted per label once a batch: a labelled counter is a locked lookup.
+            let mut written: BTreeMap<(&str, &str), u64> = BTreeMap::new();
             for op in &ops {
-                let (projection, operation) = match op {
-                    WriteOp::Upsert { projection, .. } => (projection.name().to_owned(), "upsert"),
+                let label = match op {
+                    WriteOp::Upsert { projection, .. } => (projection.name(), "upsert"),
                     WriteOp::Delete { key } => (
-                        key.split_once(":::")
-                            .map_or(key.as_str(), |(name, _)| name)
-                            .to_owned(),
+                        split_key(key).map_or(key.as_str(), |(name, _)| name),
                         "delete",
                     ),
                 };
+                *written.entry(label).or_default() += 1;
+            }
+            for ((projection, operation), count) in written {
                 self.metrics
                     .cache_writes
-                    .with_label_values(&[&projection, operation])
-                    .inc();
+                    .with_label_values(&[projection, operation])
+                    .inc_by(count);
             }
             if let Some(cache) = pending.iter().find(|cache| **cache == name) {
                 landed.insert(cache);

@@ -8,8 +8,8 @@
 pub mod kafka;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
@@ -83,10 +83,7 @@ pub struct Assignment {
 
 impl Assignment {
     pub fn assign(&self, partitions: impl IntoIterator<Item = (String, i32)>) {
-        let mut epochs = self
-            .epochs
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut epochs = self.epochs();
         for (topic, partition) in partitions {
             let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
             epochs.entry(topic).or_default().insert(partition, epoch);
@@ -94,10 +91,7 @@ impl Assignment {
     }
 
     pub fn revoke(&self, partitions: impl IntoIterator<Item = (String, i32)>) {
-        let mut epochs = self
-            .epochs
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut epochs = self.epochs();
         for (topic, partition) in partitions {
             if let Some(by_partition) = epochs.get_mut(&topic) {
                 by_partition.remove(&partition);
@@ -107,9 +101,7 @@ impl Assignment {
 
     /// The current epoch of a partition, `None` when it is not assigned.
     pub fn epoch(&self, topic: &str, partition: i32) -> Option<u64> {
-        self.epochs
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.epochs()
             .get(topic)
             .and_then(|by_partition| by_partition.get(&partition))
             .copied()
@@ -118,5 +110,11 @@ impl Assignment {
     pub fn owns(&self, fetched: &Fetched) -> bool {
         let position = &fetched.record.position;
         self.epoch(&position.topic, position.partition) == Some(fetched.epoch)
+    }
+
+    /// The epochs, even after a panic elsewhere poisoned the lock: each step of
+    /// an update is one insert or remove, so a poisoned map is still consistent.
+    fn epochs(&self) -> MutexGuard<'_, HashMap<String, HashMap<i32, u64>>> {
+        self.epochs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

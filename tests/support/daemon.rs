@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::kafka::{Broker, CLIENT_SETTINGS, unique};
 use super::shop::normalize;
@@ -98,20 +100,8 @@ max_backoff_ms = 500
 
 impl Setup {
     /// Run the daemon in this process until the returned token is cancelled.
-    pub fn spawn(
-        &self,
-    ) -> (
-        tokio_util::sync::CancellationToken,
-        tokio::task::JoinHandle<anyhow::Result<()>>,
-    ) {
-        let settings = projectionist::config::load(&self.config).expect("the test config is valid");
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move {
-            let registry = projectionist::projector::Registry::with_builtins();
-            projectionist::app::run(settings, &registry, token).await
-        });
-        (shutdown, task)
+    pub fn spawn(&self) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
+        spawn_in_process(&self.config)
     }
 
     /// Run the real binary (`projectionist run --config ...`); it is killed when
@@ -132,10 +122,16 @@ impl Setup {
 
     /// Committed offsets of the group on both topics, summed.
     pub async fn committed(&self, broker: &Broker) -> i64 {
+        self.committed_by(broker, &self.group).await
+    }
+
+    /// Committed offsets of `group` on both topics, summed (another daemon
+    /// reading the same topics under a group of its own).
+    pub async fn committed_by(&self, broker: &Broker, group: &str) -> i64 {
         let mut total = 0;
         for topic in [&self.orders, &self.inventory] {
             total += broker
-                .committed_offsets(&self.group, topic)
+                .committed_offsets(group, topic)
                 .await
                 .values()
                 .map(|o| (*o).max(0))
@@ -168,6 +164,19 @@ impl Setup {
             "committed offsets past the end of the topics"
         );
     }
+}
+
+/// Run the daemon configured by `config` in this process until the returned
+/// token is cancelled.
+pub fn spawn_in_process(config: &Path) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
+    let settings = projectionist::config::load(config).expect("the test config is valid");
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let registry = projectionist::projector::Registry::with_builtins();
+        projectionist::app::run(settings, &registry, token).await
+    });
+    (shutdown, task)
 }
 
 /// Poll `condition` until it holds, or panic naming `what`.

@@ -146,7 +146,9 @@ impl Broker {
         let binary = tansu::locate_binary();
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            let port = tansu::free_port();
+            // Another process can still take the port before tansu binds it:
+            // hence the attempts.
+            let port = super::redis::free_port();
             let mut process = TansuProcess::spawn(&binary, port)
                 .unwrap_or_else(|error| panic!("cannot run {}: {error}", binary.display()));
             let bootstrap = format!("127.0.0.1:{port}");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
@@ -97,14 +97,8 @@ impl ConsumerContext for SourceContext {
                 .consumer_lag_seconds
                 .remove_label_values(&[topic, &partition]);
         }
-        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-            // NoOffset: nothing was stored since the last commit.
-            if !matches!(
-                error,
-                KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)
-            ) {
-                warn!(%error, "commit on revocation failed");
-            }
+        if let Err(error) = super::commit_stored(consumer) {
+            warn!(%error, "commit on revocation failed");
         }
         self.health.set_assigned(false);
         self.metrics.consumer_assigned.set(0);

@@ -136,12 +136,22 @@ impl KafkaSource {
         {
             warn!("fetch thread panicked");
         }
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => info!("offsets committed"),
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        match commit_stored(&self.consumer) {
+            Ok(true) => info!("offsets committed"),
+            Ok(false) => {}
             Err(error) => warn!(%error, "final commit failed"),
         }
         self.consumer.unsubscribe();
+    }
+}
+
+/// Commit the offsets the pipeline stored, synchronously; `Ok(false)` when
+/// nothing was stored since the last commit (librdkafka's `NoOffset`).
+fn commit_stored(consumer: &Consumer_) -> Result<bool, KafkaError> {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => Ok(true),
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(false),
+        Err(error) => Err(error),
     }
 }
 

@@ -6,7 +6,6 @@
 use std::env;
 use std::fs;
 use std::io::{self, Seek, SeekFrom, Write};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -57,16 +56,6 @@ pub fn locate_binary() -> PathBuf {
         .chain(in_cargo_home)
         .find(|candidate| candidate.is_file())
         .unwrap_or_else(|| panic!("tansu broker binary not found; {INSTALL_HINT}"))
-}
-
-/// Asks the kernel for a loopback port nobody is listening on. Another
-/// process can still take it before tansu binds it; callers retry.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("loopback has free ports");
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
-        .port()
 }
 
 pub struct TansuProcess {
