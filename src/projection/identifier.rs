@@ -90,11 +90,14 @@ impl Template {
             match part {
                 Part::Literal(text) => identifier.push_str(text),
                 Part::Data(path) => {
+                    // Named only on failure: rendering runs for every event.
+                    let shown = || format!("data.{}", path.join("."));
                     let value = path
                         .iter()
                         .try_fold(&event.data, |value, step| lookup(value, step))
-                        .ok_or_else(|| format!("event has no data.{}", path.join(".")))?;
-                    push_scalar(&mut identifier, value, &format!("data.{}", path.join(".")))?;
+                        .ok_or_else(|| format!("event has no {}", shown()))?;
+                    push_scalar(&mut identifier, value)
+                        .map_err(|problem| format!("event's {} {problem}", shown()))?;
                 }
                 Part::Attribute(name) => push_attribute(&mut identifier, event, name)?,
                 Part::Time(format) => {
@@ -152,13 +155,14 @@ fn lookup<'a>(value: &'a Value, step: &str) -> Option<&'a Value> {
     }
 }
 
-fn push_scalar(out: &mut String, value: &Value, what: &str) -> Result<(), String> {
+/// Append a scalar; the error says what the value is instead.
+fn push_scalar(out: &mut String, value: &Value) -> Result<(), &'static str> {
     match value {
         Value::String(text) => out.push_str(text),
         Value::Number(number) => out.push_str(&number.to_string()),
         Value::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
-        Value::Null => return Err(format!("event's {what} is null")),
-        _ => return Err(format!("event's {what} is not a string or number")),
+        Value::Null => return Err("is null"),
+        _ => return Err("is not a string or number"),
     }
     Ok(())
 }
