@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use crate::event::Event;
 
-/// The roots a placeholder may start with.
-const ROOTS: [&str; 8] = [
-    "data",
+/// The event attributes a placeholder may name (besides `data.<path>` and
+/// `time:<strftime>`, parsed apart).
+const ATTRIBUTES: [&str; 7] = [
     "subject",
     "id",
     "type",
@@ -133,10 +133,10 @@ fn parse_placeholder(inner: &str, text: &str) -> Result<Part, String> {
         }
         return Ok(Part::Data(steps));
     }
-    ROOTS
+    ATTRIBUTES
         .iter()
-        .find(|root| **root == inner && **root != "data")
-        .map(|root| Part::Attribute(root))
+        .find(|attribute| **attribute == inner)
+        .map(|attribute| Part::Attribute(attribute))
         .ok_or_else(|| {
             format!(
                 "{{{inner}}} in {text:?} is not a placeholder (valid: data.<path>, subject, id, type, source, time, time:<strftime>, topic, partition)"
