@@ -14,12 +14,11 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::SecondsFormat;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::event::Event;
-use crate::projector::{Outcome, Projector, ProjectorError};
+use crate::projector::{Outcome, Projector, ProjectorError, time_text};
 
 use expr::{EventInput, Expr, Scope};
 use ops::{Applied, Step};
@@ -136,12 +135,6 @@ pub fn event_json(event: &Event) -> Value {
         "partition": event.position.partition,
         "offset": event.position.offset,
     })
-}
-
-fn time_text(event: &Event) -> Option<String> {
-    event
-        .time
-        .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
 impl Projector for DeclarativeProjector {
