@@ -5,14 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde_json::Value;
 use similar::TextDiff;
 
-use super::{describe, fold_records};
-use crate::cache::memory::MemoryCache;
-use crate::cache::{Cache, KEY_SEPARATOR};
+use super::{describe, fold_records, memory_caches, stored};
 use crate::config::{CacheSettings, Settings};
 use crate::fixtures::read_jsonl;
 use crate::projection::{Definition, load_dir};
@@ -103,29 +100,14 @@ async fn run_fixture(
         )]);
     };
     // Fresh caches per fixture: fixtures never see each other's state.
-    let caches: BTreeMap<String, Arc<dyn Cache>> = settings
-        .caches
-        .iter()
-        .map(|(name, cache)| {
-            (
-                name.clone(),
-                Arc::new(MemoryCache::new(cache.ttl)) as Arc<dyn Cache>,
-            )
-        })
-        .collect();
+    let caches = memory_caches(settings);
     let failures = fold_records(settings, definitions.to_vec(), &caches, &records)
         .await
         .map_err(|error| vec![format!("{}: {error}", folder.display())])?;
-    let pattern = format!(
-        "{}{KEY_SEPARATOR}*",
-        crate::cache::glob::escape(&projection)
-    );
-    let actual: BTreeMap<String, Value> = caches[&cache_name]
-        .get_all(&pattern, 0, usize::MAX)
+    let actual: BTreeMap<String, Value> = stored(caches[&cache_name].as_ref(), &projection)
         .await
         .map_err(|error| vec![error.to_string()])?
         .into_iter()
-        .map(|found| (found.key(), found.into_value()))
         .collect();
     Ok(FixtureReport {
         mismatches: compare(&expected, &actual),
