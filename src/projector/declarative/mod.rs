@@ -161,14 +161,9 @@ impl Projector for DeclarativeProjector {
         // The steps change a copy: a failing step must leave the stored
         // projection as it was, not half-updated.
         let mut document = current.cloned();
-        let scope = Scope {
-            event: &event_input,
-            state: None,
-            item: None,
-        };
         for (index, step) in handler.steps.iter().enumerate() {
             let applied = step
-                .apply(&mut document, &scope)
+                .apply(&mut document, &event_input)
                 .map_err(|error| fail(format!("step {} ({}): {error}", index + 1, step.label)))?;
             if applied == Applied::Delete {
                 return Ok(Outcome::Delete);
