@@ -12,7 +12,7 @@ use similar::TextDiff;
 use super::{describe, fold_records, memory_caches, stored};
 use crate::config::{CacheSettings, Settings};
 use crate::fixtures::read_jsonl;
-use crate::projection::{Definition, load_dir};
+use crate::projection::{Definition, definition_files, load_dir};
 use crate::projector::Registry;
 
 /// The verdict on one fixture folder.
@@ -42,12 +42,11 @@ pub fn offline_settings(dir: &Path) -> Settings {
 /// Cache names the definitions in `dir` mention (unreadable files are left to
 /// the loader, which reports them properly).
 fn cache_names(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(files) = definition_files(dir) else {
         return Vec::new();
     };
-    entries
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+    files
+        .into_iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
         .filter_map(|text| text.parse::<toml::Table>().ok())
         .filter_map(|table| table.get("cache")?.as_str().map(str::to_owned))
