@@ -116,24 +116,32 @@ fn config_with_cache(dir: &Path, cache: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn replay_dry_run_prints_the_projections_of_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_with_cache(dir.path(), "provider = \"memory\"");
+/// `projectionist replay` of the `order_summary` story under `config`, which
+/// must succeed.
+fn replay_story(config: &Path, extra: &[&str]) -> Output {
     let events = shipped().join("fixtures/order_summary/events.jsonl");
-    let output = projectionist(&[
+    let mut args = vec![
         "replay",
         "--config",
         config.to_str().unwrap(),
         "--events",
         events.to_str().unwrap(),
-        "--dry-run",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let output = projectionist(&args);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    output
+}
+
+#[test]
+fn replay_dry_run_prints_the_projections_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_cache(dir.path(), "provider = \"memory\"");
+    let output = replay_story(&config, &["--dry-run"]);
     let printed: serde_json::Map<String, Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| {
@@ -156,19 +164,7 @@ async fn replay_writes_the_projections_to_redis() {
         dir.path(),
         &format!("provider = \"redis\"\nURI = {:?}", redis.url(3)),
     );
-    let events = shipped().join("fixtures/order_summary/events.jsonl");
-    let output = projectionist(&[
-        "replay",
-        "--config",
-        config.to_str().unwrap(),
-        "--events",
-        events.to_str().unwrap(),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = replay_story(&config, &[]);
     assert!(
         output.stdout.is_empty(),
         "a real replay prints no projections"

@@ -5,17 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde_json::Value;
 use similar::TextDiff;
 
-use super::{describe, fold_records};
-use crate::cache::memory::MemoryCache;
-use crate::cache::{Cache, KEY_SEPARATOR};
+use super::{describe, fold_records, memory_caches, stored};
 use crate::config::{CacheSettings, Settings};
 use crate::fixtures::read_jsonl;
-use crate::projection::load_dir;
+use crate::projection::{Definition, definition_files, load_dir};
 use crate::projector::Registry;
 
 /// The verdict on one fixture folder.
@@ -45,12 +42,11 @@ pub fn offline_settings(dir: &Path) -> Settings {
 /// Cache names the definitions in `dir` mention (unreadable files are left to
 /// the loader, which reports them properly).
 fn cache_names(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(files) = definition_files(dir) else {
         return Vec::new();
     };
-    entries
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+    files
+        .into_iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
         .filter_map(|text| text.parse::<toml::Table>().ok())
         .filter_map(|table| table.get("cache")?.as_str().map(str::to_owned))
@@ -60,7 +56,9 @@ fn cache_names(dir: &Path) -> Vec<String> {
 /// Run every fixture under `dir/fixtures`; `Err` for what kept them from running.
 pub async fn run(dir: &Path, registry: &Registry) -> Result<Vec<FixtureReport>, Vec<String>> {
     let settings = offline_settings(dir);
-    load_dir(&settings, registry).map_err(|error| error.errors)?;
+    // Loaded (read, validated, jq compiled) once: projectors are pure, so every
+    // fixture can share them.
+    let definitions = load_dir(&settings, registry).map_err(|error| error.errors)?;
     let fixtures_dir = dir.join("fixtures");
     let mut folders: Vec<PathBuf> = std::fs::read_dir(&fixtures_dir)
         .map_err(|error| vec![format!("{}: {error}", fixtures_dir.display())])?
@@ -70,14 +68,14 @@ pub async fn run(dir: &Path, registry: &Registry) -> Result<Vec<FixtureReport>, 
     folders.sort();
     let mut reports = Vec::new();
     for folder in folders {
-        reports.push(run_fixture(&settings, registry, &folder).await?);
+        reports.push(run_fixture(&settings, &definitions, &folder).await?);
     }
     Ok(reports)
 }
 
 async fn run_fixture(
     settings: &Settings,
-    registry: &Registry,
+    definitions: &[Definition],
     folder: &Path,
 ) -> Result<FixtureReport, Vec<String>> {
     let projection = folder
@@ -90,45 +88,25 @@ async fn run_fixture(
         .map_err(|error| error.to_string())
         .and_then(|text| serde_json::from_str(&text).map_err(|error| error.to_string()))
         .map_err(|error| vec![format!("{}: {error}", expected_path.display())])?;
-    let definitions = load_dir(settings, registry).map_err(|error| error.errors)?;
-    if !definitions
+    let Some(cache_name) = definitions
         .iter()
-        .any(|definition| definition.name == projection)
-    {
+        .find(|definition| definition.name == projection)
+        .map(|definition| definition.cache.clone())
+    else {
         return Err(vec![format!(
             "{}: no projection named {projection:?} is defined",
             folder.display()
         )]);
-    }
+    };
     // Fresh caches per fixture: fixtures never see each other's state.
-    let caches: BTreeMap<String, Arc<dyn Cache>> = settings
-        .caches
-        .iter()
-        .map(|(name, cache)| {
-            (
-                name.clone(),
-                Arc::new(MemoryCache::new(cache.ttl)) as Arc<dyn Cache>,
-            )
-        })
-        .collect();
-    let failures = fold_records(settings, definitions.clone(), &caches, &records)
+    let caches = memory_caches(settings);
+    let failures = fold_records(settings, definitions.to_vec(), &caches, &records)
         .await
         .map_err(|error| vec![format!("{}: {error}", folder.display())])?;
-    let cache_name = &definitions
-        .iter()
-        .find(|definition| definition.name == projection)
-        .expect("checked above")
-        .cache;
-    let pattern = format!(
-        "{}{KEY_SEPARATOR}*",
-        crate::cache::glob::escape(&projection)
-    );
-    let actual: BTreeMap<String, Value> = caches[cache_name]
-        .get_all(&pattern, 0, usize::MAX)
+    let actual: BTreeMap<String, Value> = stored(caches[&cache_name].as_ref(), &projection)
         .await
         .map_err(|error| vec![error.to_string()])?
         .into_iter()
-        .map(|found| (found.key(), found.into_value()))
         .collect();
     Ok(FixtureReport {
         mismatches: compare(&expected, &actual),

@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use serde_json::Value;
 
-use crate::cache::Cache;
+use crate::cache::memory::MemoryCache;
+use crate::cache::{Cache, CacheResult, KEY_SEPARATOR};
 use crate::config::Settings;
 use crate::fixtures::FixtureRecord;
 use crate::health::Health;
@@ -98,6 +100,29 @@ pub async fn fold_records(
         pipeline.process(batch.to_vec()).await?;
     }
     Ok(failures.take())
+}
+
+/// A fresh memory cache under every configured cache name: nothing offline
+/// touches a deployment's cache, and no run sees another's state.
+pub fn memory_caches(settings: &Settings) -> BTreeMap<String, Arc<dyn Cache>> {
+    settings
+        .caches
+        .iter()
+        .map(|(name, cache)| {
+            let memory: Arc<dyn Cache> = Arc::new(MemoryCache::new(cache.ttl));
+            (name.clone(), memory)
+        })
+        .collect()
+}
+
+/// Every projection named `projection` in `cache`, as `(key, JSON)` sorted by key.
+pub async fn stored(cache: &dyn Cache, projection: &str) -> CacheResult<Vec<(String, Value)>> {
+    let pattern = format!("{}{KEY_SEPARATOR}*", crate::cache::glob::escape(projection));
+    let found = cache.get_all(&pattern, 0, usize::MAX).await?;
+    Ok(found
+        .into_iter()
+        .map(|projection| (projection.key(), projection.into_value()))
+        .collect())
 }
 
 /// One line describing a failure: where (file line) and why.

@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use super::{describe, fold_records};
+use super::{describe, fold_records, memory_caches, stored};
 use crate::cache::Cache;
-use crate::cache::memory::MemoryCache;
 use crate::config::Settings;
 use crate::fixtures::read_jsonl;
 use crate::pipeline::Retry;
@@ -35,16 +34,7 @@ pub async fn run(
     let definitions = load_dir(settings, registry)?;
     let records = read_jsonl(events).map_err(anyhow::Error::msg)?;
     let caches: BTreeMap<String, Arc<dyn Cache>> = if dry_run {
-        settings
-            .caches
-            .iter()
-            .map(|(name, cache)| {
-                (
-                    name.clone(),
-                    Arc::new(MemoryCache::new(cache.ttl)) as Arc<dyn Cache>,
-                )
-            })
-            .collect()
+        memory_caches(settings)
     } else {
         let metrics = crate::metrics::Metrics::new();
         let retry = Retry {
@@ -54,24 +44,19 @@ pub async fn run(
         };
         crate::app::connect_caches(settings, &retry).await?
     };
-    let names: Vec<String> = definitions.iter().map(|d| d.name.clone()).collect();
-    let cache_of: BTreeMap<String, String> = definitions
+    // Which cache holds each projection, kept for the listing: the fold
+    // takes the definitions.
+    let cache_of: Vec<(String, String)> = definitions
         .iter()
-        .map(|d| (d.name.clone(), d.cache.clone()))
+        .map(|definition| (definition.name.clone(), definition.cache.clone()))
         .collect();
     let failures = fold_records(settings, definitions, &caches, &records)
         .await
         .context("replaying events")?;
     let mut projections = Vec::new();
     if dry_run {
-        for name in names {
-            let pattern = format!("{}:::*", crate::cache::glob::escape(&name));
-            for found in caches[&cache_of[&name]]
-                .get_all(&pattern, 0, usize::MAX)
-                .await?
-            {
-                projections.push((found.key(), found.into_value()));
-            }
+        for (name, cache) in &cache_of {
+            projections.extend(stored(caches[cache].as_ref(), name).await?);
         }
         projections.sort_by(|a, b| a.0.cmp(&b.0));
     }

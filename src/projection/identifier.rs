@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use crate::event::Event;
 
-/// The roots a placeholder may start with.
-const ROOTS: [&str; 8] = [
-    "data",
+/// The event attributes a placeholder may name (besides `data.<path>` and
+/// `time:<strftime>`, parsed apart).
+const ATTRIBUTES: [&str; 7] = [
     "subject",
     "id",
     "type",
@@ -90,11 +90,14 @@ impl Template {
             match part {
                 Part::Literal(text) => identifier.push_str(text),
                 Part::Data(path) => {
+                    // Named only on failure: rendering runs for every event.
+                    let shown = || format!("data.{}", path.join("."));
                     let value = path
                         .iter()
                         .try_fold(&event.data, |value, step| lookup(value, step))
-                        .ok_or_else(|| format!("event has no data.{}", path.join(".")))?;
-                    push_scalar(&mut identifier, value, &format!("data.{}", path.join(".")))?;
+                        .ok_or_else(|| format!("event has no {}", shown()))?;
+                    push_scalar(&mut identifier, value)
+                        .map_err(|problem| format!("event's {} {problem}", shown()))?;
                 }
                 Part::Attribute(name) => push_attribute(&mut identifier, event, name)?,
                 Part::Time(format) => {
@@ -130,10 +133,10 @@ fn parse_placeholder(inner: &str, text: &str) -> Result<Part, String> {
         }
         return Ok(Part::Data(steps));
     }
-    ROOTS
+    ATTRIBUTES
         .iter()
-        .find(|root| **root == inner && **root != "data")
-        .map(|root| Part::Attribute(root))
+        .find(|attribute| **attribute == inner)
+        .map(|attribute| Part::Attribute(attribute))
         .ok_or_else(|| {
             format!(
                 "{{{inner}}} in {text:?} is not a placeholder (valid: data.<path>, subject, id, type, source, time, time:<strftime>, topic, partition)"
@@ -152,13 +155,14 @@ fn lookup<'a>(value: &'a Value, step: &str) -> Option<&'a Value> {
     }
 }
 
-fn push_scalar(out: &mut String, value: &Value, what: &str) -> Result<(), String> {
+/// Append a scalar; the error says what the value is instead.
+fn push_scalar(out: &mut String, value: &Value) -> Result<(), &'static str> {
     match value {
         Value::String(text) => out.push_str(text),
         Value::Number(number) => out.push_str(&number.to_string()),
         Value::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
-        Value::Null => return Err(format!("event's {what} is null")),
-        _ => return Err(format!("event's {what} is not a string or number")),
+        Value::Null => return Err("is null"),
+        _ => return Err("is not a string or number"),
     }
     Ok(())
 }

@@ -77,17 +77,12 @@ struct RawDefinition {
 /// Load every `*.toml` file of `settings.projections_dir`, sorted by file name.
 pub fn load_dir(settings: &Settings, registry: &Registry) -> Result<Vec<Definition>, ConfigError> {
     let dir = &settings.projections_dir;
-    let entries = std::fs::read_dir(dir).map_err(|error| {
+    let files = definition_files(dir).map_err(|error| {
         ConfigError::one(format!(
             "{}: cannot read the projections folder: {error}",
             dir.display()
         ))
     })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml") && path.is_file())
-        .collect();
-    files.sort();
     let mut errors = Vec::new();
     let mut definitions: Vec<Definition> = Vec::new();
     for file in &files {
@@ -118,6 +113,16 @@ pub fn load_dir(settings: &Settings, registry: &Registry) -> Result<Vec<Definiti
     } else {
         Err(ConfigError { errors })
     }
+}
+
+/// The definition files of `dir`: its `*.toml` files, sorted by name.
+pub fn definition_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml") && path.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// Load and validate one definition file.

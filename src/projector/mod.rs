@@ -8,6 +8,7 @@ pub mod declarative;
 pub mod examples;
 mod registry;
 
+use chrono::SecondsFormat;
 use serde_json::Value;
 
 use crate::event::Event;
@@ -35,6 +36,15 @@ impl ProjectorError {
     pub fn new(message: impl Into<String>) -> Self {
         ProjectorError(message.into())
     }
+}
+
+/// The event time as projections store it: RFC 3339 in UTC with `Z`. One
+/// spelling for every projector, so a declarative projection and its Rust twin
+/// write the same text.
+pub(crate) fn time_text(event: &Event) -> Option<String> {
+    event
+        .time
+        .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
 /// A registered fold over events (see the module docs).

@@ -14,12 +14,11 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::SecondsFormat;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::event::Event;
-use crate::projector::{Outcome, Projector, ProjectorError};
+use crate::projector::{Outcome, Projector, ProjectorError, time_text};
 
 use expr::{EventInput, Expr, Scope};
 use ops::{Applied, Step};
@@ -138,12 +137,6 @@ pub fn event_json(event: &Event) -> Value {
     })
 }
 
-fn time_text(event: &Event) -> Option<String> {
-    event
-        .time
-        .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-}
-
 impl Projector for DeclarativeProjector {
     fn project(&self, current: Option<&Value>, event: &Event) -> Result<Outcome, ProjectorError> {
         let Some(handler) = self.handlers.get(&event.event_type) else {
@@ -168,14 +161,9 @@ impl Projector for DeclarativeProjector {
         // The steps change a copy: a failing step must leave the stored
         // projection as it was, not half-updated.
         let mut document = current.cloned();
-        let scope = Scope {
-            event: &event_input,
-            state: None,
-            item: None,
-        };
         for (index, step) in handler.steps.iter().enumerate() {
             let applied = step
-                .apply(&mut document, &scope)
+                .apply(&mut document, &event_input)
                 .map_err(|error| fail(format!("step {} ({}): {error}", index + 1, step.label)))?;
             if applied == Applied::Delete {
                 return Ok(Outcome::Delete);

@@ -1,7 +1,6 @@
 //! Reading the shop events' data and the stored projections, with errors that
 //! name the event type and the field, so a dead letter says what to fix.
 
-use chrono::SecondsFormat;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -25,13 +24,6 @@ pub(super) fn positive(event: &Event, field: &str) -> Result<i64, ProjectorError
 /// A required integer field that may be zero (a price: free items exist).
 pub(super) fn non_negative(event: &Event, field: &str) -> Result<i64, ProjectorError> {
     integer(event, field, "a non-negative integer", |number| number >= 0)
-}
-
-/// The event time as RFC 3339 text (UTC, `Z`), when the event has one.
-pub(super) fn time_text(event: &Event) -> Option<String> {
-    event
-        .time
-        .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
 /// The stored projection as `T`; `None` when there is none. A projection of

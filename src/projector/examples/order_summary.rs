@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::fields;
 use crate::event::Event;
-use crate::projector::{Outcome, Projector, ProjectorError};
+use crate::projector::{Outcome, Projector, ProjectorError, time_text};
 
 pub const NAME: &str = "order_summary";
 
@@ -91,7 +91,7 @@ impl Projector for OrderSummaryProjector {
             Change::Placed => {
                 summary.currency = Some(fields::string(event, "currency")?.to_owned());
                 if summary.placed_at.is_none() {
-                    summary.placed_at = fields::time_text(event);
+                    summary.placed_at = time_text(event);
                 }
             }
             Change::ItemAdded => add_item(&mut summary, event)?,
@@ -101,7 +101,7 @@ impl Projector for OrderSummaryProjector {
         }
         recompute_totals(&mut summary, event)?;
         // An event without a time leaves the last known time rather than erasing it.
-        if let Some(time) = fields::time_text(event) {
+        if let Some(time) = time_text(event) {
             summary.updated_at = Some(time);
         }
         fields::upsert(&summary)

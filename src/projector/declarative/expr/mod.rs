@@ -97,7 +97,7 @@ impl<'e> EventInput<'e> {
             "data" => &self.event.data,
             "time" => self
                 .time
-                .get_or_init(|| Value::from(super::time_text(self.event))),
+                .get_or_init(|| Value::from(crate::projector::time_text(self.event))),
             _ => self.json().get(key).unwrap_or(&Value::Null),
         }
     }

@@ -71,14 +71,15 @@ pub(super) fn list<'d>(
 /// `field + sign * by`: integers stay integers (and overflow is an error),
 /// anything else is a float. An absent field counts as 0.
 pub(super) fn add(field: &Value, by: &Value, sign: i8, path: &[String]) -> Result<Value, String> {
-    let shown = path.join(".");
+    // Joined only on failure: an increment runs for every event it handles.
+    let shown = || path.join(".");
     let Value::Number(by) = by else {
-        return Err(format!("cannot add {by} to {shown}: not a number"));
+        return Err(format!("cannot add {by} to {}: not a number", shown()));
     };
     let current = match field {
         Value::Null => serde_json::Number::from(0),
         Value::Number(number) => number.clone(),
-        other => return Err(format!("{shown} is {other}, not a number")),
+        other => return Err(format!("{} is {other}, not a number", shown())),
     };
     if let (Some(left), Some(right)) = (current.as_i64(), by.as_i64()) {
         let sum = if sign > 0 {
@@ -88,7 +89,7 @@ pub(super) fn add(field: &Value, by: &Value, sign: i8, path: &[String]) -> Resul
         };
         return sum
             .map(Value::from)
-            .ok_or_else(|| format!("{shown} overflows"));
+            .ok_or_else(|| format!("{} overflows", shown()));
     }
     let (left, right) = (
         current.as_f64().unwrap_or(f64::NAN),
@@ -96,5 +97,5 @@ pub(super) fn add(field: &Value, by: &Value, sign: i8, path: &[String]) -> Resul
     );
     serde_json::Number::from_f64(left + f64::from(sign) * right)
         .map(Value::Number)
-        .ok_or_else(|| format!("{shown} overflows"))
+        .ok_or_else(|| format!("{} overflows", shown()))
 }

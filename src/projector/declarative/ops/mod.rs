@@ -11,7 +11,7 @@ mod parse;
 
 use serde_json::{Map, Value};
 
-use super::expr::{Expr, Scope, only_integers};
+use super::expr::{EventInput, Expr, Scope, only_integers};
 use document::{add, existing, list, not_an_object, slot};
 
 /// The keys that name an operation; a step has exactly one.
@@ -93,15 +93,16 @@ impl Step {
         matches!(self.op, Op::Delete)
     }
 
-    /// Apply the step to `document` (`None` while the projection is absent).
+    /// Apply the step to `document` (`None` while the projection is absent);
+    /// its expressions see `document` as `$state`.
     pub fn apply(
         &self,
         document: &mut Option<Value>,
-        scope: &Scope<'_>,
+        event: &EventInput<'_>,
     ) -> Result<Applied, String> {
         let state = document.as_ref();
         let here = Scope {
-            event: scope.event,
+            event,
             state,
             item: None,
         };
@@ -153,7 +154,7 @@ impl Step {
                 element,
                 key,
                 matching,
-            } => self.upsert(document, scope, element, key, matching.as_ref())?,
+            } => self.upsert(document, event, element, key, matching.as_ref())?,
             Op::Merge(source) => {
                 if let Some(value) = resolve(source, &here)? {
                     let Value::Object(additions) = value else {
@@ -191,7 +192,7 @@ impl Step {
     fn upsert(
         &self,
         document: &mut Option<Value>,
-        scope: &Scope<'_>,
+        event: &EventInput<'_>,
         element: &Source,
         key: &str,
         matching: Option<&Expr>,
@@ -199,7 +200,7 @@ impl Step {
         // Everything is read from the document before it is changed, so the
         // document is borrowed rather than copied.
         let here = Scope {
-            event: scope.event,
+            event,
             state: document.as_ref(),
             item: None,
         };

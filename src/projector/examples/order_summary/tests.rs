@@ -8,12 +8,16 @@ use crate::projector::examples::fields::testing::event;
 const T0: &str = "2024-05-01T10:00:00Z";
 const T1: &str = "2024-05-01T10:05:00Z";
 
-fn ids(extra: Value) -> Value {
-    let mut data = json!({"order_id": "ord-1", "customer_id": "cus-1"});
-    if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
-        data.extend(extra);
+/// `base` with the fields of `extra` added or replaced.
+fn merged(mut base: Value, extra: Value) -> Value {
+    if let (Some(fields), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        fields.extend(extra);
     }
-    data
+    base
+}
+
+fn ids(extra: Value) -> Value {
+    merged(json!({"order_id": "ord-1", "customer_id": "cus-1"}), extra)
 }
 
 /// A placed order with one line of 2 x `sku-a` at 250 cents.
@@ -26,11 +30,7 @@ fn with_line() -> Value {
 }
 
 fn with_line_and(changes: Value) -> Value {
-    let mut summary = with_line();
-    if let (Some(summary), Value::Object(changes)) = (summary.as_object_mut(), changes) {
-        summary.extend(changes);
-    }
-    summary
+    merged(with_line(), changes)
 }
 
 #[test]
