@@ -1,6 +1,6 @@
 //! Glob patterns with exactly Redis's `MATCH` semantics, over bytes.
 //!
-//! [`matches`] is a faithful port of Redis's `stringmatchlen` (util.c), quirks
+//! [`matches()`] is a faithful port of Redis's `stringmatchlen` (util.c), quirks
 //! included (`?` matches one *byte*, an unterminated class runs to the end of the
 //! pattern, `[a-]` is a range ending at `]`), so the memory adapter answers exactly
 //! what Redis answers. One extension: `[!a]` negates like `[^a]`; [`to_redis`]
@@ -139,7 +139,7 @@ pub fn escape(literal: &str) -> String {
 }
 
 /// Rewrite our pattern dialect into Redis's: `[!` opening a class becomes `[^`.
-/// Walks the pattern exactly as [`matches`] parses it, so escapes and quirky
+/// Walks the pattern exactly as [`matches()`] parses it, so escapes and quirky
 /// classes are left as they are.
 pub fn to_redis(pattern: &str) -> String {
     let p = pattern.as_bytes();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::cache::{Expiry, Ttl};
+use crate::cache::Expiry;
 use crate::config::{ConfigError, RawScalar, Settings};
 use crate::projector::declarative::{self, HandlerSpec};
 use crate::projector::{Projector, Registry};
@@ -158,7 +158,7 @@ pub fn load_file(
     let expiry = match &raw.ttl {
         None => Expiry::CacheDefault,
         Some(RawScalar::Text(text)) if text.trim() == "never" => Expiry::Never,
-        Some(value) => match ttl_of(value) {
+        Some(value) => match value.to_ttl() {
             Some(ttl) => Expiry::After(ttl),
             None => {
                 fail(format!(
@@ -265,13 +265,4 @@ fn declarative_projector(
         projector: Arc::new(projector),
         event_types: handled,
     })
-}
-
-fn ttl_of(value: &RawScalar) -> Option<Ttl> {
-    match value {
-        RawScalar::Int(secs) => Ttl::from_secs_f64(*secs as f64).ok(),
-        RawScalar::Float(secs) => Ttl::from_secs_f64(*secs).ok(),
-        RawScalar::Text(text) => Ttl::parse(text).ok(),
-        RawScalar::Bool(_) => None,
-    }
 }
