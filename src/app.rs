@@ -17,11 +17,11 @@ use crate::config::{CacheSettings, Provider, Settings};
 use crate::health::Health;
 use crate::http::{self, AppState};
 use crate::metrics::{Metrics, PROJECTION_STATES};
-use crate::pipeline::{Pipeline, Retry, Router};
+use crate::pipeline::{Pipeline, Positioning, Retry, Router, Wiring};
 use crate::projection;
 use crate::projector::Registry;
-use crate::source::kafka::{KafkaDeadLetters, KafkaSource, SourceContext};
-use crate::source::{Assignment, DeadLetters};
+use crate::source::DeadLetters;
+use crate::source::kafka::{KafkaDeadLetters, KafkaSource};
 
 /// How often the status gauges (cache up, ready, heartbeat, states) refresh.
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
@@ -110,38 +110,30 @@ pub async fn run(
     info!(%address, "http listening");
     let reporter = tokio::spawn(report_status(app_state, serving.clone()));
 
-    let assignment = Arc::new(Assignment::default());
-    let context = SourceContext {
-        assignment: Arc::clone(&assignment),
-        health: health.clone(),
-        metrics: metrics.clone(),
-        drain_timeout: settings.pipeline.drain_timeout,
-    };
     let fetching = shutdown.child_token();
-    let (source, batches) = KafkaSource::start(
+    let (source, deliveries) = KafkaSource::start(
         &settings.kafka,
         &settings.pipeline,
         &topics,
-        context,
+        health.clone(),
+        metrics.clone(),
         fetching.clone(),
     )?;
     let dead_letters: Option<Arc<dyn DeadLetters>> = match &settings.kafka.dead_letter_topic {
         Some(topic) => Some(Arc::new(KafkaDeadLetters::new(&settings.kafka, topic)?)),
         None => None,
     };
-    let pipeline = Arc::new(Pipeline {
+    let mut pipeline = Pipeline::new(Wiring {
         router,
         envelope: settings.envelope.clone(),
         metrics: metrics.clone(),
         retry,
-        assignment,
-        checkpoint: source.checkpoint(),
+        source: source.control(),
         dead_letters,
+        group: settings.kafka.group_id.clone(),
+        positioning: Positioning::Seek,
     });
-    let mut processing = tokio::spawn({
-        let pipeline = Arc::clone(&pipeline);
-        async move { pipeline.run(batches).await }
-    });
+    let mut processing = tokio::spawn(async move { pipeline.run(deliveries).await });
 
     let stopped_early = tokio::select! {
         finished = &mut processing => Some(finished),

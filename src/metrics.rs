@@ -83,6 +83,14 @@ pub struct Metrics {
     /// 1 while the consumer holds a partition assignment.
     pub consumer_assigned: IntGauge,
     pub rebalances: IntCounterVec,
+    /// Records dropped before they were applied, by reason (redelivered, fetched
+    /// before a seek, not assigned, a gap read again, halted).
+    pub records_dropped: IntCounterVec,
+    /// Records the broker skipped, noticed and read again by a seek.
+    pub partition_gaps: prometheus::IntCounter,
+    /// Partitions whose log no longer holds their checkpoint (recreated or
+    /// truncated topic), halted until an operator acts, by topic.
+    pub partition_resets: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -215,6 +223,23 @@ impl Metrics {
                 "Consumer group rebalances seen",
                 &["kind"],
             ),
+            records_dropped: counter(
+                "projectionist_records_dropped_total",
+                "Records dropped unapplied: already applied, stale, or not ours",
+                &["reason"],
+            ),
+            partition_gaps: register(
+                &registry,
+                prometheus::IntCounter::new(
+                    "projectionist_partition_gaps_total",
+                    "Records the broker skipped, noticed and read again",
+                ),
+            ),
+            partition_resets: counter(
+                "projectionist_partition_resets_total",
+                "Partitions whose log no longer holds their checkpoint (topic recreated or truncated); halted",
+                &["topic"],
+            ),
             build_info: gauge(
                 "projectionist_build_info",
                 "Always 1; labels carry the version",
@@ -261,7 +286,7 @@ impl Metrics {
         }
         for cache in caches {
             self.cache_up.with_label_values(&[cache]);
-            for operation in ["get_many", "apply"] {
+            for operation in ["get_many", "commit"] {
                 self.cache_operation_duration
                     .with_label_values(&[cache, operation]);
             }
@@ -271,6 +296,15 @@ impl Metrics {
         }
         for kind in ["assign", "revoke", "error"] {
             self.rebalances.with_label_values(&[kind]);
+        }
+        for reason in [
+            "redelivered",
+            "fetched_before_seek",
+            "not_assigned",
+            "gap",
+            "halted",
+        ] {
+            self.records_dropped.with_label_values(&[reason]);
         }
     }
 

@@ -12,6 +12,8 @@ mod support;
 
 #[path = "contract/cases.rs"]
 mod cases;
+#[path = "contract/checkpoints.rs"]
+mod checkpoints;
 #[path = "contract/expiry.rs"]
 mod expiry;
 #[path = "contract/memory_only.rs"]
@@ -237,6 +239,12 @@ contract_suite! {
         pattern_question_mark_is_one_byte,
         pattern_classes_ranges_and_negation,
         pattern_escapes,
+        claims_hand_out_ever_larger_epochs,
+        a_commit_writes_and_advances_together,
+        a_commit_repeated_after_it_landed_is_refused_as_moved_to_its_end,
+        an_older_epoch_is_fenced_and_writes_nothing,
+        a_commit_in_a_scope_never_claimed_is_unclaimed,
+        a_changed_read_key_or_a_wrong_start_refuses_the_whole_commit,
     ],
     private: [
         flush_all_empties_the_cache_and_keeps_it_usable,

@@ -12,19 +12,23 @@ use serde_json::{Value, json};
 
 use projectionist::cache::memory::MemoryCache;
 use projectionist::cache::{
-    Cache, CacheError, CacheResult, Connection, Projection, RemainingTtl, Ttl, Version, WriteOp,
+    Cache, CacheError, CacheResult, Claim, Commit, CommitOutcome, Connection, Partition,
+    Projection, RemainingTtl, Ttl, Version, WriteOp,
 };
 use projectionist::config::Settings;
 use projectionist::event::Envelope;
+use projectionist::event::RawRecord;
 use projectionist::fixtures::read_jsonl;
 use projectionist::health::Health;
 use projectionist::metrics::Metrics;
-use projectionist::pipeline::{Pipeline, Retry, Router};
+use projectionist::pipeline::{Pipeline, Positioning, Retry, Router, Wiring};
 use projectionist::projection::load_dir;
 use projectionist::projector::Registry;
 use projectionist::source::{
-    Assignment, Batch, Checkpoint, DeadLetter, DeadLetters, Fetched, Offsets, SourceError,
+    DeadLetter, DeadLetters, Delivery, Offsets, SourceControl, SourceError,
 };
+
+type Batch = Vec<RawRecord>;
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -107,6 +111,12 @@ impl Cache for Flaky {
         batch: &[WriteOp],
         expected: &[(String, Version)],
     ) -> CacheResult<bool> {
+        self.inner.apply_if_unchanged(batch, expected).await
+    }
+    async fn claim(&self, scope: &str, partitions: &[Partition]) -> CacheResult<Vec<Claim>> {
+        self.inner.claim(scope, partitions).await
+    }
+    async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome> {
         {
             let mut failures = self.failures.lock().unwrap();
             if *failures > 0 {
@@ -123,24 +133,30 @@ impl Cache for Flaky {
                 *self.corrupt.lock().unwrap() = corrupted;
             }
         }
-        let applied = self.inner.apply_if_unchanged(batch, expected).await?;
-        let entry = if applied {
-            format!("write {}", batch.len())
-        } else {
-            "write conflicted".to_owned()
+        let outcome = self.inner.commit(commit).await?;
+        let entry = match &outcome {
+            CommitOutcome::Applied => format!("write {}", commit.writes.len()),
+            CommitOutcome::Conflict => "write conflicted".to_owned(),
+            other => format!("write refused: {other:?}"),
         };
         self.log.lock().unwrap().push(entry);
-        Ok(applied)
+        Ok(outcome)
     }
     async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
         self.inner.apply(batch).await
     }
 }
 
-struct LoggingCheckpoint(Log);
+struct LoggingSource(Log);
 
-impl Checkpoint for LoggingCheckpoint {
-    fn store(&self, offsets: &Offsets) -> Result<(), SourceError> {
+impl SourceControl for LoggingSource {
+    fn seek(&self, partition: &Partition, offset: i64) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("seek {partition}={offset}"));
+    }
+    fn store_offsets(&self, offsets: &Offsets) -> Result<(), SourceError> {
         let shown: Vec<String> = offsets
             .iter()
             .map(|(t, p, o)| format!("{t}/{p}={o}"))
@@ -179,12 +195,24 @@ impl DeadLetters for LoggingDeadLetters {
 
 struct Rig {
     pipeline: Pipeline,
+    metrics: Metrics,
     cache: Arc<Flaky>,
     dead_letters: Arc<LoggingDeadLetters>,
     log: Log,
 }
 
-fn rig(write_failures: u32, dead_letter_failures: u32) -> Rig {
+/// A pipeline over the shipped definitions and a memory cache, reading as
+/// from a file (every record once, in order), with partitions 0-3 of both
+/// topics assigned.
+async fn rig(write_failures: u32, dead_letter_failures: u32) -> Rig {
+    rig_reading(write_failures, dead_letter_failures, Positioning::InOrder).await
+}
+
+async fn rig_reading(
+    write_failures: u32,
+    dead_letter_failures: u32,
+    positioning: Positioning,
+) -> Rig {
     let log: Log = Arc::default();
     let cache = Arc::new(Flaky {
         inner: MemoryCache::new(Ttl::from_secs(300).unwrap()),
@@ -199,55 +227,60 @@ fn rig(write_failures: u32, dead_letter_failures: u32) -> Rig {
     let definitions = load_dir(&settings, &Registry::with_builtins()).unwrap();
     let caches: BTreeMap<String, Arc<dyn Cache>> =
         BTreeMap::from([("default".to_owned(), Arc::clone(&cache) as Arc<dyn Cache>)]);
-    let assignment = Arc::new(Assignment::default());
-    assignment.assign((0..4).flat_map(|p| {
-        [
-            ("shop.orders".to_owned(), p),
-            ("shop.inventory".to_owned(), p),
-        ]
-    }));
     let dead_letters = Arc::new(LoggingDeadLetters {
         log: Arc::clone(&log),
         failures: Mutex::new(dead_letter_failures),
         letters: Mutex::default(),
     });
     let metrics = Metrics::new();
-    let pipeline = Pipeline {
+    let mut pipeline = Pipeline::new(Wiring {
         router: Router::new(definitions, &caches),
         envelope: Envelope::CloudEvents,
         metrics: metrics.clone(),
         retry: Retry {
             max_backoff: Duration::from_millis(20),
-            metrics,
+            metrics: metrics.clone(),
             health: Health::new(),
         },
-        assignment,
-        checkpoint: Arc::new(LoggingCheckpoint(Arc::clone(&log))),
+        source: Arc::new(LoggingSource(Arc::clone(&log))),
         dead_letters: Some(Arc::clone(&dead_letters) as Arc<dyn DeadLetters>),
-    };
+        group: "test".to_owned(),
+        positioning,
+    });
+    let partitions = (0..4)
+        .flat_map(|p| {
+            [
+                Partition::new("shop.orders", p),
+                Partition::new("shop.inventory", p),
+            ]
+        })
+        .collect();
+    pipeline
+        .deliver(Delivery::Assigned(partitions))
+        .await
+        .unwrap();
+    log.lock().unwrap().clear();
     Rig {
         pipeline,
+        metrics,
         cache,
         dead_letters,
         log,
     }
 }
 
-/// The shipped example story, each record on partition 0 of its topic.
-fn story_batches(size: usize, assignment: &Assignment) -> Vec<Batch> {
+/// The shipped example story, each record on partition 0 of its topic, at
+/// its line number as offset.
+fn story_batches(size: usize) -> Vec<Batch> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("projections/fixtures/order_summary/events.jsonl");
     let records = read_jsonl(&path).unwrap();
-    let fetched: Vec<Fetched> = records
+    let raw: Vec<RawRecord> = records
         .iter()
         .enumerate()
-        .map(|(offset, record)| {
-            let record = record.to_raw_record(offset as i64);
-            let epoch = assignment.epoch(&record.position.topic, 0).unwrap();
-            Fetched { record, epoch }
-        })
+        .map(|(offset, record)| record.to_raw_record(offset as i64))
         .collect();
-    fetched.chunks(size).map(<[Fetched]>::to_vec).collect()
+    raw.chunks(size).map(<[RawRecord]>::to_vec).collect()
 }
 
 fn expected() -> BTreeMap<String, Value> {
@@ -279,8 +312,8 @@ async fn contents(cache: &dyn Cache) -> BTreeMap<String, Value> {
 
 #[tokio::test]
 async fn batches_fold_the_story_into_the_expected_projections() {
-    let rig = rig(0, 0);
-    for batch in story_batches(5, &rig.pipeline.assignment) {
+    let mut rig = rig(0, 0).await;
+    for batch in story_batches(5) {
         rig.pipeline.process(batch).await.unwrap();
     }
     assert_eq!(contents(rig.cache.as_ref()).await, expected());
@@ -288,8 +321,8 @@ async fn batches_fold_the_story_into_the_expected_projections() {
 
 #[tokio::test]
 async fn offsets_are_stored_only_after_the_writes_they_cover_land() {
-    let rig = rig(3, 0);
-    let batches = story_batches(8, &rig.pipeline.assignment);
+    let mut rig = rig(3, 0).await;
+    let batches = story_batches(8);
     let batch_count = batches.len();
     for batch in batches {
         rig.pipeline.process(batch).await.unwrap();
@@ -326,8 +359,8 @@ async fn offsets_are_stored_only_after_the_writes_they_cover_land() {
 
 #[tokio::test]
 async fn several_events_for_one_key_in_a_batch_become_one_write() {
-    let rig = rig(0, 0);
-    let all: Batch = story_batches(1000, &rig.pipeline.assignment).concat();
+    let mut rig = rig(0, 0).await;
+    let all: Batch = story_batches(1000).concat();
     let events = all.len();
     rig.pipeline.process(all).await.unwrap();
     let log = rig.log.lock().unwrap().clone();
@@ -343,7 +376,7 @@ async fn several_events_for_one_key_in_a_batch_become_one_write() {
     );
 }
 
-fn bad_records(assignment: &Assignment) -> Batch {
+fn bad_records() -> Batch {
     let good = json!({"specversion": "1.0", "type": "shop.stock.received", "id": "g", "source": "/t",
         "data": {"sku": "sku-ok", "quantity": 2}});
     let no_sku = json!({"specversion": "1.0", "type": "shop.stock.received", "id": "b", "source": "/t",
@@ -361,41 +394,35 @@ fn bad_records(assignment: &Assignment) -> Batch {
     payloads
         .into_iter()
         .enumerate()
-        .map(|(offset, payload)| {
-            let record = projectionist::event::RawRecord {
-                position: projectionist::event::Position {
-                    topic: "shop.inventory".into(),
-                    partition: 1,
-                    offset: offset as i64,
-                },
-                key: None,
-                payload: Some(payload),
-                headers: vec![],
-                timestamp_ms: None,
-            };
-            Fetched {
-                epoch: assignment.epoch("shop.inventory", 1).unwrap(),
-                record,
-            }
+        .map(|(offset, payload)| RawRecord {
+            position: projectionist::event::Position {
+                topic: "shop.inventory".into(),
+                partition: 1,
+                offset: offset as i64,
+            },
+            key: None,
+            payload: Some(payload),
+            headers: vec![],
+            timestamp_ms: None,
         })
         .collect()
 }
 
 #[tokio::test]
 async fn permanent_failures_are_dead_lettered_before_the_offsets_move() {
-    let rig = rig(0, 2);
-    rig.pipeline
-        .process(bad_records(&rig.pipeline.assignment))
-        .await
-        .unwrap();
+    let mut rig = rig(0, 2).await;
+    rig.pipeline.process(bad_records()).await.unwrap();
     let log = rig.log.lock().unwrap().clone();
+    // Letters go out before the commit that passes over their records: a
+    // crash in between sends them again rather than losing them.
     assert_eq!(
         log,
         [
+            "dead letters refused",
+            "dead letters refused",
+            "dead letters 2",
+            "dead letters 1",
             "write 1",
-            "dead letters refused",
-            "dead letters refused",
-            "dead letters 3",
             "store shop.inventory/1=5"
         ]
     );
@@ -420,7 +447,7 @@ async fn permanent_failures_are_dead_lettered_before_the_offsets_move() {
             json!({"sku": "sku-ok", "available": 2})
         )])
     );
-    let metrics = rig.pipeline.metrics.render();
+    let metrics = rig.metrics.render();
     assert!(
         metrics.contains(
             "projectionist_events_skipped_total{projection=\"none\",reason=\"unrouted_type\"} 1"
@@ -437,22 +464,29 @@ async fn permanent_failures_are_dead_lettered_before_the_offsets_move() {
 
 #[tokio::test]
 async fn records_of_a_revoked_partition_are_dropped_unapplied() {
-    let rig = rig(0, 0);
-    let batch = bad_records(&rig.pipeline.assignment);
+    let mut rig = rig_reading(0, 0, Positioning::Seek).await;
+    let partition = Partition::new("shop.inventory", 1);
+    let (done, _finished) = std::sync::mpsc::sync_channel(1);
     rig.pipeline
-        .assignment
-        .revoke([("shop.inventory".to_owned(), 1)]);
-    rig.pipeline.process(batch.clone()).await.unwrap();
+        .deliver(Delivery::Revoked {
+            partitions: vec![partition.clone()],
+            done,
+        })
+        .await
+        .unwrap();
+    rig.pipeline.process(bad_records()).await.unwrap();
     assert!(
         rig.log.lock().unwrap().is_empty(),
         "nothing written, nothing stored"
     );
-    // Reassigned: a new epoch; the stale records still do not apply.
+    // Assigned again: the records fetched before the seek to the checkpoint
+    // still do not apply.
     rig.pipeline
-        .assignment
-        .assign([("shop.inventory".to_owned(), 1)]);
-    rig.pipeline.process(batch).await.unwrap();
-    assert!(rig.log.lock().unwrap().is_empty());
+        .deliver(Delivery::Assigned(vec![partition]))
+        .await
+        .unwrap();
+    rig.pipeline.process(bad_records()).await.unwrap();
+    assert_eq!(*rig.log.lock().unwrap(), ["seek shop.inventory/1=0"]);
     assert!(contents(rig.cache.as_ref()).await.is_empty());
 }
 
@@ -485,11 +519,10 @@ fn a_failed_events_log_line_carries_its_traceparent_and_position() {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let rig = rig(0, 0);
-            let mut batch = bad_records(&rig.pipeline.assignment);
+            let mut rig = rig(0, 0).await;
+            let mut batch = bad_records();
             batch.truncate(1);
             batch[0]
-                .record
                 .headers
                 .push(("traceparent".into(), Some(traceparent.as_bytes().to_vec())));
             rig.pipeline.process(batch).await.unwrap();
@@ -513,7 +546,7 @@ fn a_failed_events_log_line_carries_its_traceparent_and_position() {
 
 #[tokio::test]
 async fn a_key_changed_by_another_writer_meanwhile_is_folded_again_not_overwritten() {
-    let rig = rig(0, 0);
+    let mut rig = rig(0, 0).await;
     // Another replica sets sku-mug's stock between our load and our write.
     let theirs = Projection::new(
         "product_stock",
@@ -525,7 +558,7 @@ async fn a_key_changed_by_another_writer_meanwhile_is_folded_again_not_overwritt
         projection: theirs,
         expiry: projectionist::cache::Expiry::Never,
     });
-    let all: Batch = story_batches(1000, &rig.pipeline.assignment).concat();
+    let all: Batch = story_batches(1000).concat();
     rig.pipeline.process(all).await.unwrap();
     let log = rig.log.lock().unwrap().clone();
     assert_eq!(log[0], "write conflicted", "{log:?}");
@@ -540,7 +573,7 @@ async fn a_key_changed_by_another_writer_meanwhile_is_folded_again_not_overwritt
         json!({"sku": "sku-mug", "available": 1000 + story_mug}),
     );
     assert_eq!(contents(rig.cache.as_ref()).await, want);
-    let metrics = rig.pipeline.metrics.render();
+    let metrics = rig.metrics.render();
     assert!(
         metrics.contains("projectionist_retries_total{component=\"conflict\"} 1"),
         "{metrics}"
@@ -551,7 +584,7 @@ async fn a_key_changed_by_another_writer_meanwhile_is_folded_again_not_overwritt
 /// conflict, with `product_stock:::sku-mug` unreadable from the start or only
 /// from the retry on; its three events must be dead-lettered, each once.
 async fn corrupt_key_across_a_conflict(corrupt_from_the_start: bool) {
-    let rig = rig(0, 0);
+    let mut rig = rig(0, 0).await;
     let corrupt = Some("product_stock:::sku-mug".to_owned());
     if corrupt_from_the_start {
         *rig.cache.corrupt.lock().unwrap() = corrupt;
@@ -568,11 +601,12 @@ async fn corrupt_key_across_a_conflict(corrupt_from_the_start: bool) {
         projection: theirs,
         expiry: projectionist::cache::Expiry::Never,
     });
-    let all: Batch = story_batches(1000, &rig.pipeline.assignment).concat();
+    let all: Batch = story_batches(1000).concat();
     rig.pipeline.process(all).await.unwrap();
     let log = rig.log.lock().unwrap().clone();
-    assert_eq!(log[0], "write conflicted", "{log:?}");
-    assert!(log[1].starts_with("write "), "{log:?}");
+    let writes: Vec<&String> = log.iter().filter(|e| e.starts_with("write")).collect();
+    assert_eq!(writes[0], "write conflicted", "{log:?}");
+    assert!(writes[1].starts_with("write "), "{log:?}");
     let letters = rig.dead_letters.letters.lock().unwrap().clone();
     let failed: Vec<_> = letters
         .iter()

@@ -6,7 +6,7 @@
 //! with dead keys. All state sits behind one `RwLock` that is never held across
 //! an `.await`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
@@ -14,8 +14,9 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{
-    Cache, CacheResult, Connection, Expiry, KEY_SEPARATOR, Projection, RemainingTtl, Ttl, Version,
-    WriteOp, check_page_size, decode_value, glob,
+    Advance, Cache, CacheResult, Claim, Commit, CommitOutcome, Connection, Epoch, Expiry,
+    KEY_SEPARATOR, Partition, Projection, RemainingTtl, Ttl, Version, WriteOp, check_page_size,
+    decode_value, glob,
 };
 
 /// How often the sweep looks for expired entries.
@@ -43,6 +44,11 @@ struct Inner {
     entries: BTreeMap<String, Entry>,
     /// `(expiry, key)` of every entry that expires, soonest first, for the sweep.
     expirations: BTreeSet<(Instant, String)>,
+    /// Scope -> partition -> (owner's epoch, next offset): in the same memory
+    /// as the entries, so a restart loses both together and starts over.
+    checkpoints: HashMap<String, HashMap<Partition, (Epoch, Option<i64>)>>,
+    /// The last epoch handed out, by any scope.
+    last_epoch: Epoch,
 }
 
 impl Inner {
@@ -87,6 +93,45 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Why `commit` cannot land, or `None` when every check holds.
+    fn refusal(&self, commit: &Commit<'_>, now: Instant) -> Option<CommitOutcome> {
+        let stored = self.checkpoints.get(commit.scope);
+        for (
+            index,
+            Advance {
+                partition,
+                epoch,
+                from,
+                ..
+            },
+        ) in commit.advances.iter().enumerate()
+        {
+            let Some(&(owner, next)) = stored.and_then(|partitions| partitions.get(partition))
+            else {
+                return Some(CommitOutcome::Unclaimed { index });
+            };
+            if owner > *epoch {
+                return Some(CommitOutcome::Fenced {
+                    index,
+                    stored: owner,
+                });
+            }
+            if owner < *epoch {
+                return Some(CommitOutcome::Unclaimed { index });
+            }
+            if next != *from {
+                return Some(CommitOutcome::Moved {
+                    index,
+                    stored: next,
+                });
+            }
+        }
+        let unchanged = commit.expected.iter().all(|(key, version)| {
+            self.live(key, now).map(|entry| entry.json.as_bytes()) == version.as_deref()
+        });
+        (!unchanged).then_some(CommitOutcome::Conflict)
     }
 
     /// Drop every entry whose expiry has passed; returns how many went.
@@ -360,5 +405,43 @@ impl Cache for MemoryCache {
         let prepared = self.prepare(batch, Instant::now());
         self.store.write().write_all(prepared);
         Ok(())
+    }
+
+    async fn claim(&self, scope: &str, partitions: &[Partition]) -> CacheResult<Vec<Claim>> {
+        let mut inner = self.store.write();
+        let inner = &mut *inner;
+        let stored = inner.checkpoints.entry(scope.to_owned()).or_default();
+        let mut claims = Vec::with_capacity(partitions.len());
+        for partition in partitions {
+            inner.last_epoch += 1;
+            // Nothing survives a restart here, so a partition never seen has
+            // had nothing applied: start it from the beginning of the log.
+            let entry = stored.entry(partition.clone()).or_insert((0, Some(0)));
+            entry.0 = inner.last_epoch;
+            claims.push(Claim {
+                epoch: entry.0,
+                next: entry.1,
+            });
+        }
+        Ok(claims)
+    }
+
+    async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome> {
+        let now = Instant::now();
+        let prepared = self.prepare(commit.writes, now);
+        let mut inner = self.store.write();
+        if let Some(refusal) = inner.refusal(&commit, now) {
+            return Ok(refusal);
+        }
+        inner.write_all(prepared);
+        // refusal() found every partition of the commit claimed.
+        if let Some(stored) = inner.checkpoints.get_mut(commit.scope) {
+            for advance in commit.advances {
+                if let Some(entry) = stored.get_mut(&advance.partition) {
+                    entry.1 = Some(advance.to);
+                }
+            }
+        }
+        Ok(CommitOutcome::Applied)
     }
 }

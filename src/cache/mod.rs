@@ -12,6 +12,7 @@
 //! - pattern methods only see projection keys (those containing `:::`), so
 //!   `flush_all` never touches anything this cache did not write.
 
+pub mod checkpoint;
 pub mod glob;
 mod key;
 pub mod memory;
@@ -24,6 +25,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+pub use checkpoint::{
+    Advance, BOOKKEEPING_PREFIX, Claim, Commit, CommitOutcome, Epoch, Partition, checkpoint_key,
+};
 pub use key::{KEY_SEPARATOR, Projection, split_key};
 pub use ttl::{Expiry, RemainingTtl, Ttl, TtlError};
 
@@ -176,6 +180,15 @@ pub trait Cache: Send + Sync + fmt::Debug {
     /// Apply every write of the batch, in order, in one round trip. On Redis the
     /// batch is a `MULTI`/`EXEC` transaction: all of it lands or none of it.
     async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()>;
+
+    /// Take `partitions` over for a new owner in `scope`: each gets an epoch
+    /// larger than any it had, atomically; returns each one's claim, in order.
+    async fn claim(&self, scope: &str, partitions: &[Partition]) -> CacheResult<Vec<Claim>>;
+
+    /// Apply a batch and advance its partitions, atomically and in one round
+    /// trip, if every epoch, position and read key is as the commit expects
+    /// (see [`checkpoint`]); otherwise write nothing and say why.
+    async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome>;
 }
 
 /// Parse stored JSON text into a projection, naming the key when it is not an object.

@@ -17,18 +17,23 @@ use crate::config::Settings;
 use crate::fixtures::FixtureRecord;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, PipelineError, Retry, Router};
+use crate::pipeline::{Pipeline, PipelineError, Positioning, Retry, Router, Wiring};
 use crate::projection::Definition;
 use crate::source::{
-    Assignment, Checkpoint, DeadLetter, DeadLetters, Fetched, Offsets, SourceError,
+    DeadLetter, DeadLetters, Delivery, Offsets, Partition, SourceControl, SourceError,
 };
 
-/// Offline there is no group to commit to.
-struct NoCheckpoint;
+/// Offline there is no group to commit to, and a file is read once, in order,
+/// so nothing is ever sought ([`Positioning::InOrder`]).
+struct FileSource;
 
-impl Checkpoint for NoCheckpoint {
-    fn store(&self, _offsets: &Offsets) -> Result<(), SourceError> {
+impl SourceControl for FileSource {
+    fn store_offsets(&self, _offsets: &Offsets) -> Result<(), SourceError> {
         Ok(())
+    }
+
+    fn seek(&self, partition: &Partition, offset: i64) {
+        tracing::warn!(%partition, offset, "a file cannot be read again; seek ignored");
     }
 }
 
@@ -63,15 +68,13 @@ pub async fn fold_records(
 ) -> Result<Vec<DeadLetter>, PipelineError> {
     let metrics = Metrics::new();
     let failures = Arc::new(CollectedFailures::default());
-    let assignment = Arc::new(Assignment::default());
-    let mut partitions: Vec<(String, i32)> = records
+    let mut partitions: Vec<Partition> = records
         .iter()
-        .map(|record| (record.topic.clone(), record.partition.unwrap_or(0)))
+        .map(|record| Partition::new(record.topic.as_str(), record.partition.unwrap_or(0)))
         .collect();
     partitions.sort();
     partitions.dedup();
-    assignment.assign(partitions);
-    let pipeline = Pipeline {
+    let mut pipeline = Pipeline::new(Wiring {
         router: Router::new(definitions, caches),
         envelope: settings.envelope.clone(),
         metrics: metrics.clone(),
@@ -80,24 +83,19 @@ pub async fn fold_records(
             metrics,
             health: Health::new(),
         },
-        assignment: Arc::clone(&assignment),
-        checkpoint: Arc::new(NoCheckpoint),
+        source: Arc::new(FileSource),
         dead_letters: Some(Arc::clone(&failures) as Arc<dyn DeadLetters>),
-    };
-    let fetched: Vec<Fetched> = records
+        group: "offline".to_owned(),
+        positioning: Positioning::InOrder,
+    });
+    pipeline.deliver(Delivery::Assigned(partitions)).await?;
+    let raw: Vec<_> = records
         .iter()
         .enumerate()
-        .map(|(line, record)| {
-            let record = record.to_raw_record(line as i64);
-            let position = &record.position;
-            let epoch = assignment
-                .epoch(&position.topic, position.partition)
-                .expect("every partition of the file was assigned above");
-            Fetched { record, epoch }
-        })
+        .map(|(line, record)| record.to_raw_record(line as i64))
         .collect();
-    for batch in fetched.chunks(settings.pipeline.batch_size) {
-        pipeline.process(batch.to_vec()).await?;
+    for batch in raw.chunks(settings.pipeline.batch_size) {
+        pipeline.deliver(Delivery::Records(batch.to_vec())).await?;
     }
     Ok(failures.take())
 }

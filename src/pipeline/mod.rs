@@ -1,258 +1,237 @@
-//! The pipeline: batches in, projections out. Per batch: decode -> route ->
-//! load the touched keys (one round trip per cache) -> fold -> write (one
-//! round trip per cache) -> dead-letter the failures -> store the offsets.
+//! The pipeline: deliveries in, projections out. The consumer's deliveries
+//! arrive in order on one queue ([`Delivery`]): records, and the assignments,
+//! revocations and seeks between them. Per chunk of records:
 //!
-//! Batches are processed one at a time, each mixing records of every assigned
-//! partition in their partition order. Running partitions' batches side by side
-//! would race: a projection keyed differently from the partition key
-//! (`customer_orders`) is read-modified-written from several partitions, and two
-//! concurrent folds of one key lose an update.
+//! 1. **admit**: drop what is not ours to apply (redelivered, fetched before a
+//!    seek, a partition we no longer own) and seek back over a gap;
+//! 2. **plan**: decode, route, name the keys; undecodable records are letters;
+//! 3. per cache, **commit**: its share (each partition from that cache's own
+//!    checkpoint on), load, fold, dead-letter the refusals, then the writes
+//!    and the checkpoint's advance as one atomic, compared step;
+//! 4. **store offsets**: Kafka's copy of the progress, for lag and tooling.
+//!
+//! Chunks are processed one at a time, each mixing records of every owned
+//! partition in their partition order. Running partitions side by side would
+//! race: a projection keyed differently from the partition key
+//! (`customer_orders`) is read-modified-written from several partitions, and
+//! two concurrent folds of one key lose an update.
 
+mod commit;
 mod fold;
+mod letters;
+mod plan;
+mod positions;
 mod retry;
 mod router;
-mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::cache::{CacheError, KEY_SEPARATOR};
-use crate::event::{Envelope, Event, decode};
-use crate::metrics::{Metrics, NO_PROJECTION};
-use crate::source::{Assignment, Batch, Checkpoint, DeadLetter, DeadLetters, Offsets, SourceError};
+use crate::cache::{Cache, CacheError, Partition};
+use crate::event::Envelope;
+use crate::metrics::Metrics;
+use crate::source::{DeadLetters, Delivery, Offsets, SourceControl, SourceError};
+use plan::Plan;
 
 pub use fold::{Folded, Work, Write, fold};
+pub use positions::{Admitted, Positioning};
 pub use retry::{Classified, Retry};
 pub use router::{Route, Router};
 
-/// Everything a batch needs; cheap to share.
-pub struct Pipeline {
+/// Records per atomic commit at most: a larger delivery is split, so one
+/// script never holds Redis for long (about a millisecond per thousand keys).
+pub const MAX_CHUNK: usize = 2000;
+
+/// What a pipeline is built from.
+pub struct Wiring {
     pub router: Router,
     pub envelope: Envelope,
     pub metrics: Metrics,
     pub retry: Retry,
-    pub assignment: Arc<Assignment>,
-    pub checkpoint: Arc<dyn Checkpoint>,
+    pub source: Arc<dyn SourceControl>,
     pub dead_letters: Option<Arc<dyn DeadLetters>>,
+    /// The consumer group: with a cache's name, whose checkpoint it is.
+    pub group: String,
+    pub positioning: Positioning,
 }
 
-/// Why a batch could not be finished: only a permanent failure of the sink
-/// itself (the cache refusing a write), which stops the pipeline rather than
-/// skipping writes.
+/// One cache the pipeline writes, with its checkpoint's scope.
+struct CacheSlot {
+    name: String,
+    cache: Arc<dyn Cache>,
+    scope: String,
+    /// The topics whose partitions advance in this cache's checkpoint.
+    topics: BTreeSet<String>,
+}
+
+/// The batch path and the positions it keeps.
+pub struct Pipeline {
+    router: Router,
+    envelope: Envelope,
+    metrics: Metrics,
+    retry: Retry,
+    source: Arc<dyn SourceControl>,
+    dead_letters: Option<Arc<dyn DeadLetters>>,
+    caches: Vec<CacheSlot>,
+    /// Route index -> index in `caches`.
+    route_cache: Vec<usize>,
+    positions: positions::Positions,
+}
+
+/// Why the pipeline stopped: only a permanent failure of a sink itself (the
+/// cache refusing a write), which stops it rather than skipping writes.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("cache {cache:?} refused a batch: {error}")]
     Cache { cache: String, error: CacheError },
     #[error("dead-letter topic refused a batch: {0}")]
     DeadLetter(SourceError),
-    #[error("offsets could not be stored: {0}")]
-    Checkpoint(SourceError),
 }
 
 impl Pipeline {
-    /// Process batches until the channel closes (the consumer stopped).
-    pub async fn run(&self, mut batches: mpsc::Receiver<Batch>) -> Result<(), PipelineError> {
-        while let Some(batch) = batches.recv().await {
-            self.process(batch).await?;
+    pub fn new(wiring: Wiring) -> Pipeline {
+        let mut caches: Vec<CacheSlot> = Vec::new();
+        let mut route_cache = Vec::new();
+        for index in 0..wiring.router.len() {
+            let route = wiring.router.route(index);
+            let name = &route.definition.cache;
+            let slot = match caches.iter().position(|slot| &slot.name == name) {
+                Some(slot) => slot,
+                None => {
+                    caches.push(CacheSlot {
+                        name: name.clone(),
+                        cache: Arc::clone(&route.cache),
+                        scope: format!("{}/{name}", wiring.group),
+                        topics: BTreeSet::new(),
+                    });
+                    caches.len() - 1
+                }
+            };
+            caches[slot]
+                .topics
+                .extend(route.definition.topics.iter().cloned());
+            route_cache.push(slot);
+        }
+        Pipeline {
+            router: wiring.router,
+            envelope: wiring.envelope,
+            metrics: wiring.metrics,
+            retry: wiring.retry,
+            source: wiring.source,
+            dead_letters: wiring.dead_letters,
+            caches,
+            route_cache,
+            positions: positions::Positions::new(wiring.positioning),
+        }
+    }
+
+    /// Process deliveries until the queue closes (the consumer stopped).
+    pub async fn run(
+        &mut self,
+        mut deliveries: mpsc::Receiver<Delivery>,
+    ) -> Result<(), PipelineError> {
+        while let Some(delivery) = deliveries.recv().await {
+            self.deliver(delivery).await?;
         }
         Ok(())
     }
 
-    /// Process one batch to the end: when this returns `Ok`, every write is
-    /// acknowledged and the offsets are stored.
-    pub async fn process(&self, batch: Batch) -> Result<(), PipelineError> {
+    /// Handle one delivery to the end: for records, when this returns `Ok`
+    /// every write is acknowledged and the checkpoints advanced.
+    pub async fn deliver(&mut self, delivery: Delivery) -> Result<(), PipelineError> {
+        match delivery {
+            Delivery::Records(records) => self.process(records).await,
+            Delivery::Assigned(partitions) => self.assign(partitions).await,
+            Delivery::Revoked { partitions, done } => {
+                for partition in &partitions {
+                    self.positions.revoke(partition);
+                }
+                // The consumer may have given up waiting: nobody to tell then.
+                let _ = done.try_send(());
+                Ok(())
+            }
+            Delivery::Sought { partition, offset } => {
+                self.positions.sought(&partition, offset);
+                Ok(())
+            }
+        }
+    }
+
+    /// Claim newly assigned partitions in every cache, then seek each to the
+    /// lowest of its checkpoints.
+    async fn assign(&mut self, partitions: Vec<Partition>) -> Result<(), PipelineError> {
+        let mut claims = vec![Vec::with_capacity(self.caches.len()); partitions.len()];
+        for (index, slot) in self.caches.iter().enumerate() {
+            let claimed = self
+                .retry
+                .run("cache", || slot.cache.claim(&slot.scope, &partitions))
+                .await
+                .map_err(|error| self.cache_error(index, error))?;
+            for (per_partition, claim) in claims.iter_mut().zip(claimed) {
+                per_partition.push(claim);
+            }
+        }
+        for (partition, claims) in partitions.into_iter().zip(claims) {
+            info!(%partition, checkpoints = ?claims.iter().map(|claim| claim.next).collect::<Vec<_>>(), "partition claimed");
+            self.positions
+                .assign(partition, &claims, self.source.as_ref());
+        }
+        Ok(())
+    }
+
+    /// Apply `records`, chunk by chunk.
+    pub async fn process(
+        &mut self,
+        mut records: Vec<crate::event::RawRecord>,
+    ) -> Result<(), PipelineError> {
+        while !records.is_empty() {
+            let rest = records.split_off(records.len().min(MAX_CHUNK));
+            self.process_chunk(records).await?;
+            records = rest;
+        }
+        Ok(())
+    }
+
+    async fn process_chunk(
+        &mut self,
+        records: Vec<crate::event::RawRecord>,
+    ) -> Result<(), PipelineError> {
         let started = Instant::now();
-        let _in_flight = self.assignment.in_flight.lock().await;
-        let records: Vec<_> = batch
-            .into_iter()
-            .filter(|fetched| self.assignment.owns(fetched))
-            .map(|fetched| fetched.record)
-            .collect();
-        if records.is_empty() {
+        let admitted = self
+            .positions
+            .admit(records, self.source.as_ref(), &self.metrics);
+        if admitted.is_empty() {
             return Ok(());
         }
-        let mut letters = Vec::new();
-        let mut events: Vec<Event> = Vec::with_capacity(records.len());
-        let mut sources: Vec<usize> = Vec::with_capacity(records.len());
-        let mut work = Vec::new();
-        // Counted per topic once a batch: a labelled counter is a locked lookup.
-        let mut consumed: BTreeMap<&str, u64> = BTreeMap::new();
-        for record in &records {
-            *consumed.entry(record.position.topic.as_str()).or_default() += 1;
+        let plan = self.plan(admitted);
+        self.dead_letter(&plan.letters).await?;
+        let mut reported = commit::Reported::new();
+        for cache in 0..self.caches.len() {
+            self.commit_cache(&plan, cache, &mut reported).await?;
         }
-        for (topic, count) in consumed {
-            self.metrics
-                .events_consumed
-                .with_label_values(&[topic])
-                .inc_by(count);
-        }
-        for (index, record) in records.iter().enumerate() {
-            let event = match decode(record, &self.envelope) {
-                Ok(event) => event,
-                Err(error) => {
-                    letters.push(self.failure(record, None, error.reason(), error.to_string()));
-                    continue;
-                }
-            };
-            let routes = self
-                .router
-                .routes_for(&record.position.topic, &event.event_type);
-            if routes.is_empty() {
-                self.metrics
-                    .events_skipped
-                    .with_label_values(&[NO_PROJECTION, "unrouted_type"])
-                    .inc();
-                continue;
-            }
-            for &route in routes {
-                let definition = &self.router.route(route).definition;
-                match definition.identifier.render(&event) {
-                    Ok(identifier) => work.push(Work {
-                        event: events.len(),
-                        route,
-                        key: format!("{}{KEY_SEPARATOR}{identifier}", definition.name),
-                    }),
-                    Err(error) => letters.push(self.failure(
-                        record,
-                        Some(&definition.name),
-                        "missing_identifier",
-                        error,
-                    )),
-                }
-            }
-            events.push(event);
-            sources.push(index);
-        }
-        // Write every cache only if the keys it writes still hold what was
-        // loaded; a cache that lost a race (another replica wrote a shared key)
-        // is loaded and folded again, the others are done. A key's fold depends
-        // on that key alone, so re-folding only the pending caches is exact.
-        let mut pending: BTreeSet<&str> = work
-            .iter()
-            .map(|item| self.router.route(item.route).definition.cache.as_str())
-            .collect();
-        let mut conflicts: u32 = 0;
-        while !pending.is_empty() {
-            let mut attempt: Vec<Work> = work
-                .iter()
-                .filter(|item| {
-                    pending.contains(self.router.route(item.route).definition.cache.as_str())
-                })
-                .cloned()
-                .collect();
-            let (states, versions, corrupt) = self.load(&attempt).await?;
-            // A key whose stored value is not JSON cannot be folded: its events
-            // fail (and are dead-lettered) while the rest of the batch goes on.
-            // They leave `work` too, so a conflict retry neither letters them
-            // again nor misses a key that turned corrupt since the last attempt.
-            if !corrupt.is_empty() {
-                work.retain(|item| match corrupt.get(&item.key) {
-                    Some(error) => {
-                        let record = &records[sources[item.event]];
-                        let name = &self.router.route(item.route).definition.name;
-                        letters.push(self.failure(
-                            record,
-                            Some(name),
-                            "corrupt_state",
-                            error.clone(),
-                        ));
-                        false
-                    }
-                    None => true,
-                });
-                attempt.retain(|item| !corrupt.contains_key(&item.key));
-            }
-            let folded = fold(&self.router, &events, &attempt, states);
-            let applied = self.write(&folded, &versions, &pending).await?;
-            let done =
-                |route: usize| applied.contains(self.router.route(route).definition.cache.as_str());
-            for refusal in folded.refusals.iter().filter(|refusal| done(refusal.route)) {
-                let record = &records[sources[refusal.event]];
-                let name = &self.router.route(refusal.route).definition.name;
-                letters.push(self.failure(
-                    record,
-                    Some(name),
-                    refusal.reason,
-                    refusal.error.clone(),
-                ));
-            }
-            self.count_outcomes(&folded, &done);
-            self.observe_freshness(&folded, &done);
-            pending.retain(|cache| !applied.contains(*cache));
-            if !pending.is_empty() {
-                conflicts += 1;
-                self.metrics.retries.with_label_values(&["conflict"]).inc();
-                debug!(conflicts, caches = ?pending, "a shared key changed since it was loaded; folding again");
-                let pause = Duration::from_millis(u64::from(conflicts.min(20)) * 5);
-                tokio::time::sleep(pause).await;
-            }
-        }
-        self.dead_letter(&letters).await?;
-        self.store_offsets(&records)?;
-        self.metrics.batch_size.observe(records.len() as f64);
+        self.store_offsets(&plan);
+        self.metrics.batch_size.observe(plan.records.len() as f64);
         self.metrics
             .batch_duration
             .observe(started.elapsed().as_secs_f64());
         self.retry.health.beat();
-        debug!(records = records.len(), conflicts, "batch done");
+        debug!(records = plan.records.len(), "chunk done");
         Ok(())
     }
 
-    /// Log and count a permanent failure, and make its dead letter.
-    fn failure(
-        &self,
-        record: &crate::event::RawRecord,
-        projection: Option<&str>,
-        reason: &'static str,
-        error: String,
-    ) -> DeadLetter {
-        let position = &record.position;
-        // The producer's trace, when it sent one, follows the failure into the logs.
-        let traceparent = record
-            .headers
-            .iter()
-            .find(|(name, _)| name == "traceparent")
-            .and_then(|(_, value)| value.as_deref())
-            .map(String::from_utf8_lossy);
-        let span = match &traceparent {
-            Some(traceparent) => tracing::warn_span!("event", %traceparent),
-            None => tracing::Span::none(),
-        };
-        let _entered = span.enter();
-        warn!(
-            topic = %position.topic,
-            partition = position.partition,
-            offset = position.offset,
-            projection = projection.unwrap_or(NO_PROJECTION),
-            reason,
-            %error,
-            "event failed permanently and is passed over"
-        );
-        self.metrics
-            .events_failed
-            .with_label_values(&[projection.unwrap_or(NO_PROJECTION), reason])
-            .inc();
-        DeadLetter {
-            record: record.clone(),
-            projection: projection.map(str::to_owned),
-            reason,
-            error,
-        }
-    }
-
-    fn count_outcomes(&self, folded: &Folded, done: &dyn Fn(usize) -> bool) {
-        for (route, count) in folded.applied.iter().filter(|(route, _)| done(**route)) {
+    fn count_outcomes(&self, folded: &Folded) {
+        for (route, count) in &folded.applied {
             let name = &self.router.route(*route).definition.name;
             self.metrics
                 .events_projected
                 .with_label_values(&[name])
                 .inc_by(*count);
         }
-        for (route, count) in folded.skipped.iter().filter(|(route, _)| done(**route)) {
+        for (route, count) in &folded.skipped {
             let name = &self.router.route(*route).definition.name;
             self.metrics
                 .events_skipped
@@ -261,34 +240,11 @@ impl Pipeline {
         }
     }
 
-    async fn dead_letter(&self, letters: &[DeadLetter]) -> Result<(), PipelineError> {
-        if letters.is_empty() {
-            return Ok(());
-        }
-        let Some(sink) = &self.dead_letters else {
-            return Ok(());
-        };
-        self.retry
-            .run("dead_letter", || sink.send(letters))
-            .await
-            .map_err(PipelineError::DeadLetter)?;
-        for letter in letters {
-            self.metrics
-                .events_dead_lettered
-                .with_label_values(&[
-                    letter.projection.as_deref().unwrap_or(NO_PROJECTION),
-                    letter.reason,
-                ])
-                .inc();
-        }
-        Ok(())
-    }
-
     /// Freshness of every written projection: how old its newest event is now.
-    fn observe_freshness(&self, folded: &Folded, done: &dyn Fn(usize) -> bool) {
+    fn observe_freshness(&self, folded: &Folded) {
         let now = chrono::Utc::now();
         let mut newest: HashMap<usize, f64> = HashMap::new();
-        for write in folded.writes.iter().filter(|write| done(write.route)) {
+        for write in &folded.writes {
             let Some(time) = write.event_time else {
                 continue;
             };
@@ -307,16 +263,40 @@ impl Pipeline {
         }
     }
 
-    fn store_offsets(&self, records: &[crate::event::RawRecord]) -> Result<(), PipelineError> {
-        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    /// Kafka's copy of the progress: per partition, the lowest next offset of
+    /// the caches it feeds. The checkpoints are the truth, so a refusal (the
+    /// partition was revoked meanwhile) costs only a warning.
+    fn store_offsets(&mut self, plan: &Plan) {
+        let mut offsets: Offsets = Vec::with_capacity(plan.partitions.len());
+        for partition in plan.partitions.keys() {
+            let lowest = (0..self.caches.len())
+                .filter(|&cache| self.caches[cache].topics.contains(&partition.topic))
+                .map(|cache| self.positions.next(cache, partition))
+                .min()
+                .flatten();
+            if let Some(next) = lowest {
+                offsets.push((partition.topic.clone(), partition.number, next));
+            }
+        }
+        self.observe_lag(&plan.records);
+        if offsets.is_empty() {
+            return;
+        }
+        if let Err(error) = self.source.store_offsets(&offsets) {
+            self.metrics
+                .retries
+                .with_label_values(&["kafka_offsets"])
+                .inc();
+            warn!(%error, "kafka offsets not stored; the checkpoints hold the progress");
+        }
+    }
+
+    /// How old the newest record of each partition is.
+    fn observe_lag(&self, records: &[Admitted]) {
         let mut newest_ms: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-        for record in records {
-            let position = &record.position;
-            let entry = next
-                .entry((position.topic.as_str(), position.partition))
-                .or_insert(position.offset + 1);
-            *entry = (*entry).max(position.offset + 1);
-            if let Some(timestamp) = record.timestamp_ms {
+        for admitted in records {
+            let position = &admitted.record.position;
+            if let Some(timestamp) = admitted.record.timestamp_ms {
                 newest_ms.insert((position.topic.as_str(), position.partition), timestamp);
             }
         }
@@ -328,13 +308,6 @@ impl Pipeline {
                 .with_label_values(&[topic, &partition.to_string()])
                 .set(age);
         }
-        let offsets: Offsets = next
-            .into_iter()
-            .map(|((topic, partition), offset)| (topic.to_owned(), partition, offset))
-            .collect();
-        self.checkpoint
-            .store(&offsets)
-            .map_err(PipelineError::Checkpoint)
     }
 
     fn cache_timer(&self, cache: &str, operation: &str) -> prometheus::HistogramTimer {

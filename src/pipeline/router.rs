@@ -59,6 +59,15 @@ impl Router {
             .unwrap_or(&[])
     }
 
+    /// How many routes (projection definitions) there are.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
     pub fn route(&self, index: usize) -> &Route {
         &self.routes[index]
     }

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::{Adapter, DEFAULT_TTL_SECS, Fixture, assert_between, pause, seconds_left, ttl};
 
+pub use crate::checkpoints::*;
 pub use crate::expiry::*;
 pub use crate::patterns::*;
 

@@ -9,6 +9,7 @@
 //! `flush_all` removes this cache's entries and leaves everything else in the
 //! database alone (never `FLUSHALL`/`FLUSHDB`).
 
+mod checkpoint;
 mod uri;
 mod wire;
 
@@ -24,8 +25,8 @@ pub use uri::{masked_uri, validate_uri};
 use wire::{ArgWriter, ScanPages};
 
 use super::{
-    Cache, CacheError, CacheResult, Connection, Expiry, Projection, RemainingTtl, Ttl, Version,
-    WriteOp, check_page_size, decode_value,
+    Cache, CacheError, CacheResult, Claim, Commit, CommitOutcome, Connection, Expiry, Partition,
+    Projection, RemainingTtl, Ttl, Version, WriteOp, check_page_size, decode_value,
 };
 
 /// `ping` answers `false` after this long without a `PONG`.
@@ -397,6 +398,14 @@ impl Cache for RedisCache {
         // replies, all `OK` or a count, are dropped by reading them as `()`,
         // and an error reply still fails the batch.
         self.query_pipeline(&transaction).await.map_err(unavailable)
+    }
+
+    async fn claim(&self, scope: &str, partitions: &[Partition]) -> CacheResult<Vec<Claim>> {
+        self.claim_partitions(scope, partitions).await
+    }
+
+    async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome> {
+        self.commit_batch(commit).await
     }
 }
 

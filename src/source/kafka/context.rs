@@ -1,5 +1,6 @@
-//! librdkafka callbacks: rebalances (finish the batch in flight, commit, then let
-//! partitions go), statistics (consumer lag), errors (logged, classified).
+//! librdkafka callbacks: rebalances (told to the pipeline in order, on the
+//! delivery queue: a revocation waits until the pipeline finished what it
+//! holds, then commits), statistics (consumer lag), errors (logged).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,22 +12,23 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tracing::{info, warn};
 
+use super::Outbox;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::source::Assignment;
+use crate::source::{Delivery, Partition};
 
 pub struct SourceContext {
-    pub assignment: Arc<Assignment>,
+    pub outbox: Arc<Outbox>,
     pub health: Health,
     pub metrics: Metrics,
     /// How long a revocation waits for the batch in flight before letting go.
     pub drain_timeout: Duration,
 }
 
-fn partitions(list: &TopicPartitionList) -> Vec<(String, i32)> {
+fn partitions(list: &TopicPartitionList) -> Vec<Partition> {
     list.elements()
         .iter()
-        .map(|element| (element.topic().to_owned(), element.partition()))
+        .map(|element| Partition::new(element.topic(), element.partition()))
         .collect()
 }
 
@@ -67,42 +69,46 @@ impl ConsumerContext for SourceContext {
         };
         let revoked = partitions(list);
         self.metrics.rebalances.with_label_values(&["revoke"]).inc();
-        // Wait for the batch in flight: its offsets must be stored before the
-        // commit below, or the next owner would apply its records again.
+        // The pipeline finishes everything queued before this message, then
+        // answers: its offsets are stored before the commit below, so the next
+        // owner finds little to skip. Correctness does not depend on it (the
+        // checkpoints in the caches fence a late writer); a pipeline stuck on an
+        // outage is given up on at the drain timeout.
         let deadline = Instant::now() + self.drain_timeout;
-        let guard = loop {
-            if let Ok(guard) = self.assignment.in_flight.try_lock() {
-                break Some(guard);
-            }
-            if Instant::now() >= deadline {
-                warn!(
-                    partitions = revoked.len(),
-                    "batch in flight did not finish before the drain timeout; revoking anyway"
-                );
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        self.assignment.revoke(revoked.iter().cloned());
+        let (done, finished) = std::sync::mpsc::sync_channel(1);
+        let told = self.outbox.send_by(
+            Delivery::Revoked {
+                partitions: revoked.clone(),
+                done,
+            },
+            deadline,
+        );
+        let drained = told
+            && finished
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .is_ok();
+        if !drained {
+            warn!(
+                partitions = revoked.len(),
+                "the pipeline did not finish before the drain timeout; revoking anyway"
+            );
+        }
         // Another member reports these partitions now; stale lag here would be
         // counted twice by a sum over pods.
-        for (topic, partition) in &revoked {
-            let partition = partition.to_string();
-            let _ = self
-                .metrics
-                .consumer_lag
-                .remove_label_values(&[topic, &partition]);
+        for partition in &revoked {
+            let number = partition.number.to_string();
+            let labels = [partition.topic.as_str(), number.as_str()];
+            let _ = self.metrics.consumer_lag.remove_label_values(&labels);
             let _ = self
                 .metrics
                 .consumer_lag_seconds
-                .remove_label_values(&[topic, &partition]);
+                .remove_label_values(&labels);
         }
         if let Err(error) = super::commit_stored(consumer) {
             warn!(%error, "commit on revocation failed");
         }
         self.health.set_assigned(false);
         self.metrics.consumer_assigned.set(0);
-        drop(guard);
         info!(partitions = ?revoked, "partitions revoked");
     }
 
@@ -113,16 +119,15 @@ impl ConsumerContext for SourceContext {
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
                 // The lag series of an owned partition exist from the assignment on,
                 // before librdkafka's first statistics report.
-                for (topic, partition) in &assigned {
-                    let partition = partition.to_string();
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&[topic, &partition]);
-                    self.metrics
-                        .consumer_lag_seconds
-                        .with_label_values(&[topic, &partition]);
+                for partition in &assigned {
+                    let number = partition.number.to_string();
+                    let labels = [partition.topic.as_str(), number.as_str()];
+                    self.metrics.consumer_lag.with_label_values(&labels);
+                    self.metrics.consumer_lag_seconds.with_label_values(&labels);
                 }
-                self.assignment.assign(assigned.iter().cloned());
+                // The pipeline claims them in every cache and seeks to the
+                // checkpoints before it applies any of their records.
+                self.outbox.send(Delivery::Assigned(assigned.clone()));
                 self.health.set_assigned(true);
                 self.metrics.consumer_assigned.set(1);
                 info!(partitions = ?assigned, "partitions assigned");

@@ -1,16 +1,19 @@
 //! The Kafka adapter: a consumer-group member on a thread of its own that fetches
 //! records, forms batches (up to N records or T milliseconds) and hands them to
-//! the pipeline through a bounded queue; plus the dead-letter producer.
+//! the pipeline through a bounded queue, with the rebalances and seeks between
+//! them ([`Delivery`]); plus the dead-letter producer.
 //!
 //! Offsets: `enable.auto.offset.store=false`, so librdkafka commits only offsets
-//! the pipeline stored via [`Checkpoint`], i.e. after their writes were
+//! the pipeline stored via [`SourceControl`], i.e. after their writes were
 //! acknowledged. Auto-commit ships them periodically; revocation and shutdown
-//! commit synchronously.
+//! commit synchronously. They are Kafka's copy, for lag and tooling: where to
+//! resume is decided by the checkpoints in the caches.
 
 mod context;
 mod dead_letter;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Assignment, Batch, Checkpoint, Fetched, Offsets, SourceError};
+use super::{Delivery, Offsets, Partition, SourceControl, SourceError};
 use crate::config::{KafkaSettings, PipelineSettings};
 use crate::event::{Position, RawRecord};
 use crate::health::Health;
@@ -32,8 +35,10 @@ use crate::metrics::Metrics;
 pub use context::SourceContext;
 pub use dead_letter::KafkaDeadLetters;
 
-/// How long one poll may block, so shutdown and batch deadlines are noticed.
+/// How long one poll may block, so shutdown, seeks and batch deadlines are noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a seek may wait for librdkafka to take it.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(1);
 
 type Consumer_ = BaseConsumer<SourceContext>;
 
@@ -69,26 +74,33 @@ fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
-/// A running consumer: its thread, and the handle the pipeline stores offsets in.
+/// A running consumer: its thread, and the handle the pipeline steers it by.
 pub struct KafkaSource {
     consumer: Arc<Consumer_>,
+    seeks: Arc<Seeks>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl KafkaSource {
     /// Create the consumer, subscribe to `topics` and start fetching on a thread.
-    /// Batches arrive on the returned queue, which holds at most
+    /// Deliveries arrive on the returned queue, which holds at most
     /// `pipeline.queue_batches` of them: when it is full, fetching waits.
     pub fn start(
         kafka: &KafkaSettings,
         pipeline: &PipelineSettings,
         topics: &[String],
-        context: SourceContext,
+        health: Health,
+        metrics: Metrics,
         shutdown: CancellationToken,
-    ) -> Result<(KafkaSource, mpsc::Receiver<Batch>), SourceError> {
-        let assignment = Arc::clone(&context.assignment);
-        let health = context.health.clone();
-        let metrics = context.metrics.clone();
+    ) -> Result<(KafkaSource, mpsc::Receiver<Delivery>), SourceError> {
+        let (sender, receiver) = mpsc::channel(pipeline.queue_batches);
+        let outbox = Arc::new(Outbox::new(sender));
+        let context = SourceContext {
+            outbox: Arc::clone(&outbox),
+            health: health.clone(),
+            metrics: metrics.clone(),
+            drain_timeout: pipeline.drain_timeout,
+        };
         let consumer: Consumer_ = consumer_config(kafka)
             .create_with_context(context)
             .map_err(|error| SourceError::Permanent(format!("kafka consumer: {error}")))?;
@@ -97,16 +109,16 @@ impl KafkaSource {
             .subscribe(&names)
             .map_err(|error| SourceError::Permanent(format!("subscribe to {names:?}: {error}")))?;
         let consumer = Arc::new(consumer);
-        let (sender, receiver) = mpsc::channel(pipeline.queue_batches);
+        let seeks = Arc::new(Seeks::default());
         let fetcher = Fetcher {
             consumer: Arc::clone(&consumer),
-            assignment,
+            outbox,
+            seeks: Arc::clone(&seeks),
             health,
             metrics,
             batch_size: pipeline.batch_size,
             batch_timeout: pipeline.batch_timeout,
             shutdown,
-            sender,
         };
         let thread = std::thread::Builder::new()
             .name("kafka-fetch".to_owned())
@@ -116,15 +128,17 @@ impl KafkaSource {
         Ok((
             KafkaSource {
                 consumer,
+                seeks,
                 thread: Some(thread),
             },
             receiver,
         ))
     }
 
-    pub fn checkpoint(&self) -> Arc<dyn Checkpoint> {
-        Arc::new(KafkaCheckpoint {
+    pub fn control(&self) -> Arc<dyn SourceControl> {
+        Arc::new(KafkaControl {
             consumer: Arc::clone(&self.consumer),
+            seeks: Arc::clone(&self.seeks),
         })
     }
 
@@ -155,47 +169,135 @@ fn commit_stored(consumer: &Consumer_) -> Result<bool, KafkaError> {
     }
 }
 
-struct KafkaCheckpoint {
-    consumer: Arc<Consumer_>,
+/// Seeks the pipeline asked for and the fetch thread has yet to make; the
+/// latest request per partition wins, so this holds at most one per partition.
+#[derive(Default)]
+struct Seeks(Mutex<BTreeMap<Partition, i64>>);
+
+impl Seeks {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Partition, i64>> {
+        // Each update is one insert or a whole take: a poisoned map is consistent.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
-impl Checkpoint for KafkaCheckpoint {
-    fn store(&self, offsets: &Offsets) -> Result<(), SourceError> {
+struct KafkaControl {
+    consumer: Arc<Consumer_>,
+    seeks: Arc<Seeks>,
+}
+
+impl SourceControl for KafkaControl {
+    fn store_offsets(&self, offsets: &Offsets) -> Result<(), SourceError> {
         // `rd_kafka_offsets_store` takes the next offset to read, as `offsets`
         // holds it (`rd_kafka_offset_store`, by contrast, adds one itself).
         let mut list = TopicPartitionList::with_capacity(offsets.len());
         for (topic, partition, next) in offsets {
-            if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*next))
-            {
-                warn!(%error, topic, partition, next, "offset not stored");
+            list.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|error| {
+                    SourceError::Permanent(format!("offset {topic}/{partition}@{next}: {error}"))
+                })?;
+        }
+        // Refused for a partition revoked meanwhile: its next owner resumes from
+        // the cache's checkpoint, so this is worth a warning, never a retry.
+        self.consumer
+            .store_offsets(&list)
+            .map_err(|error| SourceError::Permanent(format!("offsets not stored: {error}")))
+    }
+
+    fn seek(&self, partition: &Partition, offset: i64) {
+        self.seeks.lock().insert(partition.clone(), offset);
+    }
+}
+
+/// The fetch thread's end of the queue, shared with the rebalance callbacks
+/// (which librdkafka runs inside `poll`, on the same thread): the records
+/// gathered so far go out before any rebalance event, so the pipeline sees
+/// everything in the order it happened.
+pub struct Outbox {
+    sender: mpsc::Sender<Delivery>,
+    pending: Mutex<Vec<RawRecord>>,
+}
+
+impl Outbox {
+    pub fn new(sender: mpsc::Sender<Delivery>) -> Outbox {
+        Outbox {
+            sender,
+            pending: Mutex::default(),
+        }
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Vec<RawRecord>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Add a record; returns how many are pending.
+    fn push(&self, record: RawRecord) -> usize {
+        let mut pending = self.pending();
+        pending.push(record);
+        pending.len()
+    }
+
+    /// Send the pending records, waiting while the queue is full; `false` when
+    /// the pipeline is gone.
+    fn flush(&self) -> bool {
+        let records = std::mem::take(&mut *self.pending());
+        records.is_empty()
+            || self
+                .sender
+                .blocking_send(Delivery::Records(records))
+                .is_ok()
+    }
+
+    /// Send `delivery` after the pending records.
+    fn send(&self, delivery: Delivery) -> bool {
+        self.flush() && self.sender.blocking_send(delivery).is_ok()
+    }
+
+    /// Send `delivery` after the pending records, giving up at `deadline` (a
+    /// pipeline stuck on an outage must not hold a rebalance forever).
+    fn send_by(&self, delivery: Delivery, deadline: Instant) -> bool {
+        let records = std::mem::take(&mut *self.pending());
+        if !records.is_empty() && !self.try_send_by(Delivery::Records(records), deadline) {
+            return false;
+        }
+        self.try_send_by(delivery, deadline)
+    }
+
+    fn try_send_by(&self, mut delivery: Delivery, deadline: Instant) -> bool {
+        loop {
+            match self.sender.try_send(delivery) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(mpsc::error::TrySendError::Full(back)) if Instant::now() < deadline => {
+                    delivery = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => return false,
             }
         }
-        if let Err(error) = self.consumer.store_offsets(&list) {
-            // A partition was revoked after its batch was fetched (only past the
-            // drain timeout); its next owner starts from the last commit.
-            warn!(%error, "offsets not stored");
-        }
-        Ok(())
     }
 }
 
 struct Fetcher {
     consumer: Arc<Consumer_>,
-    assignment: Arc<Assignment>,
+    outbox: Arc<Outbox>,
+    seeks: Arc<Seeks>,
     health: Health,
     metrics: Metrics,
     batch_size: usize,
     batch_timeout: Duration,
     shutdown: CancellationToken,
-    sender: mpsc::Sender<Batch>,
 }
 
 impl Fetcher {
     fn run(self) {
-        let mut batch: Batch = Vec::with_capacity(self.batch_size);
         let mut opened = Instant::now();
+        let mut pending = 0;
         while !self.shutdown.is_cancelled() {
-            let wait = if batch.is_empty() {
+            if !self.make_seeks() {
+                return;
+            }
+            let wait = if pending == 0 {
                 POLL_INTERVAL
             } else {
                 self.batch_timeout
@@ -204,37 +306,65 @@ impl Fetcher {
             };
             match self.consumer.poll(wait) {
                 Some(Ok(message)) => {
-                    if batch.is_empty() {
+                    pending = self.outbox.push(to_record(&message));
+                    if pending == 1 {
                         opened = Instant::now();
                     }
-                    let record = to_record(&message);
-                    let epoch = self
-                        .assignment
-                        .epoch(&record.position.topic, record.position.partition)
-                        .unwrap_or(0);
-                    batch.push(Fetched { record, epoch });
                 }
                 Some(Err(error)) => self.log_poll_error(&error),
                 None => {}
             }
             self.health.beat();
-            let full = batch.len() >= self.batch_size;
-            let due = !batch.is_empty() && opened.elapsed() >= self.batch_timeout;
-            if (full || due) && !self.send(&mut batch) {
-                return;
+            let full = pending >= self.batch_size;
+            let due = pending > 0 && opened.elapsed() >= self.batch_timeout;
+            if full || due {
+                if !self.outbox.flush() {
+                    return;
+                }
+                pending = 0;
             }
         }
-        if !batch.is_empty() {
-            self.send(&mut batch);
-        }
+        self.outbox.flush();
         info!("fetching stopped");
     }
 
-    /// Hand the batch over, waiting while the queue is full. `false` when the
-    /// pipeline is gone.
-    fn send(&self, batch: &mut Batch) -> bool {
-        let full = std::mem::replace(batch, Vec::with_capacity(self.batch_size));
-        self.sender.blocking_send(full).is_ok()
+    /// Make the seeks the pipeline asked for, each announced by a
+    /// [`Delivery::Sought`] after the records fetched before it. `false` when
+    /// the pipeline is gone.
+    fn make_seeks(&self) -> bool {
+        let requested = std::mem::take(&mut *self.seeks.lock());
+        for (partition, offset) in requested {
+            let sought = self.consumer.seek(
+                &partition.topic,
+                partition.number,
+                Offset::Offset(offset),
+                SEEK_TIMEOUT,
+            );
+            match sought {
+                Ok(()) => {
+                    info!(%partition, offset, "seeking");
+                    if !self.outbox.send(Delivery::Sought { partition, offset }) {
+                        return false;
+                    }
+                }
+                Err(error) => {
+                    // Not assigned (any more): the next assignment claims afresh.
+                    // Anything else is librdkafka being busy: try again next round.
+                    if self.is_assigned(&partition) {
+                        warn!(%error, %partition, offset, "seek failed; retrying");
+                        self.seeks.lock().entry(partition).or_insert(offset);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn is_assigned(&self, partition: &Partition) -> bool {
+        self.consumer.assignment().is_ok_and(|list| {
+            list.find_partition(&partition.topic, partition.number)
+                .is_some()
+        })
     }
 
     fn log_poll_error(&self, error: &KafkaError) {

@@ -1,0 +1,112 @@
+//! Progress beside the data: what a consumer group has applied to a cache, per
+//! `(topic, partition)`, and the atomic batch write that advances it.
+//!
+//! Each partition's checkpoint holds the next offset to apply and the epoch of
+//! its current owner. A claim ([`crate::cache::Cache::claim`]) gives a fresh,
+//! larger epoch; a [`Commit`] lands only while every epoch it names is still
+//! stored, every partition still stands where the batch starts, and every key
+//! it read is unchanged. The writes and the advance are one atomic step, so a
+//! crash, a retried timeout or a zombie can never apply an event twice.
+//!
+//! Checkpoints live under [`BOOKKEEPING_PREFIX`], which no projection name can
+//! take (names are snake_case) and which carries no `:::`, so the seed's
+//! methods (patterns, `flush_all`) never see them.
+
+use super::{Version, WriteOp};
+
+/// The prefix of every key Projectionist keeps for itself.
+pub const BOOKKEEPING_PREFIX: &str = "@projectionist/";
+
+/// A claim's identity: larger is newer. Redis derives it from its own clock
+/// as well as the stored epoch, so an epoch stays monotonic even when Redis is
+/// rolled back to an older snapshot.
+pub type Epoch = u64;
+
+/// One partition of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition {
+    pub topic: String,
+    pub number: i32,
+}
+
+impl Partition {
+    pub fn new(topic: impl Into<String>, number: i32) -> Partition {
+        Partition {
+            topic: topic.into(),
+            number,
+        }
+    }
+
+    /// The checkpoint's field suffix: topic names cannot hold `/`.
+    pub fn field(&self) -> String {
+        format!("{}/{}", self.topic, self.number)
+    }
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic, self.number)
+    }
+}
+
+/// The key of a scope's checkpoint. `:` is escaped so no group or cache
+/// name can make the key look like a projection's (`:::`).
+pub fn checkpoint_key(scope: &str) -> String {
+    format!(
+        "{BOOKKEEPING_PREFIX}checkpoint/{}",
+        scope.replace(':', "%3A")
+    )
+}
+
+/// What a claim found and took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The new owner's epoch.
+    pub epoch: Epoch,
+    /// The next offset to apply, `None` when this scope never applied the partition.
+    pub next: Option<i64>,
+}
+
+/// How one partition moves in a commit: from `from` (what the checkpoint must
+/// hold; `None`: nothing) to `to`, under `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advance {
+    pub partition: Partition,
+    pub epoch: Epoch,
+    pub from: Option<i64>,
+    pub to: i64,
+}
+
+/// One atomic batch write with its progress.
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    /// Whose progress: consumer group and cache (see [`checkpoint_key`]).
+    pub scope: &'a str,
+    pub advances: &'a [Advance],
+    /// Keys the batch read, with what they held then.
+    pub expected: &'a [(String, Version)],
+    pub writes: &'a [WriteOp],
+}
+
+/// Why a commit wrote nothing, or that it landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Applied,
+    /// A newer owner claimed `advances[index]`'s partition: we are a zombie there.
+    Fenced {
+        index: usize,
+        stored: Epoch,
+    },
+    /// The stored claim is older than ours or gone: the store lost data
+    /// (restarted without it, or rolled back). Claim again.
+    Unclaimed {
+        index: usize,
+    },
+    /// The partition stands elsewhere than `from`, under our own epoch.
+    Moved {
+        index: usize,
+        stored: Option<i64>,
+    },
+    /// A key the batch read changed meanwhile (another partition's writer).
+    Conflict,
+}

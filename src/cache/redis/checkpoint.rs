@@ -1,0 +1,217 @@
+//! Checkpoints on Redis: one hash per scope (see [`checkpoint_key`]) with two
+//! fields per partition, `e/{topic}/{partition}` (the owner's epoch) and
+//! `n/{topic}/{partition}` (the next offset to apply). Claims and commits are
+//! Lua scripts, so each runs atomically with the writes it guards.
+
+use redis::Value as Reply;
+
+use super::wire::ArgWriter;
+use super::{RedisCache, unavailable};
+use crate::cache::{
+    CacheError, CacheResult, Claim, Commit, CommitOutcome, Partition, WriteOp, checkpoint_key,
+};
+
+/// `KEYS[1]`: the checkpoint hash. `ARGV`: partition fields. Each partition
+/// gets an epoch above both its stored one and Redis's clock in microseconds,
+/// so epochs keep growing even after Redis is rolled back to an older
+/// snapshot. Returns, per partition, the epoch and the stored next offset
+/// (`""` when none).
+const CLAIM_SCRIPT: &str = r#"
+local now = redis.call('TIME')
+local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local claims = {}
+for i = 1, #ARGV do
+  local stored = tonumber(redis.call('HGET', KEYS[1], 'e/' .. ARGV[i]) or '0')
+  local epoch = math.max(stored + 1, clock)
+  local text = string.format('%d', epoch)
+  redis.call('HSET', KEYS[1], 'e/' .. ARGV[i], text)
+  claims[#claims + 1] = text
+  claims[#claims + 1] = redis.call('HGET', KEYS[1], 'n/' .. ARGV[i]) or ''
+end
+return claims
+"#;
+
+/// `KEYS`: the checkpoint hash, the checked keys, the written keys. `ARGV[1]`:
+/// how many partitions advance; then per partition its field, epoch, expected
+/// next offset (`""`: none stored) and new next offset; then one byte per
+/// checked key ('1' held a value when read, '0' absent) followed by the text
+/// each held; then per written key its JSON ("" deletes) and TTL in ms (0:
+/// none). Returns `{0}` applied, `{1, i, epoch}` fenced by a newer owner of
+/// partition i (0-based), `{2, i}` partition i unclaimed (or claimed by an older
+/// epoch: the store lost our claim), `{3, i, next}` partition i moved, `{4}` a
+/// checked key changed. Nothing is written unless it returns `{0}`.
+const COMMIT_SCRIPT: &str = r#"
+local checkpoint = KEYS[1]
+local advances = tonumber(ARGV[1])
+for i = 0, advances - 1 do
+  local at = 2 + 4 * i
+  local field, epoch, from = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  local owner = redis.call('HGET', checkpoint, 'e/' .. field)
+  if owner ~= epoch then
+    if owner and tonumber(owner) > tonumber(epoch) then return {1, i, owner} end
+    return {2, i}
+  end
+  local next = redis.call('HGET', checkpoint, 'n/' .. field) or ''
+  if next ~= from then return {3, i, next} end
+end
+local base = 2 + 4 * advances
+local present = ARGV[base]
+local checked = #present
+for i = 1, checked do
+  local current = redis.call('GET', KEYS[1 + i])
+  if string.byte(present, i) == 49 then
+    if current ~= ARGV[base + i] then return {4} end
+  elseif current then
+    return {4}
+  end
+end
+local values = base + checked
+for i = checked + 1, #KEYS - 1 do
+  local at = values + 2 * (i - checked) - 1
+  local value, ttl = ARGV[at], ARGV[at + 1]
+  if value == '' then
+    redis.call('UNLINK', KEYS[1 + i])
+  elseif ttl == '0' then
+    redis.call('SET', KEYS[1 + i], value)
+  else
+    redis.call('SET', KEYS[1 + i], value, 'PX', ttl)
+  end
+end
+for i = 0, advances - 1 do
+  local at = 2 + 4 * i
+  redis.call('HSET', checkpoint, 'n/' .. ARGV[at], ARGV[at + 3])
+end
+return {0}
+"#;
+
+impl RedisCache {
+    pub(super) async fn claim_partitions(
+        &self,
+        scope: &str,
+        partitions: &[Partition],
+    ) -> CacheResult<Vec<Claim>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut command = redis::cmd("EVAL");
+        command.arg(CLAIM_SCRIPT).arg(1).arg(checkpoint_key(scope));
+        for partition in partitions {
+            command.arg(partition.field());
+        }
+        let reply: Vec<String> = self.query(&command).await.map_err(unavailable)?;
+        let claims: Option<Vec<Claim>> = reply
+            .chunks(2)
+            .map(|pair| {
+                Some(Claim {
+                    epoch: pair.first()?.parse().ok()?,
+                    next: parse_next(pair.get(1)?)?,
+                })
+            })
+            .collect();
+        match claims {
+            Some(claims) if claims.len() == partitions.len() => Ok(claims),
+            _ => Err(foreign_checkpoint(scope, format!("{reply:?}"))),
+        }
+    }
+
+    pub(super) async fn commit_batch(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome> {
+        if commit.advances.is_empty() && commit.writes.is_empty() {
+            return Ok(CommitOutcome::Applied);
+        }
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(COMMIT_SCRIPT)
+            .arg(1 + commit.expected.len() + commit.writes.len())
+            .arg(checkpoint_key(commit.scope));
+        let mut args = ArgWriter::default();
+        for (key, _) in commit.expected {
+            command.arg(key);
+        }
+        for op in commit.writes {
+            match op {
+                WriteOp::Upsert { projection, .. } => command.arg(args.key(projection)),
+                WriteOp::Delete { key } => command.arg(key),
+            };
+        }
+        command.arg(commit.advances.len());
+        for advance in commit.advances {
+            command
+                .arg(advance.partition.field())
+                .arg(advance.epoch)
+                .arg(
+                    advance
+                        .from
+                        .map(|from| from.to_string())
+                        .unwrap_or_default(),
+                )
+                .arg(advance.to);
+        }
+        let present: String = commit
+            .expected
+            .iter()
+            .map(|(_, version)| if version.is_some() { '1' } else { '0' })
+            .collect();
+        command.arg(present);
+        for (_, version) in commit.expected {
+            command.arg(version.as_deref().unwrap_or_default());
+        }
+        for op in commit.writes {
+            match op {
+                WriteOp::Upsert { projection, expiry } => {
+                    // 0 = no expiry: a plain SET also clears an old TTL.
+                    let millis = self.ttl_millis(*expiry).unwrap_or(0);
+                    command.arg(args.json(projection.value())).arg(millis);
+                }
+                // A JSON object is never empty text, so "" means delete.
+                WriteOp::Delete { .. } => {
+                    command.arg("").arg(0);
+                }
+            }
+        }
+        let reply: Vec<Reply> = self.query(&command).await.map_err(unavailable)?;
+        outcome(&reply).ok_or_else(|| foreign_checkpoint(commit.scope, format!("{reply:?}")))
+    }
+}
+
+/// A stored next offset: `""` for none.
+fn parse_next(text: &str) -> Option<Option<i64>> {
+    if text.is_empty() {
+        return Some(None);
+    }
+    text.parse().ok().map(Some)
+}
+
+fn outcome(reply: &[Reply]) -> Option<CommitOutcome> {
+    let number = |at: usize| match reply.get(at)? {
+        Reply::Int(number) => Some(*number),
+        Reply::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+        _ => None,
+    };
+    let text = |at: usize| match reply.get(at)? {
+        Reply::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+        _ => None,
+    };
+    let index = || usize::try_from(number(1)?).ok();
+    Some(match number(0)? {
+        0 => CommitOutcome::Applied,
+        1 => CommitOutcome::Fenced {
+            index: index()?,
+            stored: text(2)?.parse().ok()?,
+        },
+        2 => CommitOutcome::Unclaimed { index: index()? },
+        3 => CommitOutcome::Moved {
+            index: index()?,
+            stored: parse_next(text(2)?)?,
+        },
+        4 => CommitOutcome::Conflict,
+        _ => return None,
+    })
+}
+
+/// The checkpoint hash holds something no claim or commit of ours wrote.
+fn foreign_checkpoint(scope: &str, reply: String) -> CacheError {
+    CacheError::CorruptValue {
+        key: checkpoint_key(scope),
+        reason: format!("not a checkpoint this version understands: {reply}"),
+    }
+}

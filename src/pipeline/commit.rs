@@ -1,0 +1,286 @@
+//! One cache's share of a chunk, to the end: take its share, load the keys,
+//! fold, dead-letter what failed, then commit the writes and the checkpoint
+//! in one atomic step. A commit the cache refuses says why, and the share is
+//! taken again from what the cache holds: another writer changed a shared key
+//! (fold again), a retried commit had landed after all (done), the checkpoint
+//! moved or was lost (resume from it), or a newer owner took the partition
+//! (stop writing it).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::Value;
+use tracing::debug;
+
+use super::fold::{Folded, Work, Write, fold};
+use super::plan::Plan;
+use super::positions::Span;
+use super::{Pipeline, PipelineError};
+use crate::cache::{
+    Advance, CacheError, Commit, CommitOutcome, Partition, Projection, Version, WriteOp, split_key,
+};
+
+/// Loaded states, their versions, and the keys whose stored value is unreadable.
+type Loaded = (
+    HashMap<String, Option<Value>>,
+    HashMap<String, Version>,
+    HashMap<String, String>,
+);
+
+/// A cache's share of a chunk: per partition the span it moves over, and the
+/// work on the records in those spans.
+struct Share {
+    spans: Vec<(Partition, Span)>,
+    work: Vec<Work>,
+}
+
+/// Failures already reported in this chunk, by (event, route), so folding again
+/// never letters or counts one twice.
+pub(super) type Reported = HashSet<(usize, usize)>;
+
+impl Pipeline {
+    /// Apply cache `cache`'s share of `plan`; returns once it is committed (or
+    /// nothing of it is ours to write any more).
+    pub(super) async fn commit_cache(
+        &mut self,
+        plan: &Plan,
+        cache: usize,
+        reported: &mut Reported,
+    ) -> Result<(), PipelineError> {
+        let mut conflicts: u32 = 0;
+        loop {
+            let Share { spans, mut work } = self.share(plan, cache, reported);
+            if spans.is_empty() {
+                return Ok(());
+            }
+            let (states, versions, corrupt) = self.load(cache, &work).await?;
+            if !corrupt.is_empty() {
+                self.letter_corrupt(plan, &mut work, &corrupt, reported)
+                    .await?;
+            }
+            let folded = fold(&self.router, &plan.events, &work, states);
+            self.letter_refusals(plan, &folded, reported).await?;
+            let advances: Vec<Advance> = spans
+                .iter()
+                .map(|(partition, span)| Advance {
+                    partition: partition.clone(),
+                    epoch: span.epoch,
+                    from: span.from,
+                    to: span.to,
+                })
+                .collect();
+            let (writes, expected) = write_ops(self, &folded, &versions);
+            let slot = &self.caches[cache];
+            let commit = Commit {
+                scope: &slot.scope,
+                advances: &advances,
+                expected: &expected,
+                writes: &writes,
+            };
+            let timer = self.cache_timer(&slot.name, "commit");
+            let outcome = self.retry.run("cache", || slot.cache.commit(commit)).await;
+            timer.observe_duration();
+            let outcome = outcome.map_err(|error| self.cache_error(cache, error))?;
+            match outcome {
+                CommitOutcome::Applied => {}
+                // Under our own epoch only we move the checkpoint: an earlier
+                // attempt that timed out landed after all.
+                CommitOutcome::Moved { index, stored } if stored == Some(advances[index].to) => {}
+                CommitOutcome::Moved { index, stored } => {
+                    let partition = &advances[index].partition;
+                    let claim = crate::cache::Claim {
+                        epoch: advances[index].epoch,
+                        next: stored,
+                    };
+                    self.positions.reposition(cache, partition, claim);
+                    continue;
+                }
+                CommitOutcome::Unclaimed { index } => {
+                    self.reclaim(cache, &advances[index].partition).await?;
+                    continue;
+                }
+                CommitOutcome::Fenced { index, .. } => {
+                    self.positions.fence(&advances[index].partition);
+                    continue;
+                }
+                CommitOutcome::Conflict => {
+                    conflicts += 1;
+                    self.metrics.retries.with_label_values(&["conflict"]).inc();
+                    debug!(conflicts, cache = %self.caches[cache].name, "a shared key changed since it was loaded; folding again");
+                    let pause = Duration::from_millis(u64::from(conflicts.min(20)) * 5);
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            }
+            for advance in &advances {
+                self.positions
+                    .advanced(cache, &advance.partition, advance.to);
+            }
+            self.count_writes(&writes);
+            self.count_outcomes(&folded);
+            self.observe_freshness(&folded);
+            return Ok(());
+        }
+    }
+
+    /// The cache's spans over the chunk's partitions it consumes, and the work
+    /// on their records that has not failed already.
+    fn share(&mut self, plan: &Plan, cache: usize, reported: &Reported) -> Share {
+        let mut spans = Vec::new();
+        let mut firsts: HashMap<&Partition, i64> = HashMap::new();
+        for (partition, indexes) in &plan.partitions {
+            if !self.caches[cache].topics.contains(&partition.topic) {
+                continue;
+            }
+            let records: Vec<_> = indexes.iter().map(|&index| &plan.records[index]).collect();
+            if let Some(span) =
+                self.positions
+                    .span(cache, partition, &records, self.source.as_ref())
+            {
+                firsts.insert(partition, span.first);
+                spans.push((partition.clone(), span));
+            }
+        }
+        let work = plan
+            .work
+            .iter()
+            .filter(|item| self.route_cache[item.route] == cache)
+            .filter(|item| !reported.contains(&(item.event, item.route)))
+            .filter(|item| {
+                let record = &plan.record_of(item.event).record.position;
+                let partition = Partition::new(record.topic.as_str(), record.partition);
+                firsts
+                    .get(&partition)
+                    .is_some_and(|first| record.offset >= *first)
+            })
+            .cloned()
+            .collect();
+        Share { spans, work }
+    }
+
+    /// Claim a partition again in one cache, after the cache lost our claim.
+    async fn reclaim(&mut self, cache: usize, partition: &Partition) -> Result<(), PipelineError> {
+        let slot = &self.caches[cache];
+        let partitions = std::slice::from_ref(partition);
+        let claims = self
+            .retry
+            .run("cache", || slot.cache.claim(&slot.scope, partitions))
+            .await
+            .map_err(|error| self.cache_error(cache, error))?;
+        if let Some(claim) = claims.first() {
+            self.positions.reposition(cache, partition, *claim);
+        }
+        Ok(())
+    }
+
+    /// Load the current state of every key `work` touches.
+    async fn load(&self, cache: usize, work: &[Work]) -> Result<Loaded, PipelineError> {
+        let mut seen = HashSet::new();
+        let keys: Vec<String> = work
+            .iter()
+            .filter(|item| seen.insert(item.key.as_str()))
+            .map(|item| item.key.clone())
+            .collect();
+        let slot = &self.caches[cache];
+        let mut states = HashMap::with_capacity(keys.len());
+        let mut versions = HashMap::with_capacity(keys.len());
+        let mut corrupt = HashMap::new();
+        if keys.is_empty() {
+            return Ok((states, versions, corrupt));
+        }
+        let timer = self.cache_timer(&slot.name, "get_many");
+        let loaded = self
+            .retry
+            .run("cache", || slot.cache.get_many_versioned(&keys))
+            .await;
+        timer.observe_duration();
+        let found = match loaded {
+            Ok(found) => keys.into_iter().zip(found).collect::<Vec<_>>(),
+            Err(CacheError::CorruptValue { .. }) => {
+                // One bad value spoils a multi-get: find which keys, one by one.
+                let mut found = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let single = std::slice::from_ref(&key);
+                    match self
+                        .retry
+                        .run("cache", || slot.cache.get_many_versioned(single))
+                        .await
+                    {
+                        Ok(mut one) => found.push((key, one.pop().unwrap_or((None, None)))),
+                        Err(error @ CacheError::CorruptValue { .. }) => {
+                            corrupt.insert(key, error.to_string());
+                        }
+                        Err(error) => return Err(self.cache_error(cache, error)),
+                    }
+                }
+                found
+            }
+            Err(error) => return Err(self.cache_error(cache, error)),
+        };
+        for (key, (projection, version)) in found {
+            states.insert(key.clone(), projection.map(Projection::into_value));
+            versions.insert(key, version);
+        }
+        Ok((states, versions, corrupt))
+    }
+
+    pub(super) fn cache_error(&self, cache: usize, error: CacheError) -> PipelineError {
+        PipelineError::Cache {
+            cache: self.caches[cache].name.clone(),
+            error,
+        }
+    }
+
+    /// Cache writes, counted per label once a commit: a labelled counter is a
+    /// locked lookup.
+    fn count_writes(&self, writes: &[WriteOp]) {
+        let mut written: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for op in writes {
+            let label = match op {
+                WriteOp::Upsert { projection, .. } => (projection.name(), "upsert"),
+                WriteOp::Delete { key } => (
+                    split_key(key).map_or(key.as_str(), |(name, _)| name),
+                    "delete",
+                ),
+            };
+            *written.entry(label).or_default() += 1;
+        }
+        for ((projection, operation), count) in written {
+            self.metrics
+                .cache_writes
+                .with_label_values(&[projection, operation])
+                .inc_by(count);
+        }
+    }
+}
+
+/// The folded states as cache writes, and the version each written key must
+/// still hold for them to land.
+fn write_ops(
+    pipeline: &Pipeline,
+    folded: &Folded,
+    versions: &HashMap<String, Version>,
+) -> (Vec<WriteOp>, Vec<(String, Version)>) {
+    let mut writes = Vec::with_capacity(folded.writes.len());
+    let mut expected = Vec::with_capacity(folded.writes.len());
+    for Write {
+        route, key, state, ..
+    } in &folded.writes
+    {
+        let definition = &pipeline.router.route(*route).definition;
+        let op = match state {
+            Some(value) => {
+                let projection = Projection::from_key(key, value.clone())
+                    .expect("names are validated at load and the fold keeps only objects");
+                WriteOp::Upsert {
+                    projection,
+                    expiry: definition.expiry,
+                }
+            }
+            None => WriteOp::Delete { key: key.clone() },
+        };
+        writes.push(op);
+        expected.push((key.clone(), versions.get(key).cloned().unwrap_or(None)));
+    }
+    (writes, expected)
+}

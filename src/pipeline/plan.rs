@@ -1,0 +1,108 @@
+//! The first step of a chunk: decode every admitted record, route each event
+//! to the projections it feeds and name the key each one touches. Records that
+//! cannot be decoded or keyed become dead letters here.
+
+use std::collections::BTreeMap;
+
+use super::Pipeline;
+use super::fold::Work;
+use super::positions::Admitted;
+use crate::cache::{KEY_SEPARATOR, Partition};
+use crate::event::{Event, decode};
+use crate::metrics::NO_PROJECTION;
+use crate::source::DeadLetter;
+
+/// A chunk's records, decoded and routed.
+pub struct Plan {
+    pub records: Vec<Admitted>,
+    /// The decoded events, and for each the index of its record.
+    pub events: Vec<Event>,
+    pub sources: Vec<usize>,
+    /// Every (event, projection) application, in record order.
+    pub work: Vec<Work>,
+    /// Records that failed before any projection ran.
+    pub letters: Vec<DeadLetter>,
+    /// Each partition's admitted records (indexes into `records`), in order.
+    pub partitions: BTreeMap<Partition, Vec<usize>>,
+}
+
+impl Plan {
+    /// The record an event (by index) came from.
+    pub fn record_of(&self, event: usize) -> &Admitted {
+        &self.records[self.sources[event]]
+    }
+}
+
+impl Pipeline {
+    pub(super) fn plan(&self, records: Vec<Admitted>) -> Plan {
+        let mut plan = Plan {
+            events: Vec::with_capacity(records.len()),
+            sources: Vec::with_capacity(records.len()),
+            work: Vec::new(),
+            letters: Vec::new(),
+            partitions: BTreeMap::new(),
+            records: Vec::new(),
+        };
+        self.count_consumed(&records);
+        for (index, admitted) in records.iter().enumerate() {
+            let record = &admitted.record;
+            let position = &record.position;
+            plan.partitions
+                .entry(Partition::new(position.topic.as_str(), position.partition))
+                .or_default()
+                .push(index);
+            let event = match decode(record, &self.envelope) {
+                Ok(event) => event,
+                Err(error) => {
+                    let letter = self.failure(record, None, error.reason(), error.to_string());
+                    plan.letters.push(letter);
+                    continue;
+                }
+            };
+            let routes = self.router.routes_for(&position.topic, &event.event_type);
+            if routes.is_empty() {
+                self.metrics
+                    .events_skipped
+                    .with_label_values(&[NO_PROJECTION, "unrouted_type"])
+                    .inc();
+                continue;
+            }
+            for &route in routes {
+                let definition = &self.router.route(route).definition;
+                match definition.identifier.render(&event) {
+                    Ok(identifier) => plan.work.push(Work {
+                        event: plan.events.len(),
+                        route,
+                        key: format!("{}{KEY_SEPARATOR}{identifier}", definition.name),
+                    }),
+                    Err(error) => plan.letters.push(self.failure(
+                        record,
+                        Some(&definition.name),
+                        "missing_identifier",
+                        error,
+                    )),
+                }
+            }
+            plan.events.push(event);
+            plan.sources.push(index);
+        }
+        plan.records = records;
+        plan
+    }
+
+    /// Counted per topic once a chunk: a labelled counter is a locked lookup.
+    fn count_consumed(&self, records: &[Admitted]) {
+        let mut consumed: BTreeMap<&str, u64> = BTreeMap::new();
+        for admitted in records {
+            *consumed
+                .entry(admitted.record.position.topic.as_str())
+                .or_default() += 1;
+        }
+        for (topic, count) in consumed {
+            self.metrics
+                .events_consumed
+                .with_label_values(&[topic])
+                .inc_by(count);
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Where every owned partition stands: the stream the consumer delivers (the
+//! offset expected next, a seek under way) and, per cache, the owner's epoch
+//! and the next offset that cache has applied.
+//!
+//! Invariants: a record is admitted once, in offset order, with no hole
+//! before it that the log still holds; a cache is handed a partition's records
+//! only from its own next offset on, so nothing it applied is applied again.
+//! Anything else (a redelivery, a record fetched before a seek, a gap) is
+//! dropped here and, where records are missing, read again by a seek.
+
+use std::collections::HashMap;
+
+use tracing::{error, warn};
+
+use crate::cache::{Claim, Epoch, Partition};
+use crate::event::RawRecord;
+use crate::metrics::Metrics;
+use crate::source::SourceControl;
+
+/// How the source delivers records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positioning {
+    /// A broker: records may be redelivered or skipped (rebalances, broker
+    /// faults), and a partition can be read again from any offset by a seek.
+    Seek,
+    /// A file: every record once, in order, from the start. A jump in offsets
+    /// is a record that does not exist, and nothing is ever sought.
+    InOrder,
+}
+
+/// An admitted record, and the first offset it accounts for: past a gap the
+/// log does not hold (compaction, transaction markers), `from` is below the
+/// record's own offset.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub record: RawRecord,
+    pub from: i64,
+}
+
+impl Admitted {
+    pub fn offset(&self) -> i64 {
+        self.record.position.offset
+    }
+}
+
+/// What one cache has applied of one partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied {
+    pub epoch: Epoch,
+    /// The next offset to apply; `None` until the first record it sees anchors it.
+    pub next: Option<i64>,
+}
+
+/// Why a partition's records are dropped until it is assigned again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Halt {
+    /// A newer owner claimed it in a cache: we are a zombie there.
+    Fenced,
+    /// The log no longer holds the checkpoint's offset (topic recreated or
+    /// truncated): resuming anywhere would skip or re-apply events.
+    Reset,
+}
+
+#[derive(Debug)]
+struct Stream {
+    partition: Partition,
+    /// The offset the next record should have; `None` until the first one.
+    expected: Option<i64>,
+    /// A seek asked for and not yet made: records until then are stale.
+    seeking: Option<i64>,
+    /// The next record is the first after a seek.
+    after_seek: bool,
+    halted: Option<Halt>,
+    /// Per cache, in the pipeline's cache order.
+    caches: Vec<Applied>,
+}
+
+/// A cache's share of one partition in one chunk: its records from `first`
+/// on, moving the checkpoint from `from` to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub epoch: Epoch,
+    pub from: Option<i64>,
+    pub first: i64,
+    pub to: i64,
+}
+
+/// Every owned partition's stream, by topic then partition (nested so a
+/// lookup by `&str` allocates nothing: it runs for every record).
+pub struct Positions {
+    positioning: Positioning,
+    topics: HashMap<String, HashMap<i32, Stream>>,
+}
+
+impl Positions {
+    pub fn new(positioning: Positioning) -> Positions {
+        Positions {
+            positioning,
+            topics: HashMap::new(),
+        }
+    }
+
+    fn stream(&mut self, partition: &Partition) -> Option<&mut Stream> {
+        self.topics
+            .get_mut(&partition.topic)
+            .and_then(|streams| streams.get_mut(&partition.number))
+    }
+
+    /// Take a partition over with each cache's claim: seek to the lowest
+    /// checkpoint, so every cache finds its next record.
+    pub fn assign(&mut self, partition: Partition, claims: &[Claim], source: &dyn SourceControl) {
+        let lowest = claims.iter().filter_map(|claim| claim.next).min();
+        let seeking = lowest.filter(|_| self.positioning == Positioning::Seek);
+        if let Some(offset) = seeking {
+            source.seek(&partition, offset);
+        }
+        let stream = Stream {
+            partition: partition.clone(),
+            expected: None,
+            seeking,
+            after_seek: false,
+            halted: None,
+            caches: claims
+                .iter()
+                .map(|claim| Applied {
+                    epoch: claim.epoch,
+                    next: claim.next,
+                })
+                .collect(),
+        };
+        self.topics
+            .entry(partition.topic)
+            .or_default()
+            .insert(partition.number, stream);
+    }
+
+    pub fn revoke(&mut self, partition: &Partition) {
+        if let Some(streams) = self.topics.get_mut(&partition.topic) {
+            streams.remove(&partition.number);
+        }
+    }
+
+    /// The consumer made a seek: the partition's records start at `offset` now.
+    pub fn sought(&mut self, partition: &Partition, offset: i64) {
+        let Some(stream) = self.stream(partition) else {
+            return;
+        };
+        // An earlier seek's marker, overtaken by a later request: keep waiting.
+        if stream.seeking != Some(offset) {
+            return;
+        }
+        stream.seeking = None;
+        stream.expected = Some(offset);
+        stream.after_seek = true;
+    }
+
+    /// Keep the records to apply, in order; drop redeliveries and stale
+    /// records, and seek back over a gap.
+    pub fn admit(
+        &mut self,
+        records: Vec<RawRecord>,
+        source: &dyn SourceControl,
+        metrics: &Metrics,
+    ) -> Vec<Admitted> {
+        let positioning = self.positioning;
+        let mut admitted = Vec::with_capacity(records.len());
+        let mut dropped: HashMap<&'static str, u64> = HashMap::new();
+        for record in records {
+            let position = &record.position;
+            let Some(stream) = self
+                .topics
+                .get_mut(position.topic.as_str())
+                .and_then(|streams| streams.get_mut(&position.partition))
+            else {
+                *dropped.entry("not_assigned").or_default() += 1;
+                continue;
+            };
+            let verdict = stream.judge(position.offset, positioning);
+            match verdict {
+                Verdict::Admit { from } => admitted.push(Admitted { record, from }),
+                Verdict::Drop(reason) => *dropped.entry(reason).or_default() += 1,
+                Verdict::Gap { expected } => {
+                    warn!(partition = %stream.partition, expected, offset = position.offset, "records missing; reading them again");
+                    metrics.partition_gaps.inc();
+                    stream.rewind(expected, source);
+                    *dropped.entry("gap").or_default() += 1;
+                }
+                Verdict::Reset { sought } => {
+                    error!(
+                        partition = %stream.partition,
+                        checkpoint = sought,
+                        offset = position.offset,
+                        "the log no longer holds the checkpoint's offset (topic recreated or truncated); \
+                         the partition is halted: nothing is skipped or applied twice until an operator \
+                         removes its checkpoint"
+                    );
+                    metrics
+                        .partition_resets
+                        .with_label_values(&[stream.partition.topic.as_str()])
+                        .inc();
+                    stream.halted = Some(Halt::Reset);
+                    *dropped.entry("halted").or_default() += 1;
+                }
+            }
+        }
+        for (reason, count) in dropped {
+            metrics
+                .records_dropped
+                .with_label_values(&[reason])
+                .inc_by(count);
+        }
+        admitted
+    }
+
+    /// Cache `cache`'s share of a partition whose admitted records in this
+    /// chunk run from `first` to `last` (in order): `None` when it has nothing
+    /// to apply there, or when its next record is missing (then the stream is
+    /// sought back to it).
+    pub fn span(
+        &mut self,
+        cache: usize,
+        partition: &Partition,
+        records: &[&Admitted],
+        source: &dyn SourceControl,
+    ) -> Option<Span> {
+        let positioning = self.positioning;
+        let stream = self.stream(partition)?;
+        if stream.halted.is_some() {
+            return None;
+        }
+        let applied = stream.caches[cache];
+        let last = records.last()?;
+        let first = match applied.next {
+            None => records.first()?,
+            Some(next) => *records.iter().find(|record| record.offset() >= next)?,
+        };
+        if let Some(next) = applied.next
+            && first.from > next
+            && positioning == Positioning::Seek
+        {
+            // Applied up to `next`, and the stream holds only later records:
+            // read the partition again from there (the other caches skip).
+            stream.rewind(next, source);
+            return None;
+        }
+        Some(Span {
+            epoch: applied.epoch,
+            from: applied.next,
+            first: first.offset(),
+            to: last.offset() + 1,
+        })
+    }
+
+    /// The cache's commit landed: it has applied up to `to`.
+    pub fn advanced(&mut self, cache: usize, partition: &Partition, to: i64) {
+        if let Some(stream) = self.stream(partition) {
+            stream.caches[cache].next = Some(to);
+        }
+    }
+
+    /// The cache's checkpoint says something else than we thought (our claim
+    /// was renewed, or the store went back in time): believe the store.
+    pub fn reposition(&mut self, cache: usize, partition: &Partition, claim: Claim) {
+        if let Some(stream) = self.stream(partition) {
+            warn!(%partition, epoch = claim.epoch, next = ?claim.next, "checkpoint moved under us; resuming from it");
+            stream.caches[cache] = Applied {
+                epoch: claim.epoch,
+                next: claim.next,
+            };
+        }
+    }
+
+    /// A newer owner claimed the partition: drop its records until Kafka
+    /// assigns it to us again.
+    pub fn fence(&mut self, partition: &Partition) {
+        if let Some(stream) = self.stream(partition) {
+            warn!(%partition, "another consumer owns this partition now; writing nothing more to it");
+            stream.halted = Some(Halt::Fenced);
+        }
+    }
+
+    /// The next offset a cache applies of a partition; `None` when unknown
+    /// or the partition is halted.
+    pub fn next(&mut self, cache: usize, partition: &Partition) -> Option<i64> {
+        let stream = self.stream(partition)?;
+        if stream.halted.is_some() {
+            return None;
+        }
+        stream.caches[cache].next
+    }
+}
+
+enum Verdict {
+    Admit { from: i64 },
+    Drop(&'static str),
+    Gap { expected: i64 },
+    Reset { sought: i64 },
+}
+
+impl Stream {
+    fn judge(&mut self, offset: i64, positioning: Positioning) -> Verdict {
+        if self.halted.is_some() {
+            return Verdict::Drop("halted");
+        }
+        if self.seeking.is_some() {
+            return Verdict::Drop("fetched_before_seek");
+        }
+        let after_seek = std::mem::take(&mut self.after_seek);
+        let from = match self.expected {
+            None => offset,
+            Some(expected) if offset == expected => offset,
+            Some(expected) if offset < expected => {
+                return if after_seek {
+                    Verdict::Reset { sought: expected }
+                } else {
+                    Verdict::Drop("redelivered")
+                };
+            }
+            // Past a hole: right after a seek (or from a file) the log simply
+            // holds nothing in between; otherwise the broker skipped records.
+            Some(expected) if after_seek || positioning == Positioning::InOrder => expected,
+            Some(expected) => return Verdict::Gap { expected },
+        };
+        self.expected = Some(offset + 1);
+        Verdict::Admit { from }
+    }
+
+    /// Read the partition again from `offset` (the lowest asked for wins).
+    fn rewind(&mut self, offset: i64, source: &dyn SourceControl) {
+        let target = self.seeking.map_or(offset, |seeking| seeking.min(offset));
+        self.seeking = Some(target);
+        self.after_seek = false;
+        source.seek(&self.partition, target);
+    }
+}
