@@ -1,0 +1,195 @@
+//! Exactly once, in process: a broker's redeliveries, gaps and resets, a
+//! write that lands after its reply was lost, a restart, and a zombie, each
+//! against the real memory cache's checkpoints. Every record is one unit of
+//! `sku-x` on `shop.inventory/0`, so the stored count is how often events
+//! applied.
+
+use projectionist::cache::Partition;
+use projectionist::metrics::Metrics;
+use projectionist::pipeline::Positioning;
+use projectionist::source::Delivery;
+
+use super::harness::*;
+
+fn inventory() -> Partition {
+    Partition::new("shop.inventory", 0)
+}
+
+/// A rig reading from a broker, every partition sought to its checkpoint (0:
+/// the memory cache starts every partition from the beginning).
+async fn broker_rig() -> Rig {
+    let mut rig = rig_reading(0, 0, Positioning::Seek).await;
+    for partition in assigned_partitions() {
+        rig.pipeline
+            .deliver(Delivery::Sought {
+                partition,
+                offset: 0,
+            })
+            .await
+            .unwrap();
+    }
+    rig
+}
+
+fn log(rig: &Rig) -> Vec<String> {
+    rig.log.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn records_delivered_again_apply_once() {
+    let mut rig = broker_rig().await;
+    rig.pipeline.process(stock(0..50)).await.unwrap();
+    rig.pipeline.process(stock(0..50)).await.unwrap();
+    rig.pipeline.process(stock(40..60)).await.unwrap();
+    assert_eq!(units(rig.cache.as_ref()).await, 60);
+    let metrics = rig.metrics.render();
+    assert!(
+        metrics.contains("projectionist_records_dropped_total{reason=\"redelivered\"} 60"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_gap_is_read_again_not_skipped() {
+    let mut rig = broker_rig().await;
+    rig.pipeline.process(stock(0..6)).await.unwrap();
+    // The broker skipped 6 and 7.
+    rig.pipeline.process(stock(8..12)).await.unwrap();
+    assert_eq!(units(rig.cache.as_ref()).await, 6);
+    assert!(log(&rig).contains(&"seek shop.inventory/0=6".to_owned()));
+    // Fetched before the seek took effect: still stale.
+    rig.pipeline.process(stock(12..14)).await.unwrap();
+    rig.pipeline
+        .deliver(Delivery::Sought {
+            partition: inventory(),
+            offset: 6,
+        })
+        .await
+        .unwrap();
+    rig.pipeline.process(stock(6..14)).await.unwrap();
+    assert_eq!(units(rig.cache.as_ref()).await, 14);
+}
+
+#[tokio::test]
+async fn a_hole_right_after_a_seek_is_offsets_the_log_does_not_hold() {
+    let mut rig = broker_rig().await;
+    rig.pipeline.process(stock(0..3)).await.unwrap();
+    rig.pipeline.process(stock(5..6)).await.unwrap();
+    rig.pipeline
+        .deliver(Delivery::Sought {
+            partition: inventory(),
+            offset: 3,
+        })
+        .await
+        .unwrap();
+    // Compaction or transaction markers: the log resumes at 5.
+    rig.pipeline.process(stock(5..9)).await.unwrap();
+    assert_eq!(units(rig.cache.as_ref()).await, 7);
+    let seeks = log(&rig).iter().filter(|e| e.starts_with("seek")).count();
+    assert_eq!(seeks, 1, "{:?}", log(&rig));
+}
+
+#[tokio::test]
+async fn a_write_that_landed_after_its_reply_was_lost_is_not_applied_again() {
+    let mut rig = broker_rig().await;
+    *rig.cache.landed_but_timed_out.lock().unwrap() = 1;
+    rig.pipeline.process(stock(0..10)).await.unwrap();
+    assert_eq!(units(rig.cache.as_ref()).await, 10);
+    let log = log(&rig);
+    assert!(
+        log.contains(&"write landed, reply lost".to_owned()),
+        "{log:?}"
+    );
+    rig.pipeline.process(stock(10..12)).await.unwrap();
+    assert_eq!(units(rig.cache.as_ref()).await, 12);
+}
+
+#[tokio::test]
+async fn a_restarted_pipeline_resumes_from_the_checkpoint() {
+    let mut rig = broker_rig().await;
+    rig.pipeline.process(stock(0..25)).await.unwrap();
+    // Killed: Kafka's committed offset may lag; the next pipeline seeks to
+    // the cache's checkpoint instead.
+    rig.log.lock().unwrap().clear();
+    let metrics = Metrics::new();
+    let mut restarted =
+        pipeline_over(&rig.cache, &rig.log, None, &metrics, Positioning::Seek).await;
+    assert!(log(&rig).contains(&"seek shop.inventory/0=25".to_owned()));
+    restarted.process(stock(20..30)).await.unwrap();
+    assert_eq!(
+        units(rig.cache.as_ref()).await,
+        25,
+        "fetched before the seek"
+    );
+    restarted
+        .deliver(Delivery::Sought {
+            partition: inventory(),
+            offset: 25,
+        })
+        .await
+        .unwrap();
+    restarted.process(stock(25..40)).await.unwrap();
+    assert_eq!(units(rig.cache.as_ref()).await, 40);
+}
+
+#[tokio::test]
+async fn a_zombie_writes_nothing_once_another_owner_claimed() {
+    let mut zombie = broker_rig().await;
+    zombie.pipeline.process(stock(0..10)).await.unwrap();
+    // Frozen past its session; another member is assigned the partition.
+    let metrics = Metrics::new();
+    let mut owner = pipeline_over(
+        &zombie.cache,
+        &zombie.log,
+        None,
+        &metrics,
+        Positioning::Seek,
+    )
+    .await;
+    owner
+        .deliver(Delivery::Sought {
+            partition: inventory(),
+            offset: 10,
+        })
+        .await
+        .unwrap();
+    owner.process(stock(10..20)).await.unwrap();
+    // Thawed with a batch in flight.
+    zombie.pipeline.process(stock(10..30)).await.unwrap();
+    assert_eq!(units(zombie.cache.as_ref()).await, 20);
+    let refused = log(&zombie)
+        .iter()
+        .filter(|entry| entry.contains("Fenced"))
+        .count();
+    assert_eq!(refused, 1, "{:?}", log(&zombie));
+    // It stays quiet until Kafka assigns it the partition again.
+    zombie.pipeline.process(stock(30..40)).await.unwrap();
+    owner.process(stock(20..40)).await.unwrap();
+    assert_eq!(units(zombie.cache.as_ref()).await, 40);
+}
+
+#[tokio::test]
+async fn a_log_that_no_longer_holds_the_checkpoint_halts_the_partition() {
+    let mut rig = broker_rig().await;
+    rig.pipeline.process(stock(0..30)).await.unwrap();
+    rig.pipeline
+        .deliver(Delivery::Assigned(vec![inventory()]))
+        .await
+        .unwrap();
+    rig.pipeline
+        .deliver(Delivery::Sought {
+            partition: inventory(),
+            offset: 30,
+        })
+        .await
+        .unwrap();
+    // The topic was deleted and recreated: the broker reset us to its start.
+    rig.pipeline.process(stock(0..10)).await.unwrap();
+    rig.pipeline.process(stock(30..40)).await.unwrap();
+    assert_eq!(units(rig.cache.as_ref()).await, 30, "nothing applied after");
+    let metrics = rig.metrics.render();
+    assert!(
+        metrics.contains("projectionist_partition_resets_total{topic=\"shop.inventory\"} 1"),
+        "{metrics}"
+    );
+}
