@@ -87,7 +87,8 @@ impl ConsumerContext for SourceContext {
             && finished
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .is_ok();
-        if !drained {
+        // A closed queue: shutting down, and the pipeline already finished.
+        if !drained && self.outbox.is_open() {
             warn!(
                 partitions = revoked.len(),
                 "the pipeline did not finish before the drain timeout; revoking anyway"

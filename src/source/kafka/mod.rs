@@ -214,20 +214,31 @@ impl SourceControl for KafkaControl {
 /// gathered so far go out before any rebalance event, so the pipeline sees
 /// everything in the order it happened.
 pub struct Outbox {
-    sender: mpsc::Sender<Delivery>,
+    /// `None` once fetching stopped: the queue then closes, and the pipeline
+    /// drains what is left and finishes.
+    sender: Mutex<Option<mpsc::Sender<Delivery>>>,
     pending: Mutex<Vec<RawRecord>>,
 }
 
 impl Outbox {
     pub fn new(sender: mpsc::Sender<Delivery>) -> Outbox {
         Outbox {
-            sender,
+            sender: Mutex::new(Some(sender)),
             pending: Mutex::default(),
         }
     }
 
     fn pending(&self) -> MutexGuard<'_, Vec<RawRecord>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The queue's sending end, while it is open. A clone: sending may wait,
+    /// and nothing may be locked meanwhile.
+    fn sender(&self) -> Option<mpsc::Sender<Delivery>> {
+        self.sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Add a record; returns how many are pending.
@@ -241,16 +252,17 @@ impl Outbox {
     /// the pipeline is gone.
     fn flush(&self) -> bool {
         let records = std::mem::take(&mut *self.pending());
-        records.is_empty()
-            || self
-                .sender
-                .blocking_send(Delivery::Records(records))
-                .is_ok()
+        records.is_empty() || self.send_now(Delivery::Records(records))
     }
 
     /// Send `delivery` after the pending records.
     fn send(&self, delivery: Delivery) -> bool {
-        self.flush() && self.sender.blocking_send(delivery).is_ok()
+        self.flush() && self.send_now(delivery)
+    }
+
+    fn send_now(&self, delivery: Delivery) -> bool {
+        self.sender()
+            .is_some_and(|sender| sender.blocking_send(delivery).is_ok())
     }
 
     /// Send `delivery` after the pending records, giving up at `deadline` (a
@@ -264,8 +276,11 @@ impl Outbox {
     }
 
     fn try_send_by(&self, mut delivery: Delivery, deadline: Instant) -> bool {
+        let Some(sender) = self.sender() else {
+            return false;
+        };
         loop {
-            match self.sender.try_send(delivery) {
+            match sender.try_send(delivery) {
                 Ok(()) => return true,
                 Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 Err(mpsc::error::TrySendError::Full(back)) if Instant::now() < deadline => {
@@ -275,6 +290,20 @@ impl Outbox {
                 Err(mpsc::error::TrySendError::Full(_)) => return false,
             }
         }
+    }
+
+    /// Whether the queue still takes deliveries (fetching has not stopped).
+    pub fn is_open(&self) -> bool {
+        self.sender().is_some()
+    }
+
+    /// Flush, then close the queue: fetching is over.
+    fn close(&self) {
+        self.flush();
+        self.sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 }
 
@@ -291,6 +320,14 @@ struct Fetcher {
 
 impl Fetcher {
     fn run(self) {
+        self.fetch();
+        // Closing the queue is how the pipeline learns that fetching is over.
+        self.outbox.close();
+        info!("fetching stopped");
+    }
+
+    /// Fetch until shutdown, or until the pipeline is gone.
+    fn fetch(&self) {
         let mut opened = Instant::now();
         let mut pending = 0;
         while !self.shutdown.is_cancelled() {
@@ -324,8 +361,6 @@ impl Fetcher {
                 pending = 0;
             }
         }
-        self.outbox.flush();
-        info!("fetching stopped");
     }
 
     /// Make the seeks the pipeline asked for, each announced by a
