@@ -11,6 +11,7 @@
 
 mod context;
 mod dead_letter;
+mod outbox;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -34,6 +35,7 @@ use crate::metrics::Metrics;
 
 pub use context::SourceContext;
 pub use dead_letter::KafkaDeadLetters;
+pub use outbox::Outbox;
 
 /// How long one poll may block, so shutdown, seeks and batch deadlines are noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -206,104 +208,6 @@ impl SourceControl for KafkaControl {
 
     fn seek(&self, partition: &Partition, offset: i64) {
         self.seeks.lock().insert(partition.clone(), offset);
-    }
-}
-
-/// The fetch thread's end of the queue, shared with the rebalance callbacks
-/// (which librdkafka runs inside `poll`, on the same thread): the records
-/// gathered so far go out before any rebalance event, so the pipeline sees
-/// everything in the order it happened.
-pub struct Outbox {
-    /// `None` once fetching stopped: the queue then closes, and the pipeline
-    /// drains what is left and finishes.
-    sender: Mutex<Option<mpsc::Sender<Delivery>>>,
-    pending: Mutex<Vec<RawRecord>>,
-}
-
-impl Outbox {
-    pub fn new(sender: mpsc::Sender<Delivery>) -> Outbox {
-        Outbox {
-            sender: Mutex::new(Some(sender)),
-            pending: Mutex::default(),
-        }
-    }
-
-    fn pending(&self) -> MutexGuard<'_, Vec<RawRecord>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The queue's sending end, while it is open. A clone: sending may wait,
-    /// and nothing may be locked meanwhile.
-    fn sender(&self) -> Option<mpsc::Sender<Delivery>> {
-        self.sender
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Add a record; returns how many are pending.
-    fn push(&self, record: RawRecord) -> usize {
-        let mut pending = self.pending();
-        pending.push(record);
-        pending.len()
-    }
-
-    /// Send the pending records, waiting while the queue is full; `false` when
-    /// the pipeline is gone.
-    fn flush(&self) -> bool {
-        let records = std::mem::take(&mut *self.pending());
-        records.is_empty() || self.send_now(Delivery::Records(records))
-    }
-
-    /// Send `delivery` after the pending records.
-    fn send(&self, delivery: Delivery) -> bool {
-        self.flush() && self.send_now(delivery)
-    }
-
-    fn send_now(&self, delivery: Delivery) -> bool {
-        self.sender()
-            .is_some_and(|sender| sender.blocking_send(delivery).is_ok())
-    }
-
-    /// Send `delivery` after the pending records, giving up at `deadline` (a
-    /// pipeline stuck on an outage must not hold a rebalance forever).
-    fn send_by(&self, delivery: Delivery, deadline: Instant) -> bool {
-        let records = std::mem::take(&mut *self.pending());
-        if !records.is_empty() && !self.try_send_by(Delivery::Records(records), deadline) {
-            return false;
-        }
-        self.try_send_by(delivery, deadline)
-    }
-
-    fn try_send_by(&self, mut delivery: Delivery, deadline: Instant) -> bool {
-        let Some(sender) = self.sender() else {
-            return false;
-        };
-        loop {
-            match sender.try_send(delivery) {
-                Ok(()) => return true,
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
-                Err(mpsc::error::TrySendError::Full(back)) if Instant::now() < deadline => {
-                    delivery = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => return false,
-            }
-        }
-    }
-
-    /// Whether the queue still takes deliveries (fetching has not stopped).
-    pub fn is_open(&self) -> bool {
-        self.sender().is_some()
-    }
-
-    /// Flush, then close the queue: fetching is over.
-    fn close(&self) {
-        self.flush();
-        self.sender
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
     }
 }
 
