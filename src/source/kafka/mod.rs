@@ -66,6 +66,9 @@ fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("auto.offset.reset", settings.start_from.as_librdkafka())
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");
+    if let Some(id) = &settings.instance_id {
+        config.set("group.instance.id", id);
+    }
     config
 }
 
