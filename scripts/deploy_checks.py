@@ -37,6 +37,7 @@ COUNTERS = {
     "projectionist_events_skipped_total",
     "projectionist_events_failed_total",
     "projectionist_events_dead_lettered_total",
+    "projectionist_dead_letters_truncated_total",
     "projectionist_cache_writes_total",
     "projectionist_retries_total",
     "projectionist_rebalances_total",

@@ -120,7 +120,11 @@ pub async fn run(
         fetching.clone(),
     )?;
     let dead_letters: Option<Arc<dyn DeadLetters>> = match &settings.kafka.dead_letter_topic {
-        Some(topic) => Some(Arc::new(KafkaDeadLetters::new(&settings.kafka, topic)?)),
+        Some(topic) => Some(Arc::new(KafkaDeadLetters::new(
+            &settings.kafka,
+            topic,
+            metrics.clone(),
+        )?)),
         None => None,
     };
     let mut pipeline = Pipeline::new(Wiring {

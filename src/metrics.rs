@@ -6,8 +6,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The states a projection reports in `projectionist_projection_state`.
@@ -57,6 +57,9 @@ pub struct Metrics {
     pub events_failed: IntCounterVec,
     /// Records written to the dead-letter topic, by projection and reason.
     pub events_dead_lettered: IntCounterVec,
+    /// Dead letters sent without all of the original record, because the
+    /// whole of it exceeded the dead-letter topic's message size.
+    pub dead_letters_truncated: IntCounter,
     /// Now minus event time when a projection is written, by projection.
     pub projection_freshness: HistogramVec,
     /// 1 for a projection's current state, 0 for the others.
@@ -141,6 +144,13 @@ impl Metrics {
                 &["topic", "partition"],
             ),
         );
+        let dead_letters_truncated = register(
+            &registry,
+            IntCounter::new(
+                "projectionist_dead_letters_truncated_total",
+                "Dead letters sent with the original payload cut to fit the topic's message size",
+            ),
+        );
         let metrics = Metrics {
             events_consumed: counter(
                 "projectionist_events_consumed_total",
@@ -167,6 +177,7 @@ impl Metrics {
                 "Records written to the dead-letter topic",
                 &["projection", "reason"],
             ),
+            dead_letters_truncated,
             projection_freshness: histogram(
                 "projectionist_projection_freshness_seconds",
                 "Now minus event time when a projection is written",

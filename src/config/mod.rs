@@ -53,6 +53,9 @@ pub struct KafkaSettings {
     pub group_id: String,
     pub start_from: StartFrom,
     pub dead_letter_topic: Option<String>,
+    /// This replica's `group.instance.id` (static membership): a restarted
+    /// consumer with the same id takes its partitions back without a rebalance.
+    pub instance_id: Option<String>,
     /// librdkafka properties passed through, after the ones Projectionist owns.
     pub properties: BTreeMap<String, String>,
 }

@@ -44,6 +44,8 @@ pub struct RawKafka {
     /// Where a group with no committed offset starts: `earliest` or `latest`.
     pub start_from: Option<String>,
     pub dead_letter_topic: Option<String>,
+    /// Static group membership: librdkafka's `group.instance.id`.
+    pub instance_id: Option<String>,
     /// librdkafka properties passed through (SASL, TLS, tuning).
     #[serde(default)]
     pub properties: BTreeMap<String, RawScalar>,

@@ -83,10 +83,17 @@ fn validate_kafka(raw: RawKafka, errors: &mut Vec<String>) -> KafkaSettings {
         }
     };
     if let Some(topic) = &raw.dead_letter_topic
-        && !is_topic_name(topic)
+        && !is_kafka_name(topic)
     {
         errors.push(format!(
                 "kafka.dead_letter_topic = {topic:?} is not a Kafka topic name (letters, digits, '.', '_', '-', at most 249)"
+            ));
+    }
+    if let Some(id) = &raw.instance_id
+        && !is_kafka_name(id)
+    {
+        errors.push(format!(
+                "kafka.instance_id = {id:?} is not a group instance id (letters, digits, '.', '_', '-', at most 249; no whitespace)"
             ));
     }
     let mut properties = std::collections::BTreeMap::new();
@@ -94,6 +101,13 @@ fn validate_kafka(raw: RawKafka, errors: &mut Vec<String>) -> KafkaSettings {
         // Environment overrides cannot carry dots in their names and arrive
         // lower-cased; librdkafka property names never contain '_', so map it back.
         let name = name.replace('_', ".");
+        if name == "group.instance.id" {
+            errors.push(
+                "kafka.properties.\"group.instance.id\" is set through kafka.instance_id"
+                    .to_owned(),
+            );
+            continue;
+        }
         if OWNED_PROPERTIES.contains(&name.as_str()) {
             errors.push(format!(
                 "kafka.properties.\"{name}\" is set by Projectionist itself and cannot be overridden"
@@ -113,16 +127,18 @@ fn validate_kafka(raw: RawKafka, errors: &mut Vec<String>) -> KafkaSettings {
         group_id,
         start_from,
         dead_letter_topic: raw.dead_letter_topic,
+        instance_id: raw.instance_id,
         properties,
     }
 }
 
-fn is_topic_name(topic: &str) -> bool {
-    !topic.is_empty()
-        && topic.len() <= 249
-        && topic != "."
-        && topic != ".."
-        && topic
+/// A topic name, or a group instance id: Kafka validates both with this rule.
+fn is_kafka_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }

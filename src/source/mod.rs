@@ -79,6 +79,10 @@ pub struct DeadLetter {
 /// Where permanently failed records go (the dead-letter topic).
 #[async_trait]
 pub trait DeadLetters: Send + Sync {
-    /// Returns once every letter is acknowledged.
+    /// Returns once every letter is acknowledged. A transient error may come
+    /// after some letters were delivered: called again with the same letters
+    /// (the pipeline's retry), an implementation sends only the others, so no
+    /// letter lands twice. A letter too large for the topic is sent cut, never
+    /// retried forever; a permanent error means the topic itself is unusable.
     async fn send(&self, letters: &[DeadLetter]) -> Result<(), SourceError>;
 }

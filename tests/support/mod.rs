@@ -4,5 +4,6 @@
 
 pub mod daemon;
 pub mod kafka;
+pub mod poison;
 pub mod redis;
 pub mod shop;

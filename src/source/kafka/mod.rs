@@ -73,6 +73,9 @@ fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("auto.offset.reset", settings.start_from.as_librdkafka())
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");
+    if let Some(id) = &settings.instance_id {
+        config.set("group.instance.id", id);
+    }
     config
 }
 
@@ -145,7 +148,8 @@ impl KafkaSource {
     }
 
     /// After the pipeline finished: wait for the fetch thread, commit what was
-    /// stored, and leave the group so partitions move on at once.
+    /// stored, and leave the group so partitions move on at once (a static
+    /// member, with `kafka.instance_id`, stays until its session expires).
     pub fn close(mut self) {
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
