@@ -127,17 +127,20 @@ impl Pipeline {
     /// on their records that has not failed already.
     fn share(&mut self, plan: &Plan, cache: usize, reported: &Reported) -> Share {
         let mut spans = Vec::new();
-        let mut firsts: HashMap<&Partition, i64> = HashMap::new();
+        // Per record: whether it falls in this cache's spans.
+        let mut in_span = vec![false; plan.records.len()];
         for (partition, indexes) in &plan.partitions {
             if !self.caches[cache].topics.contains(&partition.topic) {
                 continue;
             }
             let records: Vec<_> = indexes.iter().map(|&index| &plan.records[index]).collect();
-            if let Some(span) =
-                self.positions
-                    .span(cache, partition, &records, self.source.as_ref())
-            {
-                firsts.insert(partition, span.first);
+            let span = self
+                .positions
+                .span(cache, partition, &records, self.source.as_ref());
+            if let Some(span) = span {
+                for &index in indexes {
+                    in_span[index] = plan.records[index].offset() >= span.first;
+                }
                 spans.push((partition.clone(), span));
             }
         }
@@ -145,14 +148,8 @@ impl Pipeline {
             .work
             .iter()
             .filter(|item| self.route_cache[item.route] == cache)
+            .filter(|item| in_span[plan.sources[item.event]])
             .filter(|item| !reported.contains(&(item.event, item.route)))
-            .filter(|item| {
-                let record = &plan.record_of(item.event).record.position;
-                let partition = Partition::new(record.topic.as_str(), record.partition);
-                firsts
-                    .get(&partition)
-                    .is_some_and(|first| record.offset >= *first)
-            })
             .cloned()
             .collect();
         Share { spans, work }

@@ -268,7 +268,7 @@ impl Pipeline {
     /// partition was revoked meanwhile) costs only a warning.
     fn store_offsets(&mut self, plan: &Plan) {
         let mut offsets: Offsets = Vec::with_capacity(plan.partitions.len());
-        for partition in plan.partitions.keys() {
+        for (partition, _) in &plan.partitions {
             let lowest = (0..self.caches.len())
                 .filter(|&cache| self.caches[cache].topics.contains(&partition.topic))
                 .map(|cache| self.positions.next(cache, partition))
@@ -282,6 +282,7 @@ impl Pipeline {
         if offsets.is_empty() {
             return;
         }
+        offsets.sort();
         if let Err(error) = self.source.store_offsets(&offsets) {
             self.metrics
                 .retries

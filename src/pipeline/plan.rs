@@ -23,7 +23,7 @@ pub struct Plan {
     /// Records that failed before any projection ran.
     pub letters: Vec<DeadLetter>,
     /// Each partition's admitted records (indexes into `records`), in order.
-    pub partitions: BTreeMap<Partition, Vec<usize>>,
+    pub partitions: Vec<(Partition, Vec<usize>)>,
 }
 
 impl Plan {
@@ -40,17 +40,25 @@ impl Pipeline {
             sources: Vec::with_capacity(records.len()),
             work: Vec::new(),
             letters: Vec::new(),
-            partitions: BTreeMap::new(),
+            partitions: Vec::new(),
             records: Vec::new(),
         };
         self.count_consumed(&records);
         for (index, admitted) in records.iter().enumerate() {
             let record = &admitted.record;
             let position = &record.position;
-            plan.partitions
-                .entry(Partition::new(position.topic.as_str(), position.partition))
-                .or_default()
-                .push(index);
+            // A chunk spans a few partitions: a scan beats hashing a topic name
+            // (and allocating one) per record.
+            let known = plan.partitions.iter().position(|(partition, _)| {
+                partition.number == position.partition && partition.topic == position.topic
+            });
+            match known {
+                Some(at) => plan.partitions[at].1.push(index),
+                None => plan.partitions.push((
+                    Partition::new(position.topic.as_str(), position.partition),
+                    vec![index],
+                )),
+            }
             let event = match decode(record, &self.envelope) {
                 Ok(event) => event,
                 Err(error) => {
