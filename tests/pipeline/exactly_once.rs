@@ -4,9 +4,20 @@
 //! `sku-x` on `shop.inventory/0`, so the stored count is how often events
 //! applied.
 
-use projectionist::cache::Partition;
+use Arc;
+use Duration;
+use Path;
+
+use serde_json::json;
+
+use Health;
+use Registry;
+use load_dir;
+use projectionist::cache::{Cache, Partition};
+use projectionist::config::{CacheSettings, Settings};
+use projectionist::event::{Envelope, Position, RawRecord};
 use projectionist::metrics::Metrics;
-use projectionist::pipeline::Positioning;
+use projectionist::pipeline::{Pipeline, Positioning, Retry, Router, Wiring};
 use projectionist::source::Delivery;
 
 use super::harness::*;
@@ -191,5 +202,128 @@ async fn a_log_that_no_longer_holds_the_checkpoint_halts_the_partition() {
     assert!(
         metrics.contains("projectionist_partition_resets_total{topic=\"shop.inventory\"} 1"),
         "{metrics}"
+    );
+}
+
+/// Two caches, each fed by one projection of `deposits/0`: `counters_a` in
+/// cache `a`, `counters_b` in cache `b`.
+fn two_cache_pipeline(dir: &Path, a: &Arc<Flaky>, b: &Arc<Flaky>, log: &Log) -> Pipeline {
+    for name in ["a", "b"] {
+        let definition = format!(
+            "name = \"counters_{name}\"\ncache = \"{name}\"\ntopics = [\"deposits\"]\n\
+             identifier = \"{{data.account}}\"\n\n[[handler]]\non = \"deposited\"\n\
+             do = [{{ increment = \"n\", by_value = 1 }}]\n"
+        );
+        std::fs::write(dir.join(format!("counters_{name}.toml")), definition).unwrap();
+    }
+    let mut settings = Settings::defaults();
+    settings.projections_dir = dir.to_owned();
+    settings.caches = ["a", "b"]
+        .into_iter()
+        .map(|name| (name.to_owned(), CacheSettings::memory_default()))
+        .collect();
+    let definitions = load_dir(&settings, &Registry::with_builtins()).unwrap();
+    let caches = [("a", a), ("b", b)]
+        .into_iter()
+        .map(|(name, cache)| (name.to_owned(), Arc::clone(cache) as Arc<dyn Cache>))
+        .collect();
+    let metrics = Metrics::new();
+    Pipeline::new(Wiring {
+        router: Router::new(definitions, &caches),
+        envelope: Envelope::CloudEvents,
+        metrics: metrics.clone(),
+        retry: Retry {
+            max_backoff: Duration::from_millis(20),
+            metrics,
+            health: Health::new(),
+        },
+        source: Arc::new(LoggingSource(Arc::clone(log))),
+        dead_letters: None,
+        group: "test".to_owned(),
+        positioning: Positioning::Seek,
+    })
+}
+
+fn deposits(offsets: std::ops::Range<i64>) -> Batch {
+    offsets
+        .map(|offset| {
+            let event = json!({"specversion": "1.0", "type": "deposited",
+                "id": format!("d{offset}"), "source": "/t", "data": {"account": "acc-1"}});
+            RawRecord {
+                position: Position {
+                    topic: "deposits".into(),
+                    partition: 0,
+                    offset,
+                },
+                key: None,
+                payload: Some(event.to_string().into_bytes()),
+                headers: vec![],
+                timestamp_ms: None,
+            }
+        })
+        .collect()
+}
+
+async fn count(cache: &Flaky, name: &str) -> i64 {
+    let stored = cache.get(&format!("{name}:::acc-1")).await.unwrap();
+    stored.map_or(0, |projection| projection.value()["n"].as_i64().unwrap())
+}
+
+#[tokio::test]
+async fn each_cache_skips_what_it_applied_after_a_crash_between_two_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Log = Arc::default();
+    let a = Arc::new(Flaky::new(&log));
+    let b = Arc::new(Flaky::new(&log));
+    let deposits_0 = Partition::new("deposits", 0);
+    let mut first = two_cache_pipeline(dir.path(), &a, &b, &log);
+    first
+        .deliver(Delivery::Assigned(vec![deposits_0.clone()]))
+        .await
+        .unwrap();
+    first
+        .deliver(Delivery::Sought {
+            partition: deposits_0.clone(),
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    first.process(deposits(0..10)).await.unwrap();
+    // Cache b is down while a commits 10..20; the process dies meanwhile.
+    *b.failures.lock().unwrap() = 1_000;
+    let crashed =
+        tokio::time::timeout(Duration::from_millis(300), first.process(deposits(10..20))).await;
+    assert!(crashed.is_err(), "still retrying cache b");
+    drop(first);
+    assert_eq!(
+        (count(&a, "counters_a").await, count(&b, "counters_b").await),
+        (20, 10)
+    );
+    *b.failures.lock().unwrap() = 0;
+
+    let mut restarted = two_cache_pipeline(dir.path(), &a, &b, &log);
+    log.lock().unwrap().clear();
+    restarted
+        .deliver(Delivery::Assigned(vec![deposits_0.clone()]))
+        .await
+        .unwrap();
+    assert!(
+        log.lock()
+            .unwrap()
+            .contains(&"seek deposits/0=10".to_owned()),
+        "the lower of the two checkpoints: {:?}",
+        log.lock().unwrap()
+    );
+    restarted
+        .deliver(Delivery::Sought {
+            partition: deposits_0,
+            offset: 10,
+        })
+        .await
+        .unwrap();
+    restarted.process(deposits(10..25)).await.unwrap();
+    assert_eq!(
+        (count(&a, "counters_a").await, count(&b, "counters_b").await),
+        (25, 25)
     );
 }

@@ -160,7 +160,22 @@ impl Cache for Flaky {
     }
 }
 
-pub struct LoggingSource(Log);
+impl Flaky {
+    /// A memory cache that lands every write, logging into `log`.
+    pub fn new(log: &Log) -> Flaky {
+        Flaky {
+            inner: MemoryCache::new(Ttl::from_secs(300).unwrap()),
+            failures: Mutex::new(0),
+            interference: Mutex::new(None),
+            corrupt: Mutex::new(None),
+            corrupted_by_interference: Mutex::new(None),
+            landed_but_timed_out: Mutex::new(0),
+            log: Arc::clone(log),
+        }
+    }
+}
+
+pub struct LoggingSource(pub Log);
 
 impl SourceControl for LoggingSource {
     fn seek(&self, partition: &Partition, offset: i64) {
@@ -227,15 +242,8 @@ pub async fn rig_reading(
     positioning: Positioning,
 ) -> Rig {
     let log: Log = Arc::default();
-    let cache = Arc::new(Flaky {
-        inner: MemoryCache::new(Ttl::from_secs(300).unwrap()),
-        failures: Mutex::new(write_failures),
-        interference: Mutex::new(None),
-        corrupt: Mutex::new(None),
-        corrupted_by_interference: Mutex::new(None),
-        landed_but_timed_out: Mutex::new(0),
-        log: Arc::clone(&log),
-    });
+    let cache = Arc::new(Flaky::new(&log));
+    *cache.failures.lock().unwrap() = write_failures;
     let dead_letters = Arc::new(LoggingDeadLetters {
         log: Arc::clone(&log),
         failures: Mutex::new(dead_letter_failures),
