@@ -4,9 +4,9 @@
 //! `sku-x` on `shop.inventory/0`, so the stored count is how often events
 //! applied.
 
-use Arc;
-use Duration;
-use Path;
+use std::sync::Arc;
+use std::time::Duration;
+use std::path::Path;
 
 use serde_json::json;
 
