@@ -4,20 +4,20 @@
 //! `sku-x` on `shop.inventory/0`, so the stored count is how often events
 //! applied.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use std::path::Path;
 
 use serde_json::json;
 
-use Health;
-use Registry;
-use load_dir;
 use projectionist::cache::{Cache, Partition};
 use projectionist::config::{CacheSettings, Settings};
 use projectionist::event::{Envelope, Position, RawRecord};
+use projectionist::health::Health;
 use projectionist::metrics::Metrics;
 use projectionist::pipeline::{Pipeline, Positioning, Retry, Router, Wiring};
+use projectionist::projection::load_dir;
+use projectionist::projector::Registry;
 use projectionist::source::Delivery;
 
 use super::harness::*;
