@@ -117,3 +117,44 @@ async fn a_log_that_no_longer_holds_the_checkpoint_halts_the_partition() {
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
 }
+
+/// A quiet stream is not held back by the batch timeout: with nothing queued
+/// for the pipeline, a batch goes over as soon as nothing more has arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_on_a_quiet_stream_is_applied_without_waiting_for_the_batch_timeout() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let setup = setup(broker, &redis.url(0), "").await;
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    let patient = config.replace("batch_timeout_ms = 20\n", "batch_timeout_ms = 20000\n");
+    assert_ne!(config, patient, "the setup's batch timeout was replaced");
+    std::fs::write(&setup.config, patient).unwrap();
+    let records = story(&setup.orders, &setup.inventory, 4, 2);
+    let (first, rest) = records.split_at(1);
+    produce(broker, first).await;
+    let (shutdown, daemon) = setup.spawn();
+    // The first record waits for the group join; the rest measure the path.
+    wait_for("the first event", CATCH_UP, || async {
+        !redis_projections(&setup.redis_url).await.is_empty()
+    })
+    .await;
+    let (measured, others) = rest.split_at(3);
+    for record in measured {
+        let started = std::time::Instant::now();
+        produce(broker, std::slice::from_ref(record)).await;
+        let end = setup.end(broker).await;
+        wait_for(
+            "the event, well before the batch timeout",
+            Duration::from_secs(5),
+            || async { setup.committed(broker).await >= end },
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    produce(broker, others).await;
+    setup.wait_caught_up(broker, CATCH_UP).await;
+    let expected = reference_fold(&records, &setup.orders);
+    assert_eq!(redis_projections(&setup.redis_url).await, expected);
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}

@@ -85,7 +85,9 @@ pub struct ServerSettings {
 pub struct PipelineSettings {
     /// A batch closes at this many records...
     pub batch_size: usize,
-    /// ...or this long after its first record, whichever comes first.
+    /// ...or this long after its first record, whichever comes first, while
+    /// the pipeline has batches queued; with none queued, a batch goes over
+    /// as soon as nothing more has arrived.
     pub batch_timeout: Duration,
     /// How long shutdown may spend finishing in-flight batches.
     pub drain_timeout: Duration,

@@ -242,15 +242,24 @@ impl Fetcher {
             if !self.make_seeks() {
                 return;
             }
+            // Batches adapt to the pipeline: while it has nothing queued, what
+            // has arrived goes over as soon as nothing more is at hand (no wait
+            // on a quiet stream); while deliveries queue up, a batch grows
+            // toward its size or its timeout.
+            let drained = pending > 0 && self.outbox.is_drained();
             let wait = if pending == 0 {
                 POLL_INTERVAL
+            } else if drained {
+                Duration::ZERO
             } else {
                 self.batch_timeout
                     .saturating_sub(opened.elapsed())
                     .min(POLL_INTERVAL)
             };
+            let mut polled = false;
             match self.consumer.poll(wait) {
                 Some(Ok(message)) => {
+                    polled = true;
                     pending = self.outbox.push(to_record(&message));
                     if pending == 1 {
                         opened = Instant::now();
@@ -262,7 +271,8 @@ impl Fetcher {
             self.health.beat();
             let full = pending >= self.batch_size;
             let due = pending > 0 && opened.elapsed() >= self.batch_timeout;
-            if full || due {
+            let at_hand_taken = drained && !polled;
+            if full || due || at_hand_taken {
                 if !self.outbox.flush() {
                     return;
                 }

@@ -91,6 +91,13 @@ impl Outbox {
         }
     }
 
+    /// Whether nothing waits in the queue: the pipeline has taken everything
+    /// handed over (it may still be working on the last of it).
+    pub(super) fn is_drained(&self) -> bool {
+        self.sender()
+            .is_some_and(|sender| sender.capacity() == sender.max_capacity())
+    }
+
     /// Whether the queue still takes deliveries (fetching has not stopped).
     pub fn is_open(&self) -> bool {
         self.sender().is_some()
