@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use projectionist::cache::memory::MemoryCache;
 use projectionist::cache::{
-    Advance, Cache, Commit, CommitOutcome, Expiry, Partition, Projection, Ttl, WriteOp,
+    Advance, Cache, Commit, CommitOutcome, Expiry, Partition, Projection, Ttl, Version, WriteOp,
     redis as redis_cache,
 };
 use serde_json::json;
@@ -152,12 +152,7 @@ async fn write_fresh(cache: &Arc<dyn Cache>, count: usize, write: Write) -> f64 
             }
             Write::Conditional => {
                 for batch in batches.iter() {
-                    let keys: Vec<String> = batch.iter().map(WriteOp::key).collect();
-                    let versions = cache.get_many_versioned(&keys).await.expect("get_many");
-                    let expected: Vec<_> = keys
-                        .into_iter()
-                        .zip(versions.into_iter().map(|(_, version)| version))
-                        .collect();
+                    let expected = versions_of(cache.as_ref(), batch).await;
                     let started = Instant::now();
                     let applied = cache
                         .apply_if_unchanged(batch, &expected)
@@ -169,12 +164,7 @@ async fn write_fresh(cache: &Arc<dyn Cache>, count: usize, write: Write) -> f64 
             }
             Write::Checkpointed => {
                 for batch in batches.iter() {
-                    let keys: Vec<String> = batch.iter().map(WriteOp::key).collect();
-                    let versions = cache.get_many_versioned(&keys).await.expect("get_many");
-                    let expected: Vec<_> = keys
-                        .into_iter()
-                        .zip(versions.into_iter().map(|(_, version)| version))
-                        .collect();
+                    let expected = versions_of(cache.as_ref(), batch).await;
                     let step = (BATCH as i64) / i64::from(PARTITIONS);
                     let advances: Vec<Advance> = partitions
                         .iter()
@@ -203,6 +193,15 @@ async fn write_fresh(cache: &Arc<dyn Cache>, count: usize, write: Write) -> f64 
         }
     }
     (count * BATCH) as f64 / writing.as_secs_f64()
+}
+
+/// What each key of `batch` holds now, as a checked write expects it.
+async fn versions_of(cache: &dyn Cache, batch: &[WriteOp]) -> Vec<(String, Version)> {
+    let keys: Vec<String> = batch.iter().map(WriteOp::key).collect();
+    let versions = cache.get_many_versioned(&keys).await.expect("get_many");
+    keys.into_iter()
+        .zip(versions.into_iter().map(|(_, version)| version))
+        .collect()
 }
 
 async fn measure(cache: Arc<dyn Cache>, projections: &[Projection], singles: usize) -> Figures {

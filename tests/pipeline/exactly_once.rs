@@ -12,7 +12,7 @@ use serde_json::json;
 
 use projectionist::cache::{Cache, Partition};
 use projectionist::config::{CacheSettings, Settings};
-use projectionist::event::{Envelope, Position, RawRecord};
+use projectionist::event::Envelope;
 use projectionist::health::Health;
 use projectionist::metrics::Metrics;
 use projectionist::pipeline::{Pipeline, Positioning, Retry, Router, Wiring};
@@ -249,17 +249,7 @@ fn deposits(offsets: std::ops::Range<i64>) -> Batch {
         .map(|offset| {
             let event = json!({"specversion": "1.0", "type": "deposited",
                 "id": format!("d{offset}"), "source": "/t", "data": {"account": "acc-1"}});
-            RawRecord {
-                position: Position {
-                    topic: "deposits".into(),
-                    partition: 0,
-                    offset,
-                },
-                key: None,
-                payload: Some(event.to_string().into_bytes()),
-                headers: vec![],
-                timestamp_ms: None,
-            }
+            record("deposits", offset, &event)
         })
         .collect()
 }

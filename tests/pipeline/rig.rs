@@ -323,19 +323,24 @@ pub fn stock(offsets: impl IntoIterator<Item = i64>) -> Batch {
         .map(|offset| {
             let event = json!({"specversion": "1.0", "type": "shop.stock.received",
                 "id": format!("s{offset}"), "source": "/t", "data": {"sku": "sku-x", "quantity": 1}});
-            RawRecord {
-                position: projectionist::event::Position {
-                    topic: "shop.inventory".into(),
-                    partition: 0,
-                    offset,
-                },
-                key: None,
-                payload: Some(event.to_string().into_bytes()),
-                headers: vec![],
-                timestamp_ms: None,
-            }
+            record("shop.inventory", offset, &event)
         })
         .collect()
+}
+
+/// A structured-mode CloudEvents record at `offset` of partition 0 of `topic`.
+pub fn record(topic: &str, offset: i64, event: &Value) -> RawRecord {
+    RawRecord {
+        position: projectionist::event::Position {
+            topic: topic.into(),
+            partition: 0,
+            offset,
+        },
+        key: None,
+        payload: Some(event.to_string().into_bytes()),
+        headers: vec![],
+        timestamp_ms: None,
+    }
 }
 
 /// How many units of `sku-x` the cache holds: how many stock events applied.

@@ -6,9 +6,9 @@
 use redis::Value as Reply;
 
 use super::wire::ArgWriter;
-use super::{RedisCache, unavailable};
+use super::{RedisCache, checked_keys, unavailable};
 use crate::cache::{
-    CacheError, CacheResult, Claim, Commit, CommitOutcome, Partition, WriteOp, checkpoint_key,
+    CacheError, CacheResult, Claim, Commit, CommitOutcome, Partition, checkpoint_key,
 };
 
 /// `KEYS[1]`: the checkpoint hash. `ARGV`: partition fields. Each partition
@@ -124,15 +124,7 @@ impl RedisCache {
             .arg(1 + commit.expected.len() + commit.writes.len())
             .arg(checkpoint_key(commit.scope));
         let mut args = ArgWriter::default();
-        for (key, _) in commit.expected {
-            command.arg(key);
-        }
-        for op in commit.writes {
-            match op {
-                WriteOp::Upsert { projection, .. } => command.arg(args.key(projection)),
-                WriteOp::Delete { key } => command.arg(key),
-            };
-        }
+        checked_keys(&mut command, &mut args, commit.expected, commit.writes);
         command.arg(commit.advances.len());
         for advance in commit.advances {
             command
@@ -146,28 +138,7 @@ impl RedisCache {
                 )
                 .arg(advance.to);
         }
-        let present: String = commit
-            .expected
-            .iter()
-            .map(|(_, version)| if version.is_some() { '1' } else { '0' })
-            .collect();
-        command.arg(present);
-        for (_, version) in commit.expected {
-            command.arg(version.as_deref().unwrap_or_default());
-        }
-        for op in commit.writes {
-            match op {
-                WriteOp::Upsert { projection, expiry } => {
-                    // 0 = no expiry: a plain SET also clears an old TTL.
-                    let millis = self.ttl_millis(*expiry).unwrap_or(0);
-                    command.arg(args.json(projection.value())).arg(millis);
-                }
-                // A JSON object is never empty text, so "" means delete.
-                WriteOp::Delete { .. } => {
-                    command.arg("").arg(0);
-                }
-            }
-        }
+        self.checked_values(&mut command, &mut args, commit.expected, commit.writes);
         let reply: Vec<Reply> = self.query(&command).await.map_err(unavailable)?;
         outcome(&reply).ok_or_else(|| foreign_checkpoint(commit.scope, format!("{reply:?}")))
     }
