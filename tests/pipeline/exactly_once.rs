@@ -42,6 +42,13 @@ async fn broker_rig() -> Rig {
     rig
 }
 
+/// The consumer made the seek to `offset` of `shop.inventory/0`.
+async fn sought(pipeline: &mut Pipeline, offset: i64) {
+    let partition = inventory();
+    let delivery = Delivery::Sought { partition, offset };
+    pipeline.deliver(delivery).await.unwrap();
+}
+
 fn log(rig: &Rig) -> Vec<String> {
     rig.log.lock().unwrap().clone()
 }
@@ -70,13 +77,7 @@ async fn a_gap_is_read_again_not_skipped() {
     assert!(log(&rig).contains(&"seek shop.inventory/0=6".to_owned()));
     // Fetched before the seek took effect: still stale.
     rig.pipeline.process(stock(12..14)).await.unwrap();
-    rig.pipeline
-        .deliver(Delivery::Sought {
-            partition: inventory(),
-            offset: 6,
-        })
-        .await
-        .unwrap();
+    sought(&mut rig.pipeline, 6).await;
     rig.pipeline.process(stock(6..14)).await.unwrap();
     assert_eq!(units(rig.cache.as_ref()).await, 14);
 }
@@ -86,13 +87,7 @@ async fn a_hole_right_after_a_seek_is_offsets_the_log_does_not_hold() {
     let mut rig = broker_rig().await;
     rig.pipeline.process(stock(0..3)).await.unwrap();
     rig.pipeline.process(stock(5..6)).await.unwrap();
-    rig.pipeline
-        .deliver(Delivery::Sought {
-            partition: inventory(),
-            offset: 3,
-        })
-        .await
-        .unwrap();
+    sought(&mut rig.pipeline, 3).await;
     // Compaction or transaction markers: the log resumes at 5.
     rig.pipeline.process(stock(5..9)).await.unwrap();
     assert_eq!(units(rig.cache.as_ref()).await, 7);
@@ -132,13 +127,7 @@ async fn a_restarted_pipeline_resumes_from_the_checkpoint() {
         25,
         "fetched before the seek"
     );
-    restarted
-        .deliver(Delivery::Sought {
-            partition: inventory(),
-            offset: 25,
-        })
-        .await
-        .unwrap();
+    sought(&mut restarted, 25).await;
     restarted.process(stock(25..40)).await.unwrap();
     assert_eq!(units(rig.cache.as_ref()).await, 40);
 }
@@ -157,13 +146,7 @@ async fn a_zombie_writes_nothing_once_another_owner_claimed() {
         Positioning::Seek,
     )
     .await;
-    owner
-        .deliver(Delivery::Sought {
-            partition: inventory(),
-            offset: 10,
-        })
-        .await
-        .unwrap();
+    sought(&mut owner, 10).await;
     owner.process(stock(10..20)).await.unwrap();
     // Thawed with a batch in flight.
     zombie.pipeline.process(stock(10..30)).await.unwrap();
@@ -187,13 +170,7 @@ async fn a_log_that_no_longer_holds_the_checkpoint_halts_the_partition() {
         .deliver(Delivery::Assigned(vec![inventory()]))
         .await
         .unwrap();
-    rig.pipeline
-        .deliver(Delivery::Sought {
-            partition: inventory(),
-            offset: 30,
-        })
-        .await
-        .unwrap();
+    sought(&mut rig.pipeline, 30).await;
     // The topic was deleted and recreated: the broker reset us to its start.
     rig.pipeline.process(stock(0..10)).await.unwrap();
     rig.pipeline.process(stock(30..40)).await.unwrap();
