@@ -176,3 +176,37 @@ async fn replay_writes_the_projections_to_redis() {
         .collect();
     assert_eq!(stored, expected);
 }
+
+/// A file's offsets are its line numbers, not a log's: a replay keeps no
+/// checkpoint, so a second replay of the same file applies it again, as asked
+/// (a checkpoint would have skipped every line).
+#[tokio::test]
+async fn a_replay_keeps_no_checkpoint_so_a_second_one_applies_again() {
+    let redis = support::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_cache(
+        dir.path(),
+        &format!("provider = \"redis\"\nURI = {:?}", redis.url(3)),
+    );
+    replay_story(&config, &[]);
+    let once = support::daemon::redis_projections(&redis.url(3)).await;
+    replay_story(&config, &[]);
+    let twice = support::daemon::redis_projections(&redis.url(3)).await;
+    let paid = |stored: &std::collections::BTreeMap<String, Value>| -> i64 {
+        stored
+            .iter()
+            .filter(|(key, _)| key.starts_with("daily_sales:::"))
+            .map(|(_, value)| value["paid_orders"].as_i64().unwrap())
+            .sum()
+    };
+    assert!(paid(&once) > 0);
+    assert_eq!(paid(&twice), 2 * paid(&once), "counters applied twice");
+    let client = redis::Client::open(redis.url(3)).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let bookkeeping: Vec<String> = redis::cmd("KEYS")
+        .arg("@projectionist*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(bookkeeping.is_empty(), "{bookkeeping:?}");
+}

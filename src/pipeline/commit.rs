@@ -60,8 +60,10 @@ impl Pipeline {
             }
             let folded = fold(&self.router, &plan.events, &work, states);
             self.letter_refusals(plan, &folded, reported).await?;
+            let checkpoints = self.positions.positioning().checkpoints();
             let advances: Vec<Advance> = spans
                 .iter()
+                .filter(|_| checkpoints)
                 .map(|(partition, span)| Advance {
                     partition: partition.clone(),
                     epoch: span.epoch,
@@ -112,9 +114,8 @@ impl Pipeline {
                     continue;
                 }
             }
-            for advance in &advances {
-                self.positions
-                    .advanced(cache, &advance.partition, advance.to);
+            for (partition, span) in &spans {
+                self.positions.advanced(cache, partition, span.to);
             }
             self.count_writes(&writes);
             self.count_outcomes(&folded);

@@ -31,7 +31,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::cache::{Cache, CacheError, Partition};
+use crate::cache::{Cache, CacheError, Claim, Partition};
 use crate::event::Envelope;
 use crate::metrics::Metrics;
 use crate::source::{DeadLetters, Delivery, Offsets, SourceControl, SourceError};
@@ -166,11 +166,20 @@ impl Pipeline {
     async fn assign(&mut self, partitions: Vec<Partition>) -> Result<(), PipelineError> {
         let mut claims = vec![Vec::with_capacity(self.caches.len()); partitions.len()];
         for (index, slot) in self.caches.iter().enumerate() {
-            let claimed = self
-                .retry
-                .run("cache", || slot.cache.claim(&slot.scope, &partitions))
-                .await
-                .map_err(|error| self.cache_error(index, error))?;
+            let claimed = if self.positions.positioning().checkpoints() {
+                self.retry
+                    .run("cache", || slot.cache.claim(&slot.scope, &partitions))
+                    .await
+                    .map_err(|error| self.cache_error(index, error))?
+            } else {
+                vec![
+                    Claim {
+                        epoch: 0,
+                        next: None
+                    };
+                    partitions.len()
+                ]
+            };
             for (per_partition, claim) in claims.iter_mut().zip(claimed) {
                 per_partition.push(claim);
             }

@@ -24,8 +24,17 @@ pub enum Positioning {
     /// faults), and a partition can be read again from any offset by a seek.
     Seek,
     /// A file: every record once, in order, from the start. A jump in offsets
-    /// is a record that does not exist, and nothing is ever sought.
+    /// is a record that does not exist, and nothing is ever sought. Offsets
+    /// are line numbers, not a log's: nothing is claimed or checkpointed, so
+    /// replaying a file twice applies it twice, as asked.
     InOrder,
+}
+
+impl Positioning {
+    /// Whether progress is claimed and checkpointed in the caches.
+    pub fn checkpoints(self) -> bool {
+        self == Positioning::Seek
+    }
 }
 
 /// An admitted record, and the first offset it accounts for: past a gap the
@@ -93,6 +102,10 @@ pub struct Positions {
 }
 
 impl Positions {
+    pub fn positioning(&self) -> Positioning {
+        self.positioning
+    }
+
     pub fn new(positioning: Positioning) -> Positions {
         Positions {
             positioning,
