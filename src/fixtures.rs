@@ -2,6 +2,7 @@
 //! `projections/fixtures/<projection>/events.jsonl` and read by `dev`:
 //! `{"topic": "shop.orders", "key": "ord-1", "event": {<structured CloudEvent>}}`.
 
+use std::io::BufRead as _;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -52,16 +53,25 @@ impl FixtureRecord {
 
 /// Read an event file; an error names the file and line.
 pub fn read_jsonl(path: &Path) -> Result<Vec<FixtureRecord>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
-    let mut records = Vec::new();
-    for (index, line) in text.lines().enumerate() {
+    jsonl_records(path)?.collect()
+}
+
+/// The records of an event file, one line at a time: memory holds a line, not
+/// the file. An error names the file and line.
+pub fn jsonl_records(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<FixtureRecord, String>>, String> {
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|error| format!("{shown}: {error}"))?;
+    let lines = std::io::BufReader::new(file).lines().enumerate();
+    Ok(lines.filter_map(move |(index, line)| {
+        let line = match line {
+            Ok(line) => line,
+            Err(error) => return Some(Err(format!("{shown}:{}: {error}", index + 1))),
+        };
         if line.trim().is_empty() {
-            continue;
+            return None;
         }
-        let record = serde_json::from_str(line)
-            .map_err(|error| format!("{}:{}: {error}", path.display(), index + 1))?;
-        records.push(record);
-    }
-    Ok(records)
+        Some(serde_json::from_str(&line).map_err(|error| format!("{shown}:{}: {error}", index + 1)))
+    }))
 }

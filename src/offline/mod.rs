@@ -5,7 +5,7 @@
 pub mod golden;
 pub mod replay;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -58,6 +58,23 @@ impl CollectedFailures {
     }
 }
 
+/// Why an offline fold stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FoldError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// A line of the event file could not be read.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// What an offline fold did.
+#[derive(Debug)]
+pub struct Folding {
+    pub records: usize,
+    pub failures: Vec<DeadLetter>,
+}
+
 /// Fold `records` in order, in batches of the configured size, through the
 /// pipeline into `caches`; returns the permanent failures.
 pub async fn fold_records(
@@ -65,15 +82,22 @@ pub async fn fold_records(
     definitions: Vec<Definition>,
     caches: &BTreeMap<String, Arc<dyn Cache>>,
     records: &[FixtureRecord],
-) -> Result<Vec<DeadLetter>, PipelineError> {
+) -> Result<Vec<DeadLetter>, FoldError> {
+    let records = records.iter().cloned().map(Ok);
+    let folding = fold_stream(settings, definitions, caches, records).await?;
+    Ok(folding.failures)
+}
+
+/// [`fold_records`] over records as they are read: memory holds one batch,
+/// whatever the length of the file.
+pub async fn fold_stream(
+    settings: &Settings,
+    definitions: Vec<Definition>,
+    caches: &BTreeMap<String, Arc<dyn Cache>>,
+    records: impl Iterator<Item = Result<FixtureRecord, String>>,
+) -> Result<Folding, FoldError> {
     let metrics = Metrics::new();
     let failures = Arc::new(CollectedFailures::default());
-    let mut partitions: Vec<Partition> = records
-        .iter()
-        .map(|record| Partition::new(record.topic.as_str(), record.partition.unwrap_or(0)))
-        .collect();
-    partitions.sort();
-    partitions.dedup();
     let mut pipeline = Pipeline::new(Wiring {
         router: Router::new(definitions, caches),
         envelope: settings.envelope.clone(),
@@ -88,16 +112,38 @@ pub async fn fold_records(
         group: "offline".to_owned(),
         positioning: Positioning::InOrder,
     });
-    pipeline.deliver(Delivery::Assigned(partitions)).await?;
-    let raw: Vec<_> = records
-        .iter()
-        .enumerate()
-        .map(|(line, record)| record.to_raw_record(line as i64))
-        .collect();
-    for batch in raw.chunks(settings.pipeline.batch_size) {
-        pipeline.deliver(Delivery::Records(batch.to_vec())).await?;
+    let batch_size = settings.pipeline.batch_size;
+    let mut assigned: BTreeSet<Partition> = BTreeSet::new();
+    let mut batch = Vec::with_capacity(batch_size);
+    let mut count = 0;
+    let mut records = records.peekable();
+    while let Some(record) = records.next() {
+        let record = record.map_err(FoldError::Input)?;
+        // Offsets are line numbers: they name the line in a failure's report.
+        batch.push(record.to_raw_record(count as i64));
+        count += 1;
+        if batch.len() < batch_size && records.peek().is_some() {
+            continue;
+        }
+        // A partition is assigned when the file first names it.
+        let new: Vec<Partition> = batch
+            .iter()
+            .map(|record| Partition::new(record.position.topic.as_str(), record.position.partition))
+            .filter(|partition| !assigned.contains(partition))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !new.is_empty() {
+            assigned.extend(new.iter().cloned());
+            pipeline.deliver(Delivery::Assigned(new)).await?;
+        }
+        let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+        pipeline.deliver(Delivery::Records(full)).await?;
     }
-    Ok(failures.take())
+    Ok(Folding {
+        records: count,
+        failures: failures.take(),
+    })
 }
 
 /// A fresh memory cache under every configured cache name: nothing offline

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use super::{describe, fold_records, memory_caches, stored};
+use super::{describe, fold_stream, memory_caches, stored};
 use crate::cache::Cache;
 use crate::config::Settings;
-use crate::fixtures::read_jsonl;
+use crate::fixtures::jsonl_records;
 use crate::pipeline::Retry;
 use crate::projection::load_dir;
 use crate::projector::Registry;
@@ -32,7 +32,14 @@ pub async fn run(
     dry_run: bool,
 ) -> anyhow::Result<ReplayReport> {
     let definitions = load_dir(settings, registry)?;
-    let records = read_jsonl(events).map_err(anyhow::Error::msg)?;
+    // Streamed, twice: a backfill's file can be far larger than memory, and a
+    // bad line must stop the replay before anything is written (a replay
+    // keeps no checkpoint, so running it again would apply the first part
+    // twice).
+    for record in jsonl_records(events).map_err(anyhow::Error::msg)? {
+        record.map_err(anyhow::Error::msg)?;
+    }
+    let records = jsonl_records(events).map_err(anyhow::Error::msg)?;
     let caches: BTreeMap<String, Arc<dyn Cache>> = if dry_run {
         memory_caches(settings)
     } else {
@@ -50,7 +57,7 @@ pub async fn run(
         .iter()
         .map(|definition| (definition.name.clone(), definition.cache.clone()))
         .collect();
-    let failures = fold_records(settings, definitions, &caches, &records)
+    let folding = fold_stream(settings, definitions, &caches, records)
         .await
         .context("replaying events")?;
     let mut projections = Vec::new();
@@ -61,8 +68,8 @@ pub async fn run(
         projections.sort_by(|a, b| a.0.cmp(&b.0));
     }
     Ok(ReplayReport {
-        records: records.len(),
-        failures: failures.iter().map(describe).collect(),
+        records: folding.records,
+        failures: folding.failures.iter().map(describe).collect(),
         projections,
     })
 }

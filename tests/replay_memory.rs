@@ -1,0 +1,93 @@
+//! `projectionist replay` streams its file: memory is bounded by a batch, not
+//! by the file. Two files, one four times the other (100 MB), are replayed
+//! into a real Redis; the process's peak resident memory (the kernel's own
+//! accounting of each child, from `wait4`) must barely grow between them,
+//! where reading the whole file first grew with it.
+
+mod support;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+/// Events of about 2.5 KB each: a note the projection ignores pads them.
+const EVENTS: usize = 40_000;
+
+fn write_events(path: &Path, events: usize) -> u64 {
+    let note = "x".repeat(2_400);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for n in 0..events {
+        let line = json!({"topic": "shop.inventory", "key": format!("sku-{n}"), "event": {
+            "specversion": "1.0", "type": "shop.stock.received", "id": format!("evt-{n}"),
+            "source": "/shop", "time": "2024-05-01T09:00:00Z",
+            "data": {"sku": format!("sku-{n}"), "quantity": 1, "note": note}}});
+        writeln!(file, "{line}").unwrap();
+    }
+    file.flush().unwrap();
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// Run `projectionist replay` of `events` under `config`; its peak resident
+/// memory in bytes.
+fn replay_peak(config: &Path, events: &Path) -> u64 {
+    let child = Command::new(env!("CARGO_BIN_EXE_projectionist"))
+        .args(["replay", "--config"])
+        .arg(config)
+        .arg("--events")
+        .arg(events)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: wait4 reaps our own child and writes into the structs given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "replay failed: {status}"
+    );
+    // Linux reports kilobytes.
+    usage.ru_maxrss as u64 * 1024
+}
+
+#[tokio::test]
+async fn a_replay_holds_a_batch_in_memory_not_the_file() {
+    let redis = support::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.jsonl");
+    let large = dir.path().join("large.jsonl");
+    let small_bytes = write_events(&small, EVENTS / 4);
+    let large_bytes = write_events(&large, EVENTS);
+    let config = dir.path().join("config.toml");
+    let projections = Path::new(env!("CARGO_MANIFEST_DIR")).join("projections");
+    std::fs::write(
+        &config,
+        format!(
+            "[caches.default]\nprovider = \"redis\"\nURI = {:?}\n[projections]\ndir = {projections:?}\n",
+            redis.url(0)
+        ),
+    )
+    .unwrap();
+    let small_peak = replay_peak(&config, &small);
+    let large_peak = replay_peak(&config, &large);
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    println!(
+        "replay: {:.1} MB file -> peak {:.1} MB resident; {:.1} MB file -> peak {:.1} MB",
+        mb(small_bytes),
+        mb(small_peak),
+        mb(large_bytes),
+        mb(large_peak)
+    );
+    let grown = large_peak.saturating_sub(small_peak);
+    assert!(
+        grown < (large_bytes - small_bytes) / 10,
+        "peak grew by {grown} bytes for {} more bytes of file",
+        large_bytes - small_bytes
+    );
+    let stored = support::daemon::redis_projections(&redis.url(0)).await;
+    assert_eq!(stored.len(), EVENTS, "every event applied");
+}
