@@ -32,6 +32,8 @@ fn write_events(path: &Path, events: usize) -> u64 {
 /// Run `projectionist replay` of `events` under `config`; its peak resident
 /// memory in bytes.
 fn replay_peak(config: &Path, events: &Path) -> u64 {
+    // Reaped by wait4 below, which also reports its peak memory.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(env!("CARGO_BIN_EXE_projectionist"))
         .args(["replay", "--config"])
         .arg(config)
