@@ -41,6 +41,9 @@ COUNTERS = {
     "projectionist_cache_writes_total",
     "projectionist_retries_total",
     "projectionist_rebalances_total",
+    "projectionist_records_dropped_total",
+    "projectionist_partition_gaps_total",
+    "projectionist_partition_resets_total",
 }
 HISTOGRAMS = {
     "projectionist_batch_duration_seconds",
