@@ -69,6 +69,7 @@ pub async fn explain(
              a harness or broker fault, not the daemon's"
         )
     });
+    lines.push(by_home_partition(&by_account, expected, stored));
     // A count off by one whose sum is off by the amount of exactly one of
     // the account's deposits names that record; the rest stay unexplained.
     let mut named: BTreeMap<(&str, i32), Vec<i64>> = BTreeMap::new();
@@ -126,4 +127,41 @@ pub async fn explain(
         ));
     }
     lines.join("\n  ")
+}
+
+/// Applications off per partition, over the accounts whose deposits all sit
+/// in one partition, and over the others: shows which partitions went wrong.
+fn by_home_partition(
+    by_account: &BTreeMap<String, Vec<Deposit>>,
+    expected: &BTreeMap<String, Tally>,
+    stored: &Counters,
+) -> String {
+    let mut off: BTreeMap<Option<i32>, (i64, i64)> = BTreeMap::new();
+    for (account, want) in expected {
+        let got = match stored.get(account) {
+            Some(Ok(tally)) => tally.n,
+            Some(Err(_)) => continue,
+            None => 0,
+        };
+        let deposits = by_account
+            .get(account)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let home = deposits.first().map(|d| d.partition);
+        let shared = deposits.iter().any(|d| Some(d.partition) != home);
+        let (doubled, lost) = off.entry(if shared { None } else { home }).or_default();
+        *doubled += (got - want.n).max(0);
+        *lost += (want.n - got).max(0);
+    }
+    let parts: Vec<String> = off
+        .iter()
+        .map(|(home, (doubled, lost))| {
+            let name = home.map_or("shared".to_owned(), |p| format!("partition {p}"));
+            format!("{name} +{doubled}/-{lost}")
+        })
+        .collect();
+    format!(
+        "applications doubled/lost, by the partition feeding the account: {}",
+        parts.join(", ")
+    )
 }

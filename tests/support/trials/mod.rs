@@ -34,6 +34,10 @@ const PRODUCE_CHUNK: usize = 10_000;
 /// How long Redis's counters must stay still, once the group has committed
 /// everything, before a trial is called settled.
 const QUIET: Duration = Duration::from_secs(3);
+/// How long neither the committed offsets nor Redis may stand still short
+/// of the end before a trial is called stuck (a restart waits 6 s for its
+/// partitions; a catch-up never pauses this long).
+const STUCK: Duration = Duration::from_secs(30);
 
 /// One trial: its topic, group, Redis, config folder and daemons' logs, the
 /// ledger of what was produced, and its random source.
@@ -179,6 +183,27 @@ max_backoff_ms = 500
         }
     }
 
+    /// Wait until the group has committed an offset on every partition (so
+    /// the daemons have written something for each), or panic.
+    pub async fn wait_committed_on_every_partition(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let committed = self
+                .broker
+                .committed_offsets(&self.group, &self.topic)
+                .await;
+            let started = committed.values().filter(|offset| **offset > 0).count();
+            if started == PARTITIONS as usize {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "within {timeout:?} the group committed on {started} partitions only"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Wait until the counters have grown past `since` (the daemons are
     /// writing), or panic naming `moment` after `timeout`.
     pub async fn expect_writes_after(&self, since: Tally, moment: &str, timeout: Duration) {
@@ -210,36 +235,48 @@ max_backoff_ms = 500
     }
 
     /// Wait until the group has committed every record and Redis has not
-    /// changed for [`QUIET`]; give up after `timeout`.
+    /// changed for [`QUIET`]. Gives up after `timeout`, or sooner when
+    /// neither the committed offsets nor Redis moved for [`STUCK`].
     pub async fn settle(&self, timeout: Duration) -> Result<(), String> {
         let ends = self.broker.end_offsets(&self.topic).await;
         let deadline = Instant::now() + timeout;
-        let mut last: Option<(usize, Tally)> = None;
+        let mut last = None;
         let mut still_since = Instant::now();
         loop {
             let committed = self
                 .broker
                 .committed_offsets(&self.group, &self.topic)
                 .await;
-            let done = ends.iter().all(|(p, end)| committed.get(p) == Some(end));
             if let Some((partition, offset)) = committed.iter().find(|(p, o)| *o > &ends[p]) {
                 return Err(format!(
                     "committed offset {offset} on partition {partition} is past the end {}",
                     ends[partition]
                 ));
             }
-            let now = ledger::totals(&self.redis.url(0)).await.ok();
-            if now != last || now.is_none() {
+            let done = ends.iter().all(|(p, end)| committed.get(p) == Some(end));
+            let redis = ledger::totals(&self.redis.url(0)).await.ok();
+            let now = Some((committed, redis));
+            if now != last || redis.is_none() {
                 (last, still_since) = (now, Instant::now());
             } else if done && still_since.elapsed() >= QUIET {
                 self.say("settled: everything committed, Redis still");
                 return Ok(());
             }
-            if Instant::now() > deadline {
+            let state = || {
+                format!(
+                    "committed {:?} of {ends:?}, Redis (keys, totals) {redis:?}",
+                    last.as_ref().map(|(c, _)| c)
+                )
+            };
+            if still_since.elapsed() >= STUCK {
                 return Err(format!(
-                    "not settled after {timeout:?}: committed {committed:?} of {ends:?}, \
-                     Redis keys and totals {last:?}"
+                    "stuck: nothing moved for {STUCK:?} short of the end \
+                     (the group's lag would never clear): {}",
+                    state()
                 ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not settled after {timeout:?}: {}", state()));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
