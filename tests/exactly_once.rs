@@ -70,14 +70,16 @@ async fn kill_9_at_random_moments_of_a_catch_up_neither_loses_nor_doubles() {
     trial.check(settled).await;
 }
 
-/// Daemon A is frozen (SIGSTOP) in the middle of a catch-up, with batches in
-/// flight, until its session has expired and daemon B, of the same group,
-/// has taken every partition and moved on; then A is thawed (SIGCONT) and
-/// finishes what it was doing. A zombie must write nothing: counters exact.
+/// Daemon A is frozen (SIGSTOP) in the middle of a catch-up, just after one
+/// of its batches landed, so with the next one being loaded and folded (a
+/// batch of 2,000 takes the debug build about 200 ms), until its session has
+/// expired and daemon B, of the same group, has taken every partition and
+/// moved on; then A is thawed (SIGCONT) and finishes what it was doing. A
+/// zombie must write nothing: counters exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_zombie_thawed_after_its_partitions_moved_writes_nothing() {
     let _one = chaos::one_at_a_time().await;
-    let mut trial = Trial::start("zombie", RedisServer::start(), "batch_size = 500").await;
+    let mut trial = Trial::start("zombie", RedisServer::start(), "batch_size = 2000").await;
     trial.produce(60_000).await;
     let feeder = trial.feed(2_000);
     let mut zombie = trial.spawn_daemon();
@@ -86,8 +88,15 @@ async fn a_zombie_thawed_after_its_partitions_moved_writes_nothing() {
         .rng
         .between(Duration::from_millis(300), Duration::from_millis(1_500));
     tokio::time::sleep(running).await;
+    let landed = trial.totals().await;
+    trial
+        .expect_writes_after(landed, "the zombie's start", Duration::from_secs(20))
+        .await;
     zombie.freeze();
-    trial.say(&format!("froze daemon {} after {running:?}", zombie.label));
+    trial.say(&format!(
+        "froze daemon {} {running:?} after its assignment, as a batch landed",
+        zombie.label
+    ));
     let mut successor = trial.spawn_daemon();
     let took_over = successor.wait_assigned(ASSIGNMENT).await.unwrap();
     trial.say(&format!(
@@ -114,7 +123,7 @@ async fn a_zombie_thawed_after_its_partitions_moved_writes_nothing() {
 /// group and Redis; every one must be exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rebalances_1_3_1_under_load_neither_lose_nor_double() {
-    const RUNS: usize = 2;
+    const RUNS: usize = 3;
     let _one = chaos::one_at_a_time().await;
     let mut verdicts = Vec::new();
     for run in 1..=RUNS {

@@ -89,7 +89,8 @@ pub const PRODUCER_SETTINGS: &[(&str, &str)] = &[
 /// consumer ever resumes inside a batch (see the tansu notes above), without
 /// waiting for each delivery before sending the next record.
 pub const UNBATCHED_SETTINGS: &[(&str, &str)] = &[("batch.num.messages", "1"), ("linger.ms", "0")];
-/// Connections [`Broker::produce_unbatched`] sends over at once.
+/// Connections [`Broker::produce_unbatched`] sends over at once, at most one
+/// per partition.
 pub const UNBATCHED_PRODUCERS: usize = 8;
 
 /// How long a broker may take to answer its first metadata request.

@@ -53,13 +53,14 @@ pub struct Trial {
     ledger: Arc<Mutex<Ledger>>,
     started: Instant,
     spawned: usize,
-    /// Set by a failed verdict: the folder (config, daemon logs) is kept.
+    /// Set by a failed verdict: the folder (config, daemon logs) is kept, as
+    /// it is after a panic or with `TRIAL_KEEP_LOGS` set.
     failed: Cell<bool>,
 }
 
 impl Trial {
     /// A trial named `name` on the shared broker, writing into `redis`, with
-    /// extra `[pipeline]` settings and `[kafka.properties]` lines.
+    /// extra `[pipeline]` settings (lines of TOML).
     pub async fn start(name: &'static str, redis: RedisServer, pipeline: &str) -> Trial {
         let broker = Broker::shared();
         let seed = chaos::seed();
@@ -208,17 +209,16 @@ max_backoff_ms = 500
     /// writing), or panic naming `moment` after `timeout`.
     pub async fn expect_writes_after(&self, since: Tally, moment: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while ledger::totals(&self.redis.url(0))
-            .await
-            .map(|(_, t)| t.n)
-            .unwrap_or(0)
-            <= since.n
-        {
+        let applied = || async {
+            let totals = ledger::totals(&self.redis.url(0)).await;
+            totals.map_or(0, |(_, totals)| totals.n)
+        };
+        while applied().await <= since.n {
             assert!(
                 Instant::now() < deadline,
                 "nothing written within {timeout:?} after {moment}: the harm hit an idle daemon"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -312,11 +312,12 @@ max_backoff_ms = 500
             Err(why) => format!("{why}\ncounters: {comparison}"),
         };
         self.failed.set(true);
+        let logs = format!("(logs in {})", self.dir.display());
+        if comparison.is_exact() {
+            return Err(format!("{failure}\n{logs}"));
+        }
         let explained = diagnose::explain(self.broker, &self.topic, &expected, &stored).await;
-        Err(format!(
-            "{failure}\ndiagnosis:\n  {explained}\n(logs in {})",
-            self.dir.display()
-        ))
+        Err(format!("{failure}\ndiagnosis:\n  {explained}\n{logs}"))
     }
 
     /// [`Trial::verdict`], panicking when it is not exact.
@@ -329,7 +330,8 @@ max_backoff_ms = 500
 
 impl Drop for Trial {
     fn drop(&mut self) {
-        if std::thread::panicking() || self.failed.get() {
+        let keep = std::env::var_os("TRIAL_KEEP_LOGS").is_some();
+        if keep || std::thread::panicking() || self.failed.get() {
             eprintln!("[{}] logs kept in {}", self.name, self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
