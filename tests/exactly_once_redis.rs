@@ -91,10 +91,10 @@ async fn redis_killed_and_restarted_from_its_aof_neither_loses_nor_doubles() {
 }
 
 /// A snapshot (`SAVE`) is taken once the group has committed something on
-/// every partition, and copied; the daemon goes on writing for a few
-/// seconds; then Redis is killed and started from that older snapshot, as a
-/// restore from backup: what was applied since is gone from Redis and must be
-/// applied again, once.
+/// every partition, and copied; the daemon goes on writing, for 1 to 3 s
+/// after its first write since; then Redis is killed and started from that
+/// older snapshot, as a restore from backup: what was applied since is gone
+/// from Redis and must be applied again, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_rolled_back_to_an_older_snapshot_neither_loses_nor_doubles() {
     rolled_back("redis-rollback", Snapshot::EveryPartitionStarted).await;
@@ -131,8 +131,15 @@ async fn rolled_back(name: &'static str, moment: Snapshot) {
     tokio::time::sleep(before).await;
     let snapshot = tempfile::NamedTempFile::new().expect("a file for the snapshot");
     trial.redis.save_snapshot(snapshot.path());
-    trial.say("snapshot taken");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let saved = trial.totals().await;
+    trial.say(&format!("snapshot taken ({} applications)", saved.n));
+    trial
+        .expect_writes_after(saved, "the snapshot", WRITES)
+        .await;
+    let after = trial
+        .rng
+        .between(Duration::from_secs(1), Duration::from_secs(3));
+    tokio::time::sleep(after).await;
     let written = trial.totals().await;
     trial.redis.restart_from_snapshot(snapshot.path());
     let restored = trial.totals().await;
