@@ -85,6 +85,14 @@ pub const PRODUCER_SETTINGS: &[(&str, &str)] = &[
     ("linger.ms", "5"),
 ];
 
+/// Producer settings that make every record a record batch of its own, so no
+/// consumer ever resumes inside a batch (see the tansu notes above), without
+/// waiting for each delivery before sending the next record.
+pub const UNBATCHED_SETTINGS: &[(&str, &str)] = &[("batch.num.messages", "1"), ("linger.ms", "0")];
+/// Connections [`Broker::produce_unbatched`] sends over at once, at most one
+/// per partition.
+pub const UNBATCHED_PRODUCERS: usize = 8;
+
 /// How long a broker may take to answer its first metadata request.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Upper bound for one admin, metadata or offset request.
@@ -95,8 +103,9 @@ const START_ATTEMPTS: usize = 3;
 /// A Kafka-protocol broker for one test or one test binary.
 pub struct Broker {
     bootstrap: String,
-    /// Declared before `backend` so it is dropped while the broker still runs.
+    /// Declared before `backend` so they are dropped while the broker still runs.
     producer: OnceLock<FutureProducer>,
+    unbatched_producers: OnceLock<Vec<FutureProducer>>,
     backend: Backend,
 }
 
@@ -188,6 +197,7 @@ impl Broker {
         Broker {
             bootstrap,
             producer: OnceLock::new(),
+            unbatched_producers: OnceLock::new(),
             backend,
         }
     }

@@ -7,3 +7,4 @@ pub mod kafka;
 pub mod poison;
 pub mod redis;
 pub mod shop;
+pub mod trials;

@@ -28,6 +28,8 @@ pub struct RedisServer {
     tls: Option<Tls>,
     /// Set for a server whose data survives `stop`/`restart` (an fsync'd AOF).
     data_dir: Option<tempfile::TempDir>,
+    /// Restarted from a snapshot: loads `dump.rdb` from `data_dir`, no AOF.
+    from_snapshot: bool,
 }
 
 impl RedisServer {
@@ -70,6 +72,7 @@ impl RedisServer {
             password: None,
             tls: None,
             data_dir: Some(tempfile::tempdir().expect("a temporary directory for Redis data")),
+            from_snapshot: false,
         };
         server.spawn();
         server
@@ -82,6 +85,7 @@ impl RedisServer {
             password,
             tls,
             data_dir: None,
+            from_snapshot: false,
         };
         server.spawn();
         server
@@ -121,6 +125,42 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// The server's process id while it runs (to stop or freeze it with signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Take a point-in-time snapshot (`SAVE`) of a [`RedisServer::start_persistent`]
+    /// server and copy it to `to`.
+    pub fn save_snapshot(&self, to: &std::path::Path) {
+        let dir = self
+            .data_dir
+            .as_ref()
+            .expect("snapshots need start_persistent");
+        let client = redis::Client::open(self.url(0)).expect("a valid Redis URL");
+        let mut connection = client.get_connection().expect("a connection to the server");
+        redis::cmd("SAVE")
+            .query::<()>(&mut connection)
+            .expect("SAVE succeeds");
+        std::fs::copy(dir.path().join("dump.rdb"), to).expect("the snapshot can be copied");
+    }
+
+    /// Kill the server and start it again on the same port from the snapshot
+    /// `rdb` (see [`RedisServer::save_snapshot`]), as a restore from a backup:
+    /// everything written after that snapshot is gone, and the server keeps
+    /// no AOF from then on.
+    pub fn restart_from_snapshot(&mut self, rdb: &std::path::Path) {
+        self.stop();
+        let dir = self
+            .data_dir
+            .as_ref()
+            .expect("snapshots need start_persistent");
+        let _ = std::fs::remove_dir_all(dir.path().join("appendonlydir"));
+        std::fs::copy(rdb, dir.path().join("dump.rdb")).expect("the snapshot can be restored");
+        self.from_snapshot = true;
+        self.spawn();
+    }
+
     fn spawn(&mut self) {
         let mut command = Command::new("redis-server");
         command
@@ -150,10 +190,12 @@ impl RedisServer {
             command.args(["--requirepass", password]);
         }
         if let Some(dir) = &self.data_dir {
-            // Later directives win over the `--appendonly no` above.
-            command
-                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
-                .arg(dir.path());
+            // Later directives win over the `--appendonly no` above. Redis 7
+            // with an AOF enabled but absent starts empty, ignoring dump.rdb.
+            if !self.from_snapshot {
+                command.args(["--appendonly", "yes", "--appendfsync", "always"]);
+            }
+            command.arg("--dir").arg(dir.path());
         }
         self.child = Some(command.spawn().expect("redis-server is installed"));
         self.wait_until_ready();

@@ -194,3 +194,80 @@ fn end_offsets_of(config: &ClientConfig, topic: &str) -> BTreeMap<i32, i64> {
     }
     ends
 }
+
+impl Broker {
+    /// Checks that records of `topic` are one per record batch where it
+    /// matters to tansu's resume bug: a fetch from an offset inside a
+    /// multi-record batch starts at the next batch on tansu, so its first
+    /// record would come after the one asked for. Reads from `samples`
+    /// offsets spread over each partition, one consumer per sample at once
+    /// (after an assign librdkafka takes up to 1.5 s to deliver).
+    pub async fn assert_unbatched(&self, topic: &str, samples: i64) {
+        let ends = self.end_offsets(topic).await;
+        let mut config = self.consumer_config(&unique("batch-probe"));
+        // Fetch a record or so after the assign, not the whole partition.
+        config
+            .set("max.partition.fetch.bytes", "1024")
+            .set("queued.min.messages", "1")
+            .set("fetch.wait.max.ms", "10");
+        let topic = topic.to_owned();
+        blocking(move || {
+            std::thread::scope(|scope| {
+                let probes: Vec<_> = (1..=samples)
+                    .map(|sample| {
+                        let wanted: BTreeMap<i32, i64> = ends
+                            .iter()
+                            .map(|(&partition, &end)| (partition, end * sample / (samples + 1)))
+                            .filter(|(_, offset)| *offset > 0)
+                            .collect();
+                        let (config, topic) = (&config, &topic);
+                        scope.spawn(move || first_records_are_asked_for(config, topic, wanted))
+                    })
+                    .collect();
+                for probe in probes {
+                    if let Err(panic) = probe.join() {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+            })
+        })
+        .await
+    }
+}
+
+/// Assigns `topic`'s partitions at the `wanted` offsets and checks that the
+/// first record read from each is the one asked for.
+fn first_records_are_asked_for(config: &ClientConfig, topic: &str, mut wanted: BTreeMap<i32, i64>) {
+    let reader: BaseConsumer = config.create().expect("a consumer from a valid config");
+    let mut assignment = TopicPartitionList::new();
+    for (&partition, &offset) in &wanted {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Offset(offset))
+            .expect("a concrete offset is valid");
+    }
+    reader
+        .assign(&assignment)
+        .unwrap_or_else(|error| panic!("assigning {topic}: {error}"));
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    while !wanted.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: no record read at {wanted:?}"
+        );
+        let Some(polled) = reader.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = polled.unwrap_or_else(|error| panic!("reading {topic}: {error}"));
+        let Some(asked) = wanted.remove(&message.partition()) else {
+            continue;
+        };
+        assert_eq!(
+            message.offset(),
+            asked,
+            "{topic}/{}: a fetch from offset {asked} began at {}, so records share record \
+             batches and a consumer resuming inside one would skip some (tansu 0.6)",
+            message.partition(),
+            message.offset()
+        );
+    }
+}
