@@ -94,7 +94,8 @@ impl Pipeline {
                         epoch: advances[index].epoch,
                         next: stored,
                     };
-                    self.positions.reposition(cache, partition, claim);
+                    let source = self.source.as_ref();
+                    self.positions.reposition(cache, partition, claim, source);
                     continue;
                 }
                 CommitOutcome::Unclaimed { index } => {
@@ -115,7 +116,7 @@ impl Pipeline {
                 }
             }
             for (partition, span) in &spans {
-                self.positions.advanced(cache, partition, span.to);
+                self.positions.advanced(cache, partition, span);
             }
             self.count_writes(&writes);
             self.count_outcomes(&folded);
@@ -166,7 +167,8 @@ impl Pipeline {
             .await
             .map_err(|error| self.cache_error(cache, error))?;
         if let Some(claim) = claims.first() {
-            self.positions.reposition(cache, partition, *claim);
+            let source = self.source.as_ref();
+            self.positions.reposition(cache, partition, *claim, source);
         }
         Ok(())
     }

@@ -35,7 +35,6 @@ use crate::cache::{Cache, CacheError, Claim, Partition};
 use crate::event::Envelope;
 use crate::metrics::Metrics;
 use crate::source::{DeadLetters, Delivery, Offsets, SourceControl, SourceError};
-use plan::Plan;
 
 pub use fold::{Folded, Work, Write, fold};
 pub use positions::{Admitted, Positioning};
@@ -184,11 +183,15 @@ impl Pipeline {
                 per_partition.push(claim);
             }
         }
-        for (partition, claims) in partitions.into_iter().zip(claims) {
+        for (partition, claims) in partitions.iter().zip(claims) {
             info!(%partition, checkpoints = ?claims.iter().map(|claim| claim.next).collect::<Vec<_>>(), "partition claimed");
             self.positions
-                .assign(partition, &claims, self.source.as_ref());
+                .assign(partition.clone(), &claims, self.source.as_ref());
         }
+        // Kafka's copy catches up with the checkpoints now: a partition whose
+        // checkpoint is at the end has no record to process, and its lag (what
+        // autoscaling reads) would otherwise never clear.
+        self.store_offsets(&partitions);
         Ok(())
     }
 
@@ -222,7 +225,13 @@ impl Pipeline {
         for cache in 0..self.caches.len() {
             self.commit_cache(&plan, cache, &mut reported).await?;
         }
-        self.store_offsets(&plan);
+        let partitions: Vec<Partition> = plan
+            .partitions
+            .iter()
+            .map(|(partition, _)| partition.clone())
+            .collect();
+        self.store_offsets(&partitions);
+        self.observe_lag(&plan.records);
         self.metrics.batch_size.observe(plan.records.len() as f64);
         self.metrics
             .batch_duration
@@ -275,9 +284,9 @@ impl Pipeline {
     /// Kafka's copy of the progress: per partition, the lowest next offset of
     /// the caches it feeds. The checkpoints are the truth, so a refusal (the
     /// partition was revoked meanwhile) costs only a warning.
-    fn store_offsets(&mut self, plan: &Plan) {
-        let mut offsets: Offsets = Vec::with_capacity(plan.partitions.len());
-        for (partition, _) in &plan.partitions {
+    fn store_offsets(&mut self, partitions: &[Partition]) {
+        let mut offsets: Offsets = Vec::with_capacity(partitions.len());
+        for partition in partitions {
             let lowest = (0..self.caches.len())
                 .filter(|&cache| self.caches[cache].topics.contains(&partition.topic))
                 .map(|cache| self.positions.next(cache, partition))
@@ -287,7 +296,6 @@ impl Pipeline {
                 offsets.push((partition.topic.clone(), partition.number, next));
             }
         }
-        self.observe_lag(&plan.records);
         if offsets.is_empty() {
             return;
         }

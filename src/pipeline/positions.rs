@@ -58,6 +58,10 @@ pub struct Applied {
     pub epoch: Epoch,
     /// The next offset to apply; `None` until the first record it sees anchors it.
     pub next: Option<i64>,
+    /// Where this process first anchored a partition the cache had never
+    /// applied: if the cache later loses everything of it (rolled back to
+    /// before its first write), it is read again from there.
+    pub anchor: Option<i64>,
 }
 
 /// Why a partition's records are dropped until it is assigned again.
@@ -90,6 +94,9 @@ struct Stream {
 pub struct Span {
     pub epoch: Epoch,
     pub from: Option<i64>,
+    /// The first offset the span accounts for: `from`, or where a partition
+    /// never applied is anchored.
+    pub start: i64,
     pub first: i64,
     pub to: i64,
 }
@@ -138,6 +145,7 @@ impl Positions {
                 .map(|claim| Applied {
                     epoch: claim.epoch,
                     next: claim.next,
+                    anchor: None,
                 })
                 .collect(),
         };
@@ -242,6 +250,11 @@ impl Positions {
             return None;
         }
         let applied = stream.caches[cache];
+        // Everything of the partition was lost and is being read again: the
+        // records at hand are past what must be applied first.
+        if applied.next.is_none() && stream.seeking.is_some() {
+            return None;
+        }
         let last = records.last()?;
         let first = match applied.next {
             None => records.first()?,
@@ -259,27 +272,49 @@ impl Positions {
         Some(Span {
             epoch: applied.epoch,
             from: applied.next,
+            start: applied.next.unwrap_or(first.from),
             first: first.offset(),
             to: last.offset() + 1,
         })
     }
 
     /// The cache's commit landed: it has applied up to `to`.
-    pub fn advanced(&mut self, cache: usize, partition: &Partition, to: i64) {
+    pub fn advanced(&mut self, cache: usize, partition: &Partition, span: &Span) {
         if let Some(stream) = self.stream(partition) {
-            stream.caches[cache].next = Some(to);
+            let applied = &mut stream.caches[cache];
+            if applied.next.is_none() {
+                applied.anchor.get_or_insert(span.start);
+            }
+            applied.next = Some(span.to);
         }
     }
 
     /// The cache's checkpoint says something else than we thought (our claim
     /// was renewed, or the store went back in time): believe the store.
-    pub fn reposition(&mut self, cache: usize, partition: &Partition, claim: Claim) {
-        if let Some(stream) = self.stream(partition) {
-            warn!(%partition, epoch = claim.epoch, next = ?claim.next, "checkpoint moved under us; resuming from it");
-            stream.caches[cache] = Applied {
-                epoch: claim.epoch,
-                next: claim.next,
-            };
+    pub fn reposition(
+        &mut self,
+        cache: usize,
+        partition: &Partition,
+        claim: Claim,
+        source: &dyn SourceControl,
+    ) {
+        let Some(stream) = self.stream(partition) else {
+            return;
+        };
+        warn!(%partition, epoch = claim.epoch, next = ?claim.next, "checkpoint moved under us; resuming from it");
+        let applied = &mut stream.caches[cache];
+        let lost_everything = claim.next.is_none() && applied.next.is_some();
+        let anchor = applied.anchor;
+        *applied = Applied {
+            epoch: claim.epoch,
+            next: claim.next,
+            anchor,
+        };
+        if lost_everything {
+            // Rolled back to before its first write: nothing of the partition
+            // is left, so read it again from where this process first took it
+            // up, or, not knowing that, from the start of the log.
+            stream.rewind(anchor.unwrap_or(0), source);
         }
     }
 

@@ -294,3 +294,22 @@ async fn each_cache_skips_what_it_applied_after_a_crash_between_two_commits() {
         (25, 25)
     );
 }
+
+#[tokio::test]
+async fn a_partition_rolled_back_to_before_its_first_write_is_read_again_from_its_start() {
+    let mut rig = broker_rig().await;
+    rig.pipeline.process(stock(0..20)).await.unwrap();
+    // The cache comes back from a snapshot older than the partition's first
+    // write: neither its data nor its checkpoint exist.
+    rig.cache.roll_back_to_empty();
+    rig.log.lock().unwrap().clear();
+    rig.pipeline.process(stock(20..25)).await.unwrap();
+    assert!(
+        log(&rig).contains(&"seek shop.inventory/0=0".to_owned()),
+        "{:?}",
+        log(&rig)
+    );
+    sought(&mut rig.pipeline, 0).await;
+    rig.pipeline.process(stock(0..25)).await.unwrap();
+    assert_eq!(units(rig.cache.as_ref()).await, 25);
+}

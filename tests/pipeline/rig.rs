@@ -35,7 +35,8 @@ pub type Log = Arc<Mutex<Vec<String>>>;
 /// and logging every write that lands.
 #[derive(Debug)]
 pub struct Flaky {
-    pub inner: MemoryCache,
+    /// Swapped for an empty cache by [`Flaky::roll_back_to_empty`].
+    inner: Mutex<Arc<MemoryCache>>,
     pub failures: Mutex<u32>,
     /// A write "another replica" makes between our load and our write, once.
     pub interference: Mutex<Option<WriteOp>>,
@@ -55,16 +56,16 @@ impl Cache for Flaky {
         *self.failures.lock().unwrap() == 0
     }
     fn get_connection(&self) -> Connection {
-        self.inner.get_connection()
+        self.inner().get_connection()
     }
     fn default_ttl(&self) -> Ttl {
-        self.inner.default_ttl()
+        self.inner().default_ttl()
     }
     async fn add(&self, projection: &Projection, ttl: Option<Ttl>) -> CacheResult<()> {
-        self.inner.add(projection, ttl).await
+        self.inner().add(projection, ttl).await
     }
     async fn get(&self, key: &str) -> CacheResult<Option<Projection>> {
-        self.inner.get(key).await
+        self.inner().get(key).await
     }
     async fn get_all(
         &self,
@@ -72,25 +73,25 @@ impl Cache for Flaky {
         from: usize,
         size: usize,
     ) -> CacheResult<Vec<Projection>> {
-        self.inner.get_all(pattern, from, size).await
+        self.inner().get_all(pattern, from, size).await
     }
     async fn count(&self, pattern: &str) -> CacheResult<usize> {
-        self.inner.count(pattern).await
+        self.inner().count(pattern).await
     }
     async fn remove_by_key(&self, key: &str) -> CacheResult<()> {
-        self.inner.remove_by_key(key).await
+        self.inner().remove_by_key(key).await
     }
     async fn remove_by_key_pattern(&self, pattern: &str) -> CacheResult<usize> {
-        self.inner.remove_by_key_pattern(pattern).await
+        self.inner().remove_by_key_pattern(pattern).await
     }
     async fn flush_all(&self) -> CacheResult<()> {
-        self.inner.flush_all().await
+        self.inner().flush_all().await
     }
     async fn set_ttl(&self, key: &str, ttl: Ttl) -> CacheResult<bool> {
-        self.inner.set_ttl(key, ttl).await
+        self.inner().set_ttl(key, ttl).await
     }
     async fn get_ttl(&self, key: &str) -> CacheResult<Option<RemainingTtl>> {
-        self.inner.get_ttl(key).await
+        self.inner().get_ttl(key).await
     }
     async fn get_many_versioned(
         &self,
@@ -106,17 +107,17 @@ impl Cache for Flaky {
                 reason: "expected value at line 1 column 1".into(),
             });
         }
-        self.inner.get_many_versioned(keys).await
+        self.inner().get_many_versioned(keys).await
     }
     async fn apply_if_unchanged(
         &self,
         batch: &[WriteOp],
         expected: &[(String, Version)],
     ) -> CacheResult<bool> {
-        self.inner.apply_if_unchanged(batch, expected).await
+        self.inner().apply_if_unchanged(batch, expected).await
     }
     async fn claim(&self, scope: &str, partitions: &[Partition]) -> CacheResult<Vec<Claim>> {
-        self.inner.claim(scope, partitions).await
+        self.inner().claim(scope, partitions).await
     }
     async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome> {
         {
@@ -129,13 +130,13 @@ impl Cache for Flaky {
         }
         let interference = self.interference.lock().unwrap().take();
         if let Some(write) = interference {
-            self.inner.apply(&[write]).await?;
+            self.inner().apply(&[write]).await?;
             let corrupted = self.corrupted_by_interference.lock().unwrap().take();
             if corrupted.is_some() {
                 *self.corrupt.lock().unwrap() = corrupted;
             }
         }
-        let outcome = self.inner.commit(commit).await?;
+        let outcome = self.inner().commit(commit).await?;
         {
             let mut timeouts = self.landed_but_timed_out.lock().unwrap();
             if *timeouts > 0 && outcome == CommitOutcome::Applied {
@@ -156,15 +157,25 @@ impl Cache for Flaky {
         Ok(outcome)
     }
     async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
-        self.inner.apply(batch).await
+        self.inner().apply(batch).await
     }
 }
 
 impl Flaky {
+    fn inner(&self) -> Arc<MemoryCache> {
+        Arc::clone(&self.inner.lock().unwrap())
+    }
+
+    /// The cache comes back from a snapshot taken before anything was
+    /// written: no data, no checkpoint.
+    pub fn roll_back_to_empty(&self) {
+        *self.inner.lock().unwrap() = Arc::new(MemoryCache::new(Ttl::from_secs(300).unwrap()));
+    }
+
     /// A memory cache that lands every write, logging into `log`.
     pub fn new(log: &Log) -> Flaky {
         Flaky {
-            inner: MemoryCache::new(Ttl::from_secs(300).unwrap()),
+            inner: Mutex::new(Arc::new(MemoryCache::new(Ttl::from_secs(300).unwrap()))),
             failures: Mutex::new(0),
             interference: Mutex::new(None),
             corrupt: Mutex::new(None),
