@@ -97,7 +97,7 @@ pub async fn run(
     };
     let names: Vec<&str> = app_state.projections.keys().map(String::as_str).collect();
     let cache_names: Vec<&str> = caches.keys().map(String::as_str).collect();
-    metrics.prepare(&names, &cache_names);
+    metrics.prepare(&names, &cache_names, &topics);
     let app = http::router(app_state.clone());
     let server = tokio::spawn({
         let serving = serving.clone();

@@ -266,8 +266,11 @@ impl Metrics {
     }
 
     /// Create every series whose labels are known up front (projections, caches,
-    /// reasons), so each is exported from the start with a zero value.
-    pub fn prepare(&self, projections: &[&str], caches: &[&str]) {
+    /// topics, reasons), so each is exported from the start with a zero value.
+    pub fn prepare(&self, projections: &[&str], caches: &[&str], topics: &[String]) {
+        for topic in topics {
+            self.partition_resets.with_label_values(&[topic.as_str()]);
+        }
         for projection in projections {
             self.events_projected.with_label_values(&[projection]);
             self.events_skipped
