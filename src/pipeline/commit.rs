@@ -17,7 +17,8 @@ use super::plan::Plan;
 use super::positions::Span;
 use super::{Pipeline, PipelineError};
 use crate::cache::{
-    Advance, CacheError, Commit, CommitOutcome, Partition, Projection, Version, WriteOp, split_key,
+    Advance, CacheError, Claim, Commit, CommitOutcome, Partition, Projection, Version, WriteOp,
+    split_key,
 };
 
 /// Loaded states, their versions, and the keys whose stored value is unreadable.
@@ -60,18 +61,8 @@ impl Pipeline {
             }
             let folded = fold(&self.router, &plan.events, &work, states);
             self.letter_refusals(plan, &folded, reported).await?;
-            let checkpoints = self.positions.positioning().checkpoints();
-            let advances: Vec<Advance> = spans
-                .iter()
-                .filter(|_| checkpoints)
-                .map(|(partition, span)| Advance {
-                    partition: partition.clone(),
-                    epoch: span.epoch,
-                    from: span.from,
-                    to: span.to,
-                })
-                .collect();
-            let (writes, expected) = write_ops(self, &folded, &versions);
+            let advances = self.advances(&spans);
+            let (writes, expected) = self.write_ops(&folded, &versions);
             let slot = &self.caches[cache];
             let commit = Commit {
                 scope: &slot.scope,
@@ -90,7 +81,7 @@ impl Pipeline {
                 CommitOutcome::Moved { index, stored } if stored == Some(advances[index].to) => {}
                 CommitOutcome::Moved { index, stored } => {
                     let partition = &advances[index].partition;
-                    let claim = crate::cache::Claim {
+                    let claim = Claim {
                         epoch: advances[index].epoch,
                         next: stored,
                     };
@@ -155,6 +146,23 @@ impl Pipeline {
             .cloned()
             .collect();
         Share { spans, work }
+    }
+
+    /// How the spans move the checkpoint; nothing where progress is not
+    /// checkpointed (a file).
+    fn advances(&self, spans: &[(Partition, Span)]) -> Vec<Advance> {
+        if !self.positions.positioning().checkpoints() {
+            return Vec::new();
+        }
+        spans
+            .iter()
+            .map(|(partition, span)| Advance {
+                partition: partition.clone(),
+                epoch: span.epoch,
+                from: span.from,
+                to: span.to,
+            })
+            .collect()
     }
 
     /// Claim a partition again in one cache, after the cache lost our claim.
@@ -252,35 +260,35 @@ impl Pipeline {
                 .inc_by(count);
         }
     }
-}
 
-/// The folded states as cache writes, and the version each written key must
-/// still hold for them to land.
-fn write_ops(
-    pipeline: &Pipeline,
-    folded: &Folded,
-    versions: &HashMap<String, Version>,
-) -> (Vec<WriteOp>, Vec<(String, Version)>) {
-    let mut writes = Vec::with_capacity(folded.writes.len());
-    let mut expected = Vec::with_capacity(folded.writes.len());
-    for Write {
-        route, key, state, ..
-    } in &folded.writes
-    {
-        let definition = &pipeline.router.route(*route).definition;
-        let op = match state {
-            Some(value) => {
-                let projection = Projection::from_key(key, value.clone())
-                    .expect("names are validated at load and the fold keeps only objects");
-                WriteOp::Upsert {
-                    projection,
-                    expiry: definition.expiry,
+    /// The folded states as cache writes, and the version each written key must
+    /// still hold for them to land.
+    fn write_ops(
+        &self,
+        folded: &Folded,
+        versions: &HashMap<String, Version>,
+    ) -> (Vec<WriteOp>, Vec<(String, Version)>) {
+        let mut writes = Vec::with_capacity(folded.writes.len());
+        let mut expected = Vec::with_capacity(folded.writes.len());
+        for Write {
+            route, key, state, ..
+        } in &folded.writes
+        {
+            let definition = &self.router.route(*route).definition;
+            let op = match state {
+                Some(value) => {
+                    let projection = Projection::from_key(key, value.clone())
+                        .expect("names are validated at load and the fold keeps only objects");
+                    WriteOp::Upsert {
+                        projection,
+                        expiry: definition.expiry,
+                    }
                 }
-            }
-            None => WriteOp::Delete { key: key.clone() },
-        };
-        writes.push(op);
-        expected.push((key.clone(), versions.get(key).cloned().unwrap_or(None)));
+                None => WriteOp::Delete { key: key.clone() },
+            };
+            writes.push(op);
+            expected.push((key.clone(), versions.get(key).cloned().unwrap_or(None)));
+        }
+        (writes, expected)
     }
-    (writes, expected)
 }

@@ -191,7 +191,7 @@ impl Pipeline {
         // Kafka's copy catches up with the checkpoints now: a partition whose
         // checkpoint is at the end has no record to process, and its lag (what
         // autoscaling reads) would otherwise never clear.
-        self.store_offsets(&partitions);
+        self.store_offsets(partitions.iter());
         Ok(())
     }
 
@@ -225,12 +225,7 @@ impl Pipeline {
         for cache in 0..self.caches.len() {
             self.commit_cache(&plan, cache, &mut reported).await?;
         }
-        let partitions: Vec<Partition> = plan
-            .partitions
-            .iter()
-            .map(|(partition, _)| partition.clone())
-            .collect();
-        self.store_offsets(&partitions);
+        self.store_offsets(plan.partitions.iter().map(|(partition, _)| partition));
         self.observe_lag(&plan.records);
         self.metrics.batch_size.observe(plan.records.len() as f64);
         self.metrics
@@ -284,8 +279,8 @@ impl Pipeline {
     /// Kafka's copy of the progress: per partition, the lowest next offset of
     /// the caches it feeds. The checkpoints are the truth, so a refusal (the
     /// partition was revoked meanwhile) costs only a warning.
-    fn store_offsets(&mut self, partitions: &[Partition]) {
-        let mut offsets: Offsets = Vec::with_capacity(partitions.len());
+    fn store_offsets<'a>(&mut self, partitions: impl Iterator<Item = &'a Partition>) {
+        let mut offsets: Offsets = Vec::new();
         for partition in partitions {
             let lowest = (0..self.caches.len())
                 .filter(|&cache| self.caches[cache].topics.contains(&partition.topic))

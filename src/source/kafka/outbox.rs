@@ -93,14 +93,22 @@ impl Outbox {
 
     /// Whether nothing waits in the queue: the pipeline has taken everything
     /// handed over (it may still be working on the last of it).
+    /// Asked once per polled record while a batch is pending, so it looks at
+    /// the sender in place rather than cloning it.
     pub(super) fn is_drained(&self) -> bool {
-        self.sender()
+        self.sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
             .is_some_and(|sender| sender.capacity() == sender.max_capacity())
     }
 
     /// Whether the queue still takes deliveries (fetching has not stopped).
     pub fn is_open(&self) -> bool {
-        self.sender().is_some()
+        self.sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// Flush, then close the queue: fetching is over.
