@@ -8,7 +8,14 @@
 //! the benchmark cannot rot unnoticed. With `BENCH_OFFLINE_ONLY=1` it runs only
 //! the last figure, the offline fold (no broker, no Redis): a quick loop for
 //! work on the projectors themselves.
+//!
+//! The daemon runs as its own process (the release binary), so its CPU per
+//! event is the whole process's, every thread, from the kernel's accounting
+//! (`wait4`), printed beside the do-nothing consumer's and split by thread.
+//! `BENCH_DAEMON_BIN=path` measures another build of it on the same run.
 
+#[path = "cpu.rs"]
+mod cpu;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -27,7 +34,7 @@ use projectionist::projector::Registry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
-use support::daemon::{Setup, setup, spawn_in_process, wait_for};
+use support::daemon::{Setup, setup, wait_for};
 use support::kafka::Broker;
 use support::redis::RedisServer;
 use support::shop::story_with_items;
@@ -146,12 +153,19 @@ async fn run(scale: Scale, full: bool) {
         events as f64 / produce_secs
     );
 
+    // The bench process is otherwise idle meanwhile: its CPU is the consumer's.
+    let cpu_before = cpu::own_seconds();
     let raw_secs = raw_consume(&broker, &[&setup.orders, &setup.inventory], events);
+    let raw_cpu_us = (cpu::own_seconds() - cpu_before) * 1e6 / events as f64;
     let raw_rate = events as f64 / raw_secs;
-    println!("do-nothing consumer: {events} events in {raw_secs:.2} s = {raw_rate:.0} events/s");
+    println!(
+        "do-nothing consumer: {events} events in {raw_secs:.2} s = {raw_rate:.0} events/s, {raw_cpu_us:.2} µs CPU per event (whole process)"
+    );
 
     let timeout = Duration::from_secs(if full { 1800 } else { 120 });
-    let daemon_secs = catch_up(&setup.config, &broker, &setup, &setup.group, timeout).await;
+    let daemon = catch_up(&setup.config, &broker, &setup, &setup.group, timeout).await;
+    daemon.print("declarative order_summary", events, raw_cpu_us);
+    let daemon_secs = daemon.seconds;
     let daemon_rate = events as f64 / daemon_secs;
     let ratio = daemon_rate / raw_rate;
     println!(
@@ -165,7 +179,9 @@ async fn run(scale: Scale, full: bool) {
     // The same backlog again, with order_summary folded by its Rust twin, into
     // another Redis database under another group.
     let (twin_config, twin_group) = rust_twin(&setup);
-    let twin_secs = catch_up(&twin_config, &broker, &setup, &twin_group, timeout).await;
+    let twin = catch_up(&twin_config, &broker, &setup, &twin_group, timeout).await;
+    twin.print("Rust order_summary", events, raw_cpu_us);
+    let twin_secs = twin.seconds;
     let twin_rate = events as f64 / twin_secs;
     println!(
         "projectionist -> redis (Rust order_summary): {events} events in {twin_secs:.2} s = {twin_rate:.0} events/s"
@@ -192,29 +208,66 @@ fn verdict(ratio: f64, target: f64) -> &'static str {
     if ratio >= target { "met" } else { "NOT met" }
 }
 
-/// Run the daemon with `config` until `group` has committed the whole backlog;
-/// returns the seconds it took.
+/// One catch-up of the daemon binary: how long it took and the CPU it spent.
+struct CatchUp {
+    seconds: f64,
+    /// The whole process, start-up and shutdown included (`wait4`).
+    cpu_seconds: f64,
+    /// Per thread name, read just before it was asked to stop.
+    threads: BTreeMap<String, f64>,
+}
+
+impl CatchUp {
+    fn print(&self, what: &str, events: usize, reference_us: f64) {
+        let per_event = |seconds: f64| seconds * 1e6 / events as f64;
+        println!(
+            "projectionist ({what}): {:.2} µs CPU per event, whole process (target <= 2.0; the do-nothing consumer: {reference_us:.2})",
+            per_event(self.cpu_seconds)
+        );
+        let split: Vec<String> = self
+            .threads
+            .iter()
+            .filter(|(_, seconds)| per_event(**seconds) >= 0.01)
+            .map(|(name, seconds)| format!("{name} {:.2}", per_event(*seconds)))
+            .collect();
+        println!("  by thread (µs per event): {}", split.join(", "));
+    }
+}
+
+/// Run the daemon binary with `config` until `group` has committed the whole
+/// backlog.
 async fn catch_up(
     config: &Path,
     broker: &Broker,
     setup: &Setup,
     group: &str,
     timeout: Duration,
-) -> f64 {
+) -> CatchUp {
     let started = Instant::now();
-    let (shutdown, daemon) = spawn_in_process(config);
+    // Another build of the daemon can be measured on the same backlog and
+    // bench (an older version, say), named by BENCH_DAEMON_BIN.
+    let binary = std::env::var_os("BENCH_DAEMON_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_projectionist")));
+    let child = std::process::Command::new(binary)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("the projectionist binary runs");
     let end = setup.end(broker).await;
     wait_for("the daemon to catch up", timeout, || async {
         setup.committed_by(broker, group).await >= end
     })
     .await;
     let seconds = started.elapsed().as_secs_f64();
-    shutdown.cancel();
-    daemon
-        .await
-        .expect("the daemon task")
-        .expect("the daemon ran");
-    seconds
+    let threads = cpu::by_thread(child.id());
+    let cpu_seconds = cpu::stop_and_reap(child);
+    CatchUp {
+        seconds,
+        cpu_seconds,
+        threads,
+    }
 }
 
 /// A config like `setup`'s, but another group, Redis database 1, and the Rust
