@@ -14,8 +14,10 @@
 //! (`wait4`), printed beside the do-nothing consumer's and split by thread.
 //! `BENCH_DAEMON_BIN=path` measures another build of it on the same run.
 
-#[path = "cpu.rs"]
+#[path = "support_bench/cpu.rs"]
 mod cpu;
+#[path = "support_bench/freshness.rs"]
+mod freshness;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -192,6 +194,8 @@ async fn run(scale: Scale, full: bool) {
         verdict(through_daemon, 0.8)
     );
 
+    live_freshness(&broker, &setup, full).await;
+
     // The daemon is bound by the broker above; offline, without Kafka or Redis,
     // the projector's own cost shows.
     offline_comparison(
@@ -206,6 +210,57 @@ async fn run(scale: Scale, full: bool) {
 
 fn verdict(ratio: f64, target: f64) -> &'static str {
     if ratio >= target { "met" } else { "NOT met" }
+}
+
+/// The caught-up daemon (default settings but the group's) on a live stream
+/// at 2,000 and 20,000 events/s: produce -> visible in Redis, beside the
+/// broker's floor (a plain consumer) on the same events.
+async fn live_freshness(broker: &Broker, setup: &Setup, full: bool) {
+    let child = daemon_process(&setup.config);
+    wait_for(
+        "the daemon to be ready",
+        Duration::from_secs(60),
+        || async { setup.http("/readyz").0 == 200 },
+    )
+    .await;
+    // The smoke run (a debug build under `cargo test`) only exercises it.
+    let (seconds, rates): (u32, &[(u32, f64)]) = if full {
+        (10, &[(2_000, 5.0), (20_000, 20.0)])
+    } else {
+        (1, &[(100, 5.0)])
+    };
+    for &(rate, allowance) in rates {
+        let (daemon, floor) =
+            freshness::measure(broker, &setup.orders, &setup.redis_url, rate, seconds).await;
+        println!("freshness at {rate} events/s (produce -> visible):");
+        println!("  {}", floor.line("broker floor (plain consumer)"));
+        println!("  {}", daemon.line("daemon (Redis, polled)"));
+        let excess = daemon.p99() - floor.p99();
+        println!(
+            "  daemon p99 - floor p99 = {excess:.1} ms (target <= {allowance} ms: {})",
+            if excess <= allowance {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
+    cpu::stop_and_reap(child);
+}
+
+/// The daemon binary (or `BENCH_DAEMON_BIN`) running with `config`.
+fn daemon_process(config: &Path) -> std::process::Child {
+    // Another build of the daemon can be measured on the same backlog and
+    // bench (an older version, say), named by BENCH_DAEMON_BIN.
+    let binary = std::env::var_os("BENCH_DAEMON_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_projectionist")));
+    std::process::Command::new(binary)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("the projectionist binary runs")
 }
 
 /// One catch-up of the daemon binary: how long it took and the CPU it spent.
@@ -244,17 +299,7 @@ async fn catch_up(
     timeout: Duration,
 ) -> CatchUp {
     let started = Instant::now();
-    // Another build of the daemon can be measured on the same backlog and
-    // bench (an older version, say), named by BENCH_DAEMON_BIN.
-    let binary = std::env::var_os("BENCH_DAEMON_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_projectionist")));
-    let child = std::process::Command::new(binary)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("the projectionist binary runs");
+    let child = daemon_process(config);
     let end = setup.end(broker).await;
     wait_for("the daemon to catch up", timeout, || async {
         setup.committed_by(broker, group).await >= end

@@ -1,0 +1,188 @@
+//! Freshness from outside: events produced at a steady rate, each timed from
+//! just before it is handed to the producer until a reader sees it, in Redis
+//! (polled) for the daemon and on a plain consumer with librdkafka's default
+//! fetch settings (the broker's own floor), both on the same events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+use super::support::kafka::{Broker, unique};
+
+/// When each event was produced, by order id.
+type Sent = Arc<Mutex<HashMap<String, Instant>>>;
+/// The same, in order, for the Redis poller to take up as they come.
+type Fresh = Arc<Mutex<Vec<(String, Instant)>>>;
+
+/// Milliseconds from production to being seen, of every event seen.
+pub struct Latencies(Vec<f64>);
+
+impl Latencies {
+    fn quantile(&self, q: f64) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort_by(f64::total_cmp);
+        let at = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted.get(at).copied().unwrap_or(f64::NAN)
+    }
+
+    pub fn line(&self, what: &str) -> String {
+        format!(
+            "{what}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} events)",
+            self.quantile(0.5),
+            self.quantile(0.99),
+            self.quantile(1.0),
+            self.0.len()
+        )
+    }
+
+    pub fn p99(&self) -> f64 {
+        self.quantile(0.99)
+    }
+}
+
+/// Produce `rate` events per second for `seconds` to `topic` (new orders, so
+/// each makes an `order_summary:::{id}`), while the daemon already runs, and
+/// time each until it is in Redis at `redis_url` and on a plain consumer.
+pub async fn measure(
+    broker: &Broker,
+    topic: &str,
+    redis_url: &str,
+    rate: u32,
+    seconds: u32,
+) -> (Latencies, Latencies) {
+    let total = (rate * seconds) as usize;
+    let sent: Sent = Arc::default();
+    let fresh: Fresh = Arc::default();
+    let floor = {
+        let (sent, config, topic) = (
+            Arc::clone(&sent),
+            broker.consumer_config(&unique("floor")),
+            topic.to_owned(),
+        );
+        std::thread::spawn(move || consume_floor(config, &topic, &sent, total))
+    };
+    // The floor consumer's group joins first, so it sees every event.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let producing = {
+        let (sent, fresh) = (Arc::clone(&sent), Arc::clone(&fresh));
+        let (config, topic) = (broker.client_config(), topic.to_owned());
+        std::thread::spawn(move || produce_steadily(config, &topic, (&sent, &fresh), rate, total))
+    };
+    let daemon = poll_redis(redis_url, &fresh, total).await;
+    producing.join().expect("the producer thread");
+    let floor = floor.join().expect("the floor consumer thread");
+    (daemon, floor)
+}
+
+fn produce_steadily(
+    mut config: rdkafka::ClientConfig,
+    topic: &str,
+    (sent, fresh): (&Sent, &Fresh),
+    rate: u32,
+    total: usize,
+) {
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        config.set("linger.ms", "0").create().expect("a producer");
+    let run = unique("fresh");
+    let started = Instant::now();
+    for n in 0..total {
+        let due = started + Duration::from_secs_f64(n as f64 / f64::from(rate));
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let id = format!("{run}-{n}");
+        let event = serde_json::json!({"specversion": "1.0", "type": "shop.order.placed",
+            "id": id, "source": "/bench", "time": chrono::Utc::now().to_rfc3339(),
+            "data": {"order_id": id, "customer_id": "cus-fresh", "currency": "EUR"}})
+        .to_string();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "content-type",
+            value: Some("application/cloudevents+json"),
+        });
+        let now = Instant::now();
+        sent.lock().unwrap().insert(id.clone(), now);
+        fresh.lock().unwrap().push((id.clone(), now));
+        let mut record = BaseRecord::to(topic)
+            .key(&id)
+            .payload(&event)
+            .headers(headers);
+        while let Err((_, back)) = producer.send(record) {
+            record = back;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("every event delivered");
+}
+
+fn consume_floor(
+    config: rdkafka::ClientConfig,
+    topic: &str,
+    sent: &Sent,
+    total: usize,
+) -> Latencies {
+    let mut config = config;
+    let consumer: BaseConsumer = config
+        .set("auto.offset.reset", "latest")
+        .create()
+        .expect("a consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut seen = Vec::with_capacity(total);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen.len() < total && Instant::now() < deadline {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let now = Instant::now();
+        let Some(id) = message.key().and_then(|key| std::str::from_utf8(key).ok()) else {
+            continue;
+        };
+        if let Some(at) = sent.lock().unwrap().get(id) {
+            seen.push(now.duration_since(*at).as_secs_f64() * 1000.0);
+        }
+    }
+    Latencies(seen)
+}
+
+/// Poll Redis every millisecond for the events produced and not yet seen.
+async fn poll_redis(url: &str, fresh: &Fresh, total: usize) -> Latencies {
+    let client = redis::Client::open(url).expect("a redis url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis answers");
+    let mut pending: Vec<(String, Instant)> = Vec::new();
+    let mut seen = Vec::with_capacity(total);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen.len() < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        pending.extend(fresh.lock().unwrap().drain(..));
+        if pending.is_empty() {
+            continue;
+        }
+        let keys: Vec<String> = pending
+            .iter()
+            .map(|(id, _)| format!("order_summary:::{id}"))
+            .collect();
+        let found: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut connection)
+            .await
+            .expect("MGET");
+        let now = Instant::now();
+        let mut found = found.into_iter();
+        pending.retain(|(_, at)| {
+            let visible = found.next().flatten().is_some();
+            if visible {
+                seen.push(now.duration_since(*at).as_secs_f64() * 1000.0);
+            }
+            !visible
+        });
+    }
+    Latencies(seen)
+}
