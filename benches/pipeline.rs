@@ -12,10 +12,14 @@
 //! The daemon runs as its own process (the release binary), so its CPU per
 //! event is the whole process's, every thread, from the kernel's accounting
 //! (`wait4`), printed beside the do-nothing consumer's and split by thread.
-//! `BENCH_DAEMON_BIN=path` measures another build of it on the same run.
+//! `BENCH_BASELINE_BIN=path` runs another build beside it on the same backlog
+//! and stream (the version before exactly-once, say), and prints the two side
+//! by side: catch-up rate, CPU per event and freshness.
 
 #[path = "support_bench/cpu.rs"]
 mod cpu;
+#[path = "support_bench/daemon.rs"]
+mod daemon;
 #[path = "support_bench/freshness.rs"]
 mod freshness;
 #[path = "../tests/support/mod.rs"]
@@ -36,7 +40,8 @@ use projectionist::projector::Registry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
-use support::daemon::{Setup, setup, wait_for};
+use daemon::{baseline_build, baseline_config, catch_up, live_freshness, this_build};
+use support::daemon::{Setup, setup};
 use support::kafka::Broker;
 use support::redis::RedisServer;
 use support::shop::story_with_items;
@@ -165,8 +170,36 @@ async fn run(scale: Scale, full: bool) {
     );
 
     let timeout = Duration::from_secs(if full { 1800 } else { 120 });
-    let daemon = catch_up(&setup.config, &broker, &setup, &setup.group, timeout).await;
+    let daemon = catch_up(
+        &this_build(),
+        &setup.config,
+        &broker,
+        &setup,
+        &setup.group,
+        timeout,
+    )
+    .await;
     daemon.print("declarative order_summary", events, raw_cpu_us);
+    let baseline = baseline_build().map(|binary| {
+        let (config, group, redis_url) = baseline_config(&setup);
+        (binary, config, group, redis_url)
+    });
+    if let Some((binary, config, group, _)) = &baseline {
+        let other = catch_up(binary, config, &broker, &setup, group, timeout).await;
+        other.print(
+            "BENCH_BASELINE_BIN, declarative order_summary",
+            events,
+            raw_cpu_us,
+        );
+        let slower = 1.0 - other.seconds / daemon.seconds;
+        println!(
+            "this build vs the baseline, same backlog: {:.0} vs {:.0} events/s, {:.0}% slower (target for the exactly-once path <= 15%: {})",
+            events as f64 / daemon.seconds,
+            events as f64 / other.seconds,
+            slower * 100.0,
+            if slower <= 0.15 { "met" } else { "NOT met" }
+        );
+    }
     let daemon_secs = daemon.seconds;
     let daemon_rate = events as f64 / daemon_secs;
     let ratio = daemon_rate / raw_rate;
@@ -181,7 +214,15 @@ async fn run(scale: Scale, full: bool) {
     // The same backlog again, with order_summary folded by its Rust twin, into
     // another Redis database under another group.
     let (twin_config, twin_group) = rust_twin(&setup);
-    let twin = catch_up(&twin_config, &broker, &setup, &twin_group, timeout).await;
+    let twin = catch_up(
+        &this_build(),
+        &twin_config,
+        &broker,
+        &setup,
+        &twin_group,
+        timeout,
+    )
+    .await;
     twin.print("Rust order_summary", events, raw_cpu_us);
     let twin_secs = twin.seconds;
     let twin_rate = events as f64 / twin_secs;
@@ -194,7 +235,19 @@ async fn run(scale: Scale, full: bool) {
         verdict(through_daemon, 0.8)
     );
 
-    live_freshness(&broker, &setup, full).await;
+    live_freshness(
+        &this_build(),
+        &setup.config,
+        &setup.redis_url,
+        &broker,
+        &setup,
+        full,
+    )
+    .await;
+    if let Some((binary, config, _, redis_url)) = &baseline {
+        println!("the same with BENCH_BASELINE_BIN:");
+        live_freshness(binary, config, redis_url, &broker, &setup, full).await;
+    }
 
     // The daemon is bound by the broker above; offline, without Kafka or Redis,
     // the projector's own cost shows.
@@ -210,109 +263,6 @@ async fn run(scale: Scale, full: bool) {
 
 fn verdict(ratio: f64, target: f64) -> &'static str {
     if ratio >= target { "met" } else { "NOT met" }
-}
-
-/// The caught-up daemon (default settings but the group's) on a live stream
-/// at 2,000 and 20,000 events/s: produce -> visible in Redis, beside the
-/// broker's floor (a plain consumer) on the same events.
-async fn live_freshness(broker: &Broker, setup: &Setup, full: bool) {
-    let child = daemon_process(&setup.config);
-    wait_for(
-        "the daemon to be ready",
-        Duration::from_secs(60),
-        || async { setup.http("/readyz").0 == 200 },
-    )
-    .await;
-    // The smoke run (a debug build under `cargo test`) only exercises it.
-    let (seconds, rates): (u32, &[(u32, f64)]) = if full {
-        (10, &[(2_000, 5.0), (20_000, 20.0)])
-    } else {
-        (1, &[(100, 5.0)])
-    };
-    for &(rate, allowance) in rates {
-        let (daemon, floor) =
-            freshness::measure(broker, &setup.orders, &setup.redis_url, rate, seconds).await;
-        println!("freshness at {rate} events/s (produce -> visible):");
-        println!("  {}", floor.line("broker floor (plain consumer)"));
-        println!("  {}", daemon.line("daemon (Redis, polled)"));
-        let excess = daemon.p99() - floor.p99();
-        println!(
-            "  daemon p99 - floor p99 = {excess:.1} ms (target <= {allowance} ms: {})",
-            if excess <= allowance {
-                "met"
-            } else {
-                "NOT met"
-            }
-        );
-    }
-    cpu::stop_and_reap(child);
-}
-
-/// The daemon binary (or `BENCH_DAEMON_BIN`) running with `config`.
-fn daemon_process(config: &Path) -> std::process::Child {
-    // Another build of the daemon can be measured on the same backlog and
-    // bench (an older version, say), named by BENCH_DAEMON_BIN.
-    let binary = std::env::var_os("BENCH_DAEMON_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_projectionist")));
-    std::process::Command::new(binary)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("the projectionist binary runs")
-}
-
-/// One catch-up of the daemon binary: how long it took and the CPU it spent.
-struct CatchUp {
-    seconds: f64,
-    /// The whole process, start-up and shutdown included (`wait4`).
-    cpu_seconds: f64,
-    /// Per thread name, read just before it was asked to stop.
-    threads: BTreeMap<String, f64>,
-}
-
-impl CatchUp {
-    fn print(&self, what: &str, events: usize, reference_us: f64) {
-        let per_event = |seconds: f64| seconds * 1e6 / events as f64;
-        println!(
-            "projectionist ({what}): {:.2} µs CPU per event, whole process (target <= 2.0; the do-nothing consumer: {reference_us:.2})",
-            per_event(self.cpu_seconds)
-        );
-        let split: Vec<String> = self
-            .threads
-            .iter()
-            .filter(|(_, seconds)| per_event(**seconds) >= 0.01)
-            .map(|(name, seconds)| format!("{name} {:.2}", per_event(*seconds)))
-            .collect();
-        println!("  by thread (µs per event): {}", split.join(", "));
-    }
-}
-
-/// Run the daemon binary with `config` until `group` has committed the whole
-/// backlog.
-async fn catch_up(
-    config: &Path,
-    broker: &Broker,
-    setup: &Setup,
-    group: &str,
-    timeout: Duration,
-) -> CatchUp {
-    let started = Instant::now();
-    let child = daemon_process(config);
-    let end = setup.end(broker).await;
-    wait_for("the daemon to catch up", timeout, || async {
-        setup.committed_by(broker, group).await >= end
-    })
-    .await;
-    let seconds = started.elapsed().as_secs_f64();
-    let threads = cpu::by_thread(child.id());
-    let cpu_seconds = cpu::stop_and_reap(child);
-    CatchUp {
-        seconds,
-        cpu_seconds,
-        threads,
-    }
 }
 
 /// A config like `setup`'s, but another group, Redis database 1, and the Rust
