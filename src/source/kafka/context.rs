@@ -32,6 +32,12 @@ fn partitions(list: &TopicPartitionList) -> Vec<Partition> {
         .collect()
 }
 
+/// `topic/0, topic/1`: how a log line names partitions.
+fn shown(partitions: &[Partition]) -> String {
+    let names: Vec<String> = partitions.iter().map(Partition::to_string).collect();
+    names.join(", ")
+}
+
 impl ClientContext for SourceContext {
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {
@@ -110,7 +116,7 @@ impl ConsumerContext for SourceContext {
         }
         self.health.set_assigned(false);
         self.metrics.consumer_assigned.set(0);
-        info!(partitions = ?revoked, "partitions revoked");
+        info!(partitions = %shown(&revoked), "partitions revoked");
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -131,7 +137,7 @@ impl ConsumerContext for SourceContext {
                 self.outbox.send(Delivery::Assigned(assigned.clone()));
                 self.health.set_assigned(true);
                 self.metrics.consumer_assigned.set(1);
-                info!(partitions = ?assigned, "partitions assigned");
+                info!(partitions = %shown(&assigned), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(error) => {
