@@ -55,15 +55,26 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// How long a fetch may wait at the broker for records to arrive. librdkafka's
+/// 500 ms is spent in full by brokers that hold a fetch until it runs out
+/// (tansu, some managed services), and then every event waits up to half a
+/// second before the daemon sees it. Kafka answers as soon as a record is
+/// there, so on Kafka a short wait only costs a fetch request per 10 ms while
+/// the topic is quiet.
+pub const FETCH_WAIT_MAX_MS: (&str, &str) = ("fetch.wait.max.ms", "10");
+
+/// The consumer settings the daemon chooses unless `kafka.properties` does.
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.auto.commit", "true"),
+    ("auto.commit.interval.ms", "1000"),
+    ("statistics.interval.ms", "5000"),
+    ("session.timeout.ms", "30000"),
+    FETCH_WAIT_MAX_MS,
+];
+
 fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = client_config(settings);
-    let defaults = [
-        ("enable.auto.commit", "true"),
-        ("auto.commit.interval.ms", "1000"),
-        ("statistics.interval.ms", "5000"),
-        ("session.timeout.ms", "30000"),
-    ];
-    for (name, value) in defaults {
+    for &(name, value) in CONSUMER_DEFAULTS {
         if !settings.properties.contains_key(name) {
             config.set(name, value);
         }
