@@ -332,7 +332,11 @@ async fn second_stream(broker: &Broker, redis: &RedisServer, scale: &Scale, time
     // The figures count only if the stream folded as meant: every invoice
     // stored, and a whole one paid with its eight lines.
     let stored = support::daemon::redis_projections(&redis.url(3)).await;
-    assert_eq!(stored.len(), events.div_ceil(10), "one projection per invoice");
+    assert_eq!(
+        stored.len(),
+        events.div_ceil(10),
+        "one projection per invoice"
+    );
     let first = &stored["invoice_summary:::inv-0000000"];
     assert_eq!(first["status"], "paid", "{first}");
     assert_eq!(first["line_count"], 8, "{first}");

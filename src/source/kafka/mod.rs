@@ -359,3 +359,26 @@ fn to_record(message: &BorrowedMessage<'_>) -> RawRecord {
         timestamp_ms: message.timestamp().to_millis(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn the_consumer_fetches_with_a_short_wait_unless_told_otherwise() {
+        let mut kafka = Settings::defaults().kafka;
+        assert_eq!(
+            consumer_config(&kafka).get("fetch.wait.max.ms"),
+            Some("10"),
+            "librdkafka's 500 ms would hold every event that long on brokers that hold fetches"
+        );
+        kafka
+            .properties
+            .insert("fetch.wait.max.ms".to_owned(), "250".to_owned());
+        assert_eq!(
+            consumer_config(&kafka).get("fetch.wait.max.ms"),
+            Some("250")
+        );
+    }
+}
