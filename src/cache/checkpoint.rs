@@ -58,6 +58,12 @@ pub fn checkpoint_key(scope: &str) -> String {
     )
 }
 
+/// The key of a consumer group's paused projections (a set of names),
+/// escaped like [`checkpoint_key`].
+pub fn pauses_key(group: &str) -> String {
+    format!("{BOOKKEEPING_PREFIX}paused/{}", group.replace(':', "%3A"))
+}
+
 /// What a claim found and took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Claim {
