@@ -10,18 +10,20 @@ use anyhow::{Context as _, bail};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::admin;
 use crate::cache::memory::MemoryCache;
 use crate::cache::redis::masked_uri;
 use crate::cache::{Cache, CacheError};
 use crate::config::{CacheSettings, Provider, Settings};
 use crate::health::Health;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Served};
 use crate::metrics::{Metrics, PROJECTION_STATES};
 use crate::pipeline::{Pipeline, Positioning, Retry, Router, Wiring};
 use crate::projection;
 use crate::projector::Registry;
 use crate::source::DeadLetters;
 use crate::source::kafka::{KafkaDeadLetters, KafkaSource};
+use crate::status::{load_pauses, watch_pauses};
 
 /// How often the status gauges (cache up, ready, heartbeat, states) refresh.
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
@@ -77,10 +79,27 @@ pub async fn run(
         caches = connect_caches(&settings, &retry) => caches?,
         () = shutdown.cancelled() => return Ok(()),
     };
-    let projections = definitions
+    let projections: BTreeMap<String, Served> = definitions
+        .iter()
+        .map(|definition| {
+            let served = Served {
+                cache: definition.cache.clone(),
+                topics: definition.topics.iter().cloned().collect(),
+            };
+            (definition.name.clone(), served)
+        })
+        .collect();
+    // A pause survives restarts: in force before the first record is applied.
+    let cache_of: BTreeMap<String, String> = definitions
         .iter()
         .map(|definition| (definition.name.clone(), definition.cache.clone()))
         .collect();
+    let group = &settings.kafka.group_id;
+    let pauses = tokio::select! {
+        pauses = retry.run("cache", || load_pauses(&caches, &cache_of, group)) => pauses?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    health.progress().set_pauses(pauses);
     let router = Router::new(definitions, &caches);
     let topics = router.topics();
 
@@ -94,6 +113,8 @@ pub async fn run(
         health: health.clone(),
         caches: caches.clone(),
         projections,
+        group: settings.kafka.group_id.clone(),
+        admin_token: settings.admin.token.clone(),
     };
     let names: Vec<&str> = app_state.projections.keys().map(String::as_str).collect();
     let cache_names: Vec<&str> = caches.keys().map(String::as_str).collect();
@@ -108,6 +129,17 @@ pub async fn run(
         }
     });
     info!(%address, "http listening");
+    let admin = match settings.admin.listen {
+        Some(listen) => Some(serve_admin(listen, app_state.clone(), serving.clone()).await?),
+        None => None,
+    };
+    let pause_watcher = tokio::spawn(watch_pauses(
+        health.progress().clone(),
+        caches.clone(),
+        cache_of,
+        settings.kafka.group_id.clone(),
+        serving.clone(),
+    ));
     let reporter = tokio::spawn(report_status(app_state, serving.clone()));
 
     let fetching = shutdown.child_token();
@@ -173,7 +205,11 @@ pub async fn run(
     tokio::task::spawn_blocking(move || source.close()).await?;
     serving.cancel();
     reporter.abort();
+    pause_watcher.abort();
     server.await??;
+    if let Some(admin) = admin {
+        admin.await??;
+    }
     if let Err(error) = &outcome {
         error!(%error, "pipeline stopped");
         bail!("pipeline stopped: {error:#}");
@@ -183,7 +219,7 @@ pub async fn run(
 }
 
 /// Refresh the gauges nobody else sets on their own schedule: cache health,
-/// readiness, the heartbeat and each projection's state.
+/// readiness, the heartbeat and each projection's state (from its lag).
 async fn report_status(state: AppState, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(STATUS_INTERVAL);
     loop {
@@ -197,14 +233,38 @@ async fn report_status(state: AppState, stop: CancellationToken) {
         metrics
             .heartbeat_timestamp
             .set(state.health.heartbeat_unix_secs());
-        for projection in state.projections.keys() {
-            let current = state.health.projection_state(projection);
+        for status in admin::statuses(&state) {
+            let current = status.state.as_str();
             for candidate in PROJECTION_STATES {
                 metrics
                     .projection_state
-                    .with_label_values(&[projection, candidate])
+                    .with_label_values(&[status.name.as_str(), candidate])
                     .set(i64::from(candidate == current));
             }
         }
     }
+}
+
+/// Serve the admin API on its own listener until `serving` is cancelled.
+async fn serve_admin(
+    listen: std::net::SocketAddr,
+    state: AppState,
+    serving: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("admin.listen = {listen}: cannot listen"))?;
+    let address = listener.local_addr()?;
+    let mutations = if state.admin_token.is_some() {
+        "token"
+    } else {
+        "refused"
+    };
+    info!(%address, mutations, "admin api listening");
+    let app = admin::router(state);
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(serving.cancelled_owned())
+            .await
+    }))
 }

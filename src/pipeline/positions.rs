@@ -327,6 +327,31 @@ impl Positions {
         }
     }
 
+    /// Cache `cache` was held (paused) while the stream moved on: read each
+    /// partition of `topics` it is behind on again from its own next offset.
+    /// The other caches skip what they applied already.
+    pub fn catch_up(
+        &mut self,
+        cache: usize,
+        topics: &std::collections::BTreeSet<String>,
+        source: &dyn SourceControl,
+    ) {
+        for (topic, streams) in &mut self.topics {
+            if !topics.contains(topic) {
+                continue;
+            }
+            for stream in streams.values_mut() {
+                let Some(next) = stream.caches[cache].next else {
+                    continue;
+                };
+                let ahead = stream.seeking.or(stream.expected);
+                if stream.halted.is_none() && ahead.is_some_and(|at| at > next) {
+                    stream.rewind(next, source);
+                }
+            }
+        }
+    }
+
     /// The next offset a cache applies of a partition; `None` when unknown
     /// or the partition is halted.
     pub fn next(&mut self, cache: usize, partition: &Partition) -> Option<i64> {

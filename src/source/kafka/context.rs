@@ -1,6 +1,7 @@
 //! librdkafka callbacks: rebalances (told to the pipeline in order, on the
 //! delivery queue: a revocation waits until the pipeline finished what it
-//! holds, then commits), statistics (consumer lag), errors (logged).
+//! holds, then commits), statistics (consumer lag, and the end of each log for
+//! the progress board), errors (logged).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +47,11 @@ impl ClientContext for SourceContext {
                 // partitions it does not consume.
                 if *partition < 0 || partition_stats.consumer_lag < 0 {
                     continue;
+                }
+                if partition_stats.hi_offset >= 0 {
+                    self.health
+                        .progress()
+                        .set_end(Partition::new(topic, *partition), partition_stats.hi_offset);
                 }
                 let partition = partition.to_string();
                 self.metrics

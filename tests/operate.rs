@@ -1,0 +1,334 @@
+//! Operating the daemon, end to end with the real broker and Redis: the admin
+//! API's status and pauses (obeyed by every replica, kept over a restart,
+//! refused without the token), readiness when the broker freezes, and reads
+//! that wait for their own writes.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use support::daemon::{
+    ADMIN_TOKEN, Setup, assert_same_projections, http_get, http_request, redis_projections, setup,
+    spawn_in_process, wait_for,
+};
+use support::kafka::Broker;
+use support::redis::RedisServer;
+use support::shop::{ShopRecord, reference_fold, story};
+
+const CATCH_UP: Duration = Duration::from_secs(90);
+const STRUCTURED: [(&str, &[u8]); 1] = [("content-type", b"application/cloudevents+json")];
+
+/// Produce one record per request (see `tests/support/kafka.rs` on tansu and
+/// batches); returns the last one's (partition, offset).
+async fn produce(broker: &Broker, records: &[ShopRecord]) -> (i32, i64) {
+    let mut last = (0, 0);
+    for record in records {
+        last = broker
+            .produce(
+                &record.topic,
+                &record.key,
+                &record.payload(),
+                &STRUCTURED,
+                None,
+            )
+            .await;
+    }
+    last
+}
+
+/// A second replica of the setup's daemon: same group, topics and Redis, its
+/// own HTTP and admin ports. Returns its config and its admin port.
+fn second_member(setup: &Setup) -> (PathBuf, u16, u16) {
+    let http_port = support::redis::free_port();
+    let admin_port = support::redis::free_port();
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace(
+            &format!("127.0.0.1:{}", setup.http_port),
+            &format!("127.0.0.1:{http_port}"),
+        )
+        .replace(
+            &format!("127.0.0.1:{}", setup.admin_port),
+            &format!("127.0.0.1:{admin_port}"),
+        );
+    let config = setup.dir.path().join("second.toml");
+    std::fs::write(&config, text).unwrap();
+    (config, http_port, admin_port)
+}
+
+/// One projection in a replica's `/admin/status`.
+fn projection_status(admin_port: u16, name: &str) -> Value {
+    let (status, body) = http_request(admin_port, "GET", "/admin/status", None);
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    body["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|projection| projection["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} missing in {body}"))
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_projectionist"))
+        .args(args)
+        .env("PROJECTIONIST_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .expect("the projectionist binary runs")
+}
+
+fn assigned(http_port: u16) -> bool {
+    http_get(http_port, "/metrics")
+        .1
+        .contains("projectionist_consumer_assigned 1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pause_holds_every_replica_survives_a_restart_and_a_resume_loses_nothing() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let setup = setup(broker, &redis.url(0), "").await;
+    let records = story(&setup.orders, &setup.inventory, 60, 10);
+    let (first, second) = records.split_at(records.len() / 2);
+    produce(broker, first).await;
+    let (first_shutdown, first_daemon) = setup.spawn();
+    let (second_config, second_http, second_admin) = second_member(&setup);
+    let (second_shutdown, second_daemon) = spawn_in_process(&second_config);
+    wait_for("both replicas to own partitions", CATCH_UP, || async {
+        assigned(setup.http_port) && assigned(second_http)
+    })
+    .await;
+    setup.wait_caught_up(broker, CATCH_UP).await;
+
+    let pause = "/admin/projections/order_summary/pause";
+    assert_eq!(setup.admin("POST", pause, None).0, 401, "no token");
+    let wrong = "not-the-token-not-the-token";
+    assert_eq!(
+        setup.admin("POST", pause, Some(wrong)).0,
+        401,
+        "wrong token"
+    );
+    assert_eq!(
+        projection_status(setup.admin_port, "order_summary")["paused"],
+        false
+    );
+
+    // Paused through one replica; the other obeys too.
+    let (status, body) = http_request(second_admin, "POST", pause, Some(ADMIN_TOKEN));
+    assert_eq!(status, 200, "{body}");
+    for port in [setup.admin_port, second_admin] {
+        wait_for(
+            "every replica to hold the cache",
+            Duration::from_secs(10),
+            || async {
+                let paused = projection_status(port, "order_summary");
+                let held = projection_status(port, "customer_orders");
+                paused["state"] == "paused"
+                    && paused["paused"] == true
+                    && held["state"] == "paused"
+                    && held["held_by"] == json!(["order_summary"])
+            },
+        )
+        .await;
+    }
+    produce(broker, second).await;
+    // The records arrive and are counted as lag; none is written.
+    wait_for("the lag to show", Duration::from_secs(30), || async {
+        let lag = |port| {
+            projection_status(port, "order_summary")["lag"]
+                .as_i64()
+                .unwrap_or(0)
+        };
+        lag(setup.admin_port) + lag(second_admin) > 0
+    })
+    .await;
+    let before_pause = reference_fold(first, &setup.orders);
+    assert_same_projections(&redis_projections(&setup.redis_url).await, &before_pause);
+
+    // A restart keeps the pause.
+    first_shutdown.cancel();
+    second_shutdown.cancel();
+    first_daemon.await.unwrap().unwrap();
+    second_daemon.await.unwrap().unwrap();
+    let (shutdown, daemon) = setup.spawn();
+    wait_for(
+        "the restarted replica to own partitions",
+        CATCH_UP,
+        || async { assigned(setup.http_port) },
+    )
+    .await;
+    assert_eq!(
+        projection_status(setup.admin_port, "order_summary")["state"],
+        "paused"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_same_projections(&redis_projections(&setup.redis_url).await, &before_pause);
+
+    // Resumed from the command line: everything missed is applied, once.
+    let admin = format!("http://127.0.0.1:{}", setup.admin_port);
+    let resumed = cli(&["resume", "order_summary", "--admin", &admin]);
+    assert!(resumed.status.success(), "{resumed:?}");
+    setup.wait_caught_up(broker, CATCH_UP).await;
+    assert_same_projections(
+        &redis_projections(&setup.redis_url).await,
+        &reference_fold(&records, &setup.orders),
+    );
+    wait_for(
+        "order_summary to be live again",
+        Duration::from_secs(30),
+        || async { projection_status(setup.admin_port, "order_summary")["state"] == "live" },
+    )
+    .await;
+    let shown = cli(&["status", "--admin", &admin]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success() && text.contains("order_summary"),
+        "{shown:?}"
+    );
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_turns_false_within_seconds_of_the_broker_freezing() {
+    // A broker of its own: freezing the shared one would stall other tests.
+    let broker = Broker::tansu();
+    let redis = RedisServer::start();
+    let setup = setup(&broker, &redis.url(0), "").await;
+    // librdkafka's own verdict would come at the session timeout: make that
+    // long, so readiness cannot owe its answer to it.
+    let config = std::fs::read_to_string(&setup.config).unwrap().replace(
+        "\"session.timeout.ms\" = \"6000\"",
+        "\"session.timeout.ms\" = \"30000\"",
+    );
+    std::fs::write(&setup.config, config).unwrap();
+    let (shutdown, daemon) = setup.spawn();
+    wait_for("readiness", CATCH_UP, || async {
+        setup.http("/readyz").0 == 200
+    })
+    .await;
+
+    broker.freeze(true);
+    let frozen = Instant::now();
+    wait_for(
+        "readiness to turn false",
+        Duration::from_secs(6),
+        || async { setup.http("/readyz").0 == 503 },
+    )
+    .await;
+    let noticed = frozen.elapsed();
+    let (_, body) = setup.http("/readyz");
+    broker.freeze(false);
+    assert!(body.contains("broker does not answer"), "{body}");
+    wait_for(
+        "readiness to come back",
+        Duration::from_secs(60),
+        || async { setup.http("/readyz").0 == 200 },
+    )
+    .await;
+    eprintln!("not ready {noticed:?} after the broker froze");
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_waits_for_its_own_write_and_says_behind_when_the_wait_runs_out() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let setup = setup(broker, &redis.url(0), "").await;
+    let records = story(&setup.orders, &setup.inventory, 20, 5);
+    produce(broker, &records).await;
+    let (shutdown, daemon) = setup.spawn();
+    setup.wait_caught_up(broker, CATCH_UP).await;
+    // Events weeks old, every one applied: live, with no lag.
+    wait_for(
+        "a historical stream at its end to be live",
+        Duration::from_secs(30),
+        || async {
+            let status = projection_status(setup.admin_port, "order_summary");
+            status["state"] == "live" && status["lag"] == 0
+        },
+    )
+    .await;
+
+    // The write lands while the projection is paused: the read waits for it,
+    // and answers once the resume applied it.
+    let admin_path = |verb: &str| format!("/admin/projections/order_summary/{verb}");
+    assert_eq!(
+        setup
+            .admin("POST", &admin_path("pause"), Some(ADMIN_TOKEN))
+            .0,
+        200
+    );
+    let placed = json!({"specversion": "1.0", "type": "shop.order.placed", "id": "ryw-1",
+        "source": "/shop", "time": "2026-11-02T10:00:00Z",
+        "data": {"order_id": "ord-ryw", "customer_id": "cus-ryw", "currency": "EUR"}});
+    let (partition, offset) = broker
+        .produce(
+            &setup.orders,
+            "ord-ryw",
+            &placed.to_string(),
+            &STRUCTURED,
+            None,
+        )
+        .await;
+    let position = format!(
+        "topic={}&partition={partition}&offset={offset}",
+        setup.orders
+    );
+    let port = setup.http_port;
+    let path = format!("/projections/order_summary/ord-ryw?{position}&wait_ms=20000");
+    let asked = Instant::now();
+    let read = tokio::task::spawn_blocking(move || http_get(port, &path));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        setup
+            .admin("POST", &admin_path("resume"), Some(ADMIN_TOKEN))
+            .0,
+        200
+    );
+    let (status, body) = read.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        asked.elapsed() >= Duration::from_secs(2),
+        "answered before the resume"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["order_id"],
+        "ord-ryw"
+    );
+
+    // A position past the end: behind, once the wait ran out.
+    let beyond = format!(
+        "topic={}&partition={partition}&offset={}",
+        setup.orders,
+        offset + 1000
+    );
+    let asked = Instant::now();
+    let (status, body) = setup.http(&format!(
+        "/projections/order_summary/ord-ryw?{beyond}&wait_ms=700"
+    ));
+    assert_eq!(status, 409, "{body}");
+    assert!(asked.elapsed() >= Duration::from_millis(700));
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], "behind");
+    assert_eq!(body["applied"], offset + 1);
+    // A topic the projection does not read, or half a position, is a mistake.
+    let other = format!("topic={}&partition=0&offset=0", setup.inventory);
+    assert_eq!(
+        setup
+            .http(&format!("/projections/order_summary/ord-ryw?{other}"))
+            .0,
+        400
+    );
+    assert_eq!(
+        setup.http("/projections/order_summary/ord-ryw?offset=3").0,
+        400
+    );
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}
