@@ -215,7 +215,8 @@ async fn wait_applied(
         if applied.is_some_and(|next| next > offset) {
             return Ok(());
         }
-        if tokio::time::Instant::now() + WAIT_POLL > deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             let body = json!({
                 "status": "behind",
                 "topic": partition.topic,
@@ -227,6 +228,7 @@ async fn wait_applied(
             });
             return Err(answer(StatusCode::CONFLICT, body));
         }
-        tokio::time::sleep(WAIT_POLL).await;
+        // The last look is at the deadline itself.
+        tokio::time::sleep(WAIT_POLL.min(deadline - now)).await;
     }
 }
