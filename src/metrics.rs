@@ -10,7 +10,8 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// The states a projection reports in `projectionist_projection_state`.
+/// The states a projection reports in `projectionist_projection_state`; a
+/// replica that owns none of its partitions (`idle`) sets every one to 0.
 pub const PROJECTION_STATES: [&str; 4] = ["catching_up", "live", "stalled", "paused"];
 
 /// Every `reason` a permanent failure can carry, so each series exists from the

@@ -24,6 +24,9 @@ pub enum State {
     Live,
     Stalled,
     Paused,
+    /// This replica owns none of the projection's partitions: it has nothing
+    /// to say (every `projectionist_projection_state` series is 0).
+    Idle,
 }
 
 impl State {
@@ -33,6 +36,7 @@ impl State {
             State::Live => "live",
             State::Stalled => "stalled",
             State::Paused => "paused",
+            State::Idle => "idle",
         }
     }
 }
@@ -136,12 +140,18 @@ impl ProjectionStatus {
             State::Paused
         } else if failing || worst(State::Stalled) {
             State::Stalled
+        } else if partitions.is_empty() {
+            State::Idle
         } else if worst(State::CatchingUp) {
             State::CatchingUp
         } else {
             State::Live
         };
-        let lag = partitions.iter().map(|p| p.lag).sum::<Option<i64>>();
+        let lag = if partitions.is_empty() {
+            None
+        } else {
+            partitions.iter().map(|p| p.lag).sum::<Option<i64>>()
+        };
         let lag_seconds = partitions
             .iter()
             .filter_map(|p| p.lag_seconds)
@@ -194,6 +204,6 @@ mod tests {
         let paused = ProjectionStatus::new("a", "default", vec!["a".into()], false, Vec::new());
         assert_eq!((paused.state, paused.paused), (State::Paused, true));
         let idle = ProjectionStatus::new("c", "other", Vec::new(), false, Vec::new());
-        assert_eq!((idle.state, idle.lag), (State::Live, Some(0)));
+        assert_eq!((idle.state, idle.lag), (State::Idle, None));
     }
 }

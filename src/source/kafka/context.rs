@@ -45,13 +45,15 @@ impl ClientContext for SourceContext {
             for (partition, partition_stats) in &stats.partitions {
                 // librdkafka reports -1 for the internal UA partition and for
                 // partitions it does not consume.
-                if *partition < 0 || partition_stats.consumer_lag < 0 {
-                    continue;
-                }
-                if partition_stats.hi_offset >= 0 {
+                // A partition with nothing committed has no lag (-1) but an
+                // end all the same: an empty one is caught up.
+                if *partition >= 0 && partition_stats.hi_offset >= 0 {
                     self.health
                         .progress()
                         .set_end(Partition::new(topic, *partition), partition_stats.hi_offset);
+                }
+                if *partition < 0 || partition_stats.consumer_lag < 0 {
+                    continue;
                 }
                 let partition = partition.to_string();
                 self.metrics
