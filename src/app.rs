@@ -108,6 +108,16 @@ pub async fn run(
         .await
         .with_context(|| format!("server.listen = {}: cannot listen", settings.server.listen))?;
     let address = listener.local_addr()?;
+    // Bound before anything serves: a port taken fails the start with
+    // nothing left running.
+    let admin_listener = match settings.admin.listen {
+        Some(listen) => Some(
+            tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("admin.listen = {listen}: cannot listen"))?,
+        ),
+        None => None,
+    };
     let app_state = AppState {
         metrics: metrics.clone(),
         health: health.clone(),
@@ -129,8 +139,8 @@ pub async fn run(
         }
     });
     info!(%address, "http listening");
-    let admin = match settings.admin.listen {
-        Some(listen) => Some(serve_admin(listen, app_state.clone(), serving.clone()).await?),
+    let admin = match admin_listener {
+        Some(listener) => Some(serve_admin(listener, app_state.clone(), serving.clone())?),
         None => None,
     };
     let pause_watcher = tokio::spawn(watch_pauses(
@@ -246,14 +256,11 @@ async fn report_status(state: AppState, stop: CancellationToken) {
 }
 
 /// Serve the admin API on its own listener until `serving` is cancelled.
-async fn serve_admin(
-    listen: std::net::SocketAddr,
+fn serve_admin(
+    listener: tokio::net::TcpListener,
     state: AppState,
     serving: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("admin.listen = {listen}: cannot listen"))?;
     let address = listener.local_addr()?;
     let mutations = if state.admin_token.is_some() {
         "token"

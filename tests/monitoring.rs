@@ -83,7 +83,11 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         "named in deploy/ but not exported: {missing:?}\n{scrape}"
     );
     for gauge in ["projectionist_ready 1", "projectionist_consumer_assigned 1"] {
-        assert!(scrape.contains(gauge), "{gauge} missing in\n{scrape}");
+        // Whole lines: the help text of the second starts with "1 while".
+        assert!(
+            scrape.lines().any(|line| line == gauge),
+            "{gauge} missing in\n{scrape}"
+        );
     }
     // The story's events happened weeks ago, but every one is applied: with
     // no lag against the end of the log, the projection is live.

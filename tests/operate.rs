@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -37,26 +36,6 @@ async fn produce(broker: &Broker, records: &[ShopRecord]) -> (i32, i64) {
             .await;
     }
     last
-}
-
-/// A second replica of the setup's daemon: same group, topics and Redis, its
-/// own HTTP and admin ports. Returns its config and its admin port.
-fn second_member(setup: &Setup) -> (PathBuf, u16, u16) {
-    let http_port = support::redis::free_port();
-    let admin_port = support::redis::free_port();
-    let text = std::fs::read_to_string(&setup.config)
-        .unwrap()
-        .replace(
-            &format!("127.0.0.1:{}", setup.http_port),
-            &format!("127.0.0.1:{http_port}"),
-        )
-        .replace(
-            &format!("127.0.0.1:{}", setup.admin_port),
-            &format!("127.0.0.1:{admin_port}"),
-        );
-    let config = setup.dir.path().join("second.toml");
-    std::fs::write(&config, text).unwrap();
-    (config, http_port, admin_port)
 }
 
 /// One projection in a replica's `/admin/status`.
@@ -98,7 +77,7 @@ async fn a_pause_holds_every_replica_survives_a_restart_and_a_resume_loses_nothi
     let (first, second) = records.split_at(records.len() / 2);
     produce(broker, first).await;
     let (first_shutdown, first_daemon) = setup.spawn();
-    let (second_config, second_http, second_admin) = second_member(&setup);
+    let (second_config, second_http, second_admin) = setup.second_member();
     let (second_shutdown, second_daemon) = spawn_in_process(&second_config);
     wait_for("both replicas to own partitions", CATCH_UP, || async {
         assigned(setup.http_port) && assigned(second_http)

@@ -131,6 +131,26 @@ impl Setup {
         http_get(self.http_port, path)
     }
 
+    /// A second replica of this daemon: same group, topics and Redis, HTTP
+    /// and admin API on ports of its own. Its config, HTTP and admin ports.
+    pub fn second_member(&self) -> (PathBuf, u16, u16) {
+        let http_port = super::redis::free_port();
+        let admin_port = super::redis::free_port();
+        let text = std::fs::read_to_string(&self.config)
+            .unwrap()
+            .replace(
+                &format!("127.0.0.1:{}", self.http_port),
+                &format!("127.0.0.1:{http_port}"),
+            )
+            .replace(
+                &format!("127.0.0.1:{}", self.admin_port),
+                &format!("127.0.0.1:{admin_port}"),
+            );
+        let config = self.dir.path().join("second.toml");
+        std::fs::write(&config, text).unwrap();
+        (config, http_port, admin_port)
+    }
+
     /// A request to the admin API, with `token` as its bearer token if any.
     pub fn admin(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
         http_request(self.admin_port, method, path, token)
