@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use support::daemon::{
-    ADMIN_TOKEN, Setup, assert_same_projections, http_get, http_request, redis_projections, setup,
+    ADMIN_TOKEN, assert_same_projections, http_get, http_request, redis_projections, setup,
     spawn_in_process, wait_for,
 };
 use support::kafka::Broker;
