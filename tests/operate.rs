@@ -323,3 +323,54 @@ async fn a_read_waits_for_its_own_write_and_says_behind_when_the_wait_runs_out()
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pause_from_before_the_first_record_holds_it_back_and_a_resume_applies_it() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let setup = setup(broker, &redis.url(0), "").await;
+    // Paused before this group ever applied anything: no checkpoint to go back to.
+    let client = redis::Client::open(setup.redis_url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let pauses = format!("@projectionist/paused/{}", setup.group);
+    let _: i64 = redis::AsyncCommands::sadd(&mut connection, &pauses, "daily_sales")
+        .await
+        .unwrap();
+    let (shutdown, daemon) = setup.spawn();
+    wait_for("the replica to own partitions", CATCH_UP, || async {
+        assigned(setup.http_port)
+    })
+    .await;
+    let records = story(&setup.orders, &setup.inventory, 30, 5);
+    produce(broker, &records).await;
+    // Every record is fetched, and held back.
+    wait_for(
+        "the records to be fetched",
+        Duration::from_secs(30),
+        || async {
+            let (_, metrics) = setup.http("/metrics");
+            let consumed: f64 = metrics
+                .lines()
+                .filter(|line| line.starts_with("projectionist_events_consumed_total{"))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            consumed >= records.len() as f64
+        },
+    )
+    .await;
+    assert_eq!(
+        projection_status(setup.admin_port, "order_summary")["held_by"],
+        json!(["daily_sales"])
+    );
+    assert!(redis_projections(&setup.redis_url).await.is_empty());
+
+    let resume = "/admin/projections/daily_sales/resume";
+    assert_eq!(setup.admin("POST", resume, Some(ADMIN_TOKEN)).0, 200);
+    setup.wait_caught_up(broker, CATCH_UP).await;
+    assert_same_projections(
+        &redis_projections(&setup.redis_url).await,
+        &reference_fold(&records, &setup.orders),
+    );
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}

@@ -84,6 +84,9 @@ struct Stream {
     /// The next record is the first after a seek.
     after_seek: bool,
     halted: Option<Halt>,
+    /// Where the first record admitted since the assignment starts: a cache
+    /// held by a pause before it ever applied the partition resumes there.
+    first_admitted: Option<i64>,
     /// Per cache, in the pipeline's cache order.
     caches: Vec<Applied>,
 }
@@ -140,6 +143,7 @@ impl Positions {
             seeking,
             after_seek: false,
             halted: None,
+            first_admitted: None,
             caches: claims
                 .iter()
                 .map(|claim| Applied {
@@ -341,7 +345,8 @@ impl Positions {
                 continue;
             }
             for stream in streams.values_mut() {
-                let Some(next) = stream.caches[cache].next else {
+                // Never applied: from the first record the pause held back.
+                let Some(next) = stream.caches[cache].next.or(stream.first_admitted) else {
                     continue;
                 };
                 let ahead = stream.seeking.or(stream.expected);
@@ -395,6 +400,7 @@ impl Stream {
             Some(expected) => return Verdict::Gap { expected },
         };
         self.expected = Some(offset + 1);
+        self.first_admitted.get_or_insert(from);
         Verdict::Admit { from }
     }
 
