@@ -2,6 +2,7 @@
 //! person at a terminal. Each prints what the daemon answered and exits 0
 //! only on success.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use serde_json::Value;
@@ -18,9 +19,9 @@ pub fn status(admin: &str, json: bool) -> ExitCode {
         return refused(status, &body);
     }
     if json {
-        println!("{body:#}");
-        return ExitCode::SUCCESS;
+        return print(&[format!("{body:#}")]);
     }
+    let mut lines = Vec::new();
     let shown = |value: &Value| match value {
         Value::Null => "?".to_owned(),
         Value::Number(number) if number.is_f64() => {
@@ -28,7 +29,7 @@ pub fn status(admin: &str, json: bool) -> ExitCode {
         }
         other => other.to_string(),
     };
-    println!(
+    lines.push(format!(
         "group {} ({})",
         body["group"].as_str().unwrap_or("?"),
         if body["ready"] == Value::Bool(true) {
@@ -36,11 +37,11 @@ pub fn status(admin: &str, json: bool) -> ExitCode {
         } else {
             "not ready"
         }
-    );
-    println!(
+    ));
+    lines.push(format!(
         "{:<24} {:<12} {:>10} {:>10}  CACHE",
         "PROJECTION", "STATE", "LAG", "LAG_S"
-    );
+    ));
     for projection in body["projections"].as_array().into_iter().flatten() {
         let held_by = projection["held_by"]
             .as_array()
@@ -51,16 +52,16 @@ pub fn status(admin: &str, json: bool) -> ExitCode {
         } else {
             format!("  (held by {})", Value::Array(held_by))
         };
-        println!(
+        lines.push(format!(
             "{:<24} {:<12} {:>10} {:>10}  {}{note}",
             projection["name"].as_str().unwrap_or("?"),
             projection["state"].as_str().unwrap_or("?"),
             shown(&projection["lag"]),
             shown(&projection["lag_seconds"]),
             projection["cache"].as_str().unwrap_or("?"),
-        );
+        ));
         for partition in projection["partitions"].as_array().into_iter().flatten() {
-            println!(
+            lines.push(format!(
                 "  {:<22} {:<12} {:>10} {:>10}  applied {} of {}",
                 format!(
                     "{}/{}",
@@ -72,9 +73,18 @@ pub fn status(admin: &str, json: bool) -> ExitCode {
                 shown(&partition["lag_seconds"]),
                 shown(&partition["applied"]),
                 shown(&partition["end"]),
-            );
+            ));
         }
     }
+    print(&lines)
+}
+
+/// Written once, whole: a closed pipe (`| head`) ends the listing, not the
+/// process.
+fn print(lines: &[String]) -> ExitCode {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    let _ = std::io::stdout().write_all(text.as_bytes());
     ExitCode::SUCCESS
 }
 
