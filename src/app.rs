@@ -110,13 +110,16 @@ pub async fn run(
     let address = listener.local_addr()?;
     // Bound before anything serves: a port taken fails the start with
     // nothing left running.
+    // The admin API on the HTTP port itself when configured so (`dev`, which
+    // has no Service to keep it from): one listener for both.
+    let admin_beside_http = settings.admin.listen == Some(settings.server.listen);
     let admin_listener = match settings.admin.listen {
-        Some(listen) => Some(
+        Some(listen) if !admin_beside_http => Some(
             tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("admin.listen = {listen}: cannot listen"))?,
         ),
-        None => None,
+        _ => None,
     };
     let app_state = AppState {
         metrics: metrics.clone(),
@@ -129,7 +132,10 @@ pub async fn run(
     let names: Vec<&str> = app_state.projections.keys().map(String::as_str).collect();
     let cache_names: Vec<&str> = caches.keys().map(String::as_str).collect();
     metrics.prepare(&names, &cache_names, &topics);
-    let app = http::router(app_state.clone());
+    let mut app = http::router(app_state.clone());
+    if admin_beside_http {
+        app = app.merge(admin::router(app_state.clone()));
+    }
     let server = tokio::spawn({
         let serving = serving.clone();
         async move {

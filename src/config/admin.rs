@@ -20,7 +20,8 @@ pub struct RawAdmin {
 
 #[derive(Debug, Clone, Default)]
 pub struct AdminSettings {
-    /// `None`: no admin API (nothing listens).
+    /// `None`: no admin API (nothing listens). Equal to `server.listen`:
+    /// served on that port too (for `dev`; a deployment keeps them apart).
     pub listen: Option<SocketAddr>,
     /// Without one, every mutating endpoint is refused.
     pub token: Option<AdminToken>,
