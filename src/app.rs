@@ -109,9 +109,8 @@ pub async fn run(
         .with_context(|| format!("server.listen = {}: cannot listen", settings.server.listen))?;
     let address = listener.local_addr()?;
     // Bound before anything serves: a port taken fails the start with
-    // nothing left running.
-    // The admin API on the HTTP port itself when configured so (`dev`, which
-    // has no Service to keep it from): one listener for both.
+    // nothing left running. An admin.listen equal to server.listen (`dev`,
+    // which has no Service to keep it from) serves both on one listener.
     let admin_beside_http = settings.admin.listen == Some(settings.server.listen);
     let admin_listener = match settings.admin.listen {
         Some(listen) if !admin_beside_http => Some(

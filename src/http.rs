@@ -20,7 +20,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::cache::{Cache, KEY_SEPARATOR, Partition};
+use crate::cache::{Cache, KEY_SEPARATOR, Partition, checkpoint_scope};
 use crate::config::AdminToken;
 use crate::health::{Health, STALL_AFTER};
 use crate::metrics::Metrics;
@@ -56,8 +56,10 @@ impl AppState {
     }
 }
 
-/// The longest a read may wait for its position.
-pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// The longest a read may wait for its position: short enough that waiting
+/// reads still end within the pod's grace period after the drain (shutdown
+/// stops serving only once the pipeline drained, then lets requests finish).
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
 /// How often a waiting read looks at the checkpoint again.
 const WAIT_POLL: Duration = Duration::from_millis(20);
 
@@ -164,7 +166,7 @@ async fn projection(
                 return answer(StatusCode::BAD_REQUEST, json!({"error": error}));
             }
             let partition = Partition::new(topic, partition);
-            let scope = format!("{}/{}", state.group, served.cache);
+            let scope = checkpoint_scope(&state.group, &served.cache);
             let wait_for = Duration::from_millis(wait.wait_ms.unwrap_or(0)).min(MAX_WAIT);
             if let Err(behind) =
                 wait_applied(cache.as_ref(), &scope, &partition, offset, wait_for).await

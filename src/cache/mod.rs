@@ -28,7 +28,7 @@ use serde_json::Value;
 
 pub use checkpoint::{
     Advance, BOOKKEEPING_PREFIX, Claim, Commit, CommitOutcome, Epoch, Partition, checkpoint_key,
-    pauses_key,
+    checkpoint_scope, pauses_key,
 };
 pub use key::{KEY_SEPARATOR, Projection, split_key};
 pub use ttl::{Expiry, RemainingTtl, Ttl, TtlError};

@@ -104,7 +104,7 @@ impl Pipeline {
                     caches.push(CacheSlot {
                         name: name.clone(),
                         cache: Arc::clone(&route.cache),
-                        scope: format!("{}/{name}", wiring.group),
+                        scope: crate::cache::checkpoint_scope(&wiring.group, name),
                         topics: BTreeSet::new(),
                     });
                     caches.len() - 1
