@@ -374,3 +374,66 @@ async fn a_pause_from_before_the_first_record_holds_it_back_and_a_resume_applies
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn mutations_are_refused_without_the_token_and_without_a_configured_one() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    let memory: Arc<dyn projectionist::cache::Cache> =
+        Arc::new(projectionist::cache::memory::MemoryCache::new(
+            projectionist::cache::Ttl::from_secs_f64(60.0).unwrap(),
+        ));
+    let served = projectionist::http::Served {
+        cache: "default".to_owned(),
+        topics: vec!["shop.orders".to_owned()],
+    };
+    let state = |token: Option<&str>| projectionist::http::AppState {
+        metrics: projectionist::metrics::Metrics::new(),
+        health: projectionist::health::Health::new(),
+        caches: [("default".to_owned(), Arc::clone(&memory))].into(),
+        projections: [("order_summary".to_owned(), served.clone())].into(),
+        group: "group".to_owned(),
+        admin_token: token.map(|token| {
+            let raw = format!("[admin]\ntoken = {token:?}\n");
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("config.toml");
+            std::fs::write(&path, raw).unwrap();
+            let settings = projectionist::config::load_with_env(&path, Default::default()).unwrap();
+            settings.admin.token.unwrap()
+        }),
+    };
+    let call = |state, path: &str, token: Option<&str>| {
+        let mut request = Request::post(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Body::empty()).unwrap();
+        async move {
+            let app = projectionist::admin::router(state);
+            app.oneshot(request).await.unwrap().status().as_u16()
+        }
+    };
+    let pause = "/admin/projections/order_summary/pause";
+    assert_eq!(
+        call(state(None), pause, Some(ADMIN_TOKEN)).await,
+        403,
+        "no token configured"
+    );
+    let configured = || state(Some(ADMIN_TOKEN));
+    assert_eq!(call(configured(), pause, None).await, 401);
+    assert_eq!(
+        call(configured(), pause, Some("bearer-of-another-token")).await,
+        401
+    );
+    let unknown = "/admin/projections/nothing_here/pause";
+    assert_eq!(call(configured(), unknown, Some(ADMIN_TOKEN)).await, 404);
+    assert!(
+        memory.paused("group").await.unwrap().is_empty(),
+        "nothing paused by refusals"
+    );
+    assert_eq!(call(configured(), pause, Some(ADMIN_TOKEN)).await, 200);
+    assert_eq!(memory.paused("group").await.unwrap().len(), 1);
+}
