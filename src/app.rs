@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::admin;
+use crate::admin::letters::DeadLetterTopic;
 use crate::cache::memory::MemoryCache;
 use crate::cache::redis::masked_uri;
 use crate::cache::{Cache, CacheError};
@@ -127,6 +128,12 @@ pub async fn run(
         projections,
         group: settings.kafka.group_id.clone(),
         admin_token: settings.admin.token.clone(),
+        dead_letters: settings.kafka.dead_letter_topic.as_ref().map(|topic| {
+            Arc::new(DeadLetterTopic {
+                kafka: settings.kafka.clone(),
+                topic: topic.clone(),
+            })
+        }),
     };
     let names: Vec<&str> = app_state.projections.keys().map(String::as_str).collect();
     let cache_names: Vec<&str> = caches.keys().map(String::as_str).collect();

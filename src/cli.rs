@@ -90,6 +90,21 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_ADMIN)]
         admin: String,
     },
+    /// The dead letters, from the start of the dead-letter topic: where each
+    /// sits (partition/offset), why it failed and where it came from.
+    DeadLetters {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+    },
+    /// One dead letter whole: the original record and every header, as JSON.
+    DeadLetter {
+        partition: i32,
+        offset: i64,
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+    },
 }
 
 /// Parse the command line and run it with `registry`'s projectors.
@@ -127,6 +142,12 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Command::Status { admin, json } => crate::admin::cli::status(&admin, json),
         Command::Pause { name, admin } => crate::admin::cli::set_paused(&admin, &name, true),
         Command::Resume { name, admin } => crate::admin::cli::set_paused(&admin, &name, false),
+        Command::DeadLetters { limit, admin } => crate::admin::cli::dead_letters(&admin, limit),
+        Command::DeadLetter {
+            partition,
+            offset,
+            admin,
+        } => crate::admin::cli::dead_letter(&admin, partition, offset),
         Command::Dev {
             listen,
             projections,

@@ -20,6 +20,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::admin::letters::DeadLetterTopic;
 use crate::cache::{Cache, KEY_SEPARATOR, Partition, checkpoint_scope};
 use crate::config::AdminToken;
 use crate::health::{Health, STALL_AFTER};
@@ -37,6 +38,8 @@ pub struct AppState {
     pub group: String,
     /// What the admin API's mutations demand; `None` refuses them all.
     pub admin_token: Option<AdminToken>,
+    /// Where the admin API reads dead letters from, when there is a topic.
+    pub dead_letters: Option<Arc<DeadLetterTopic>>,
 }
 
 /// A projection as the endpoints serve it.

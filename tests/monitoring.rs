@@ -119,6 +119,7 @@ async fn liveness_fails_when_the_loop_stops_beating() {
         projections: Default::default(),
         group: "group".to_owned(),
         admin_token: None,
+        dead_letters: None,
     };
     let status = |app: axum::Router| async move {
         let request = Request::get("/healthz").body(Body::empty()).unwrap();

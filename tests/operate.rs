@@ -404,6 +404,7 @@ async fn mutations_are_refused_without_the_token_and_without_a_configured_one() 
             let settings = projectionist::config::load_with_env(&path, Default::default()).unwrap();
             settings.admin.token.unwrap()
         }),
+        dead_letters: None,
     };
     let call = |state, path: &str, token: Option<&str>| {
         let mut request = Request::post(path);
@@ -436,4 +437,64 @@ async fn mutations_are_refused_without_the_token_and_without_a_configured_one() 
     );
     assert_eq!(call(configured(), pause, Some(ADMIN_TOKEN)).await, 200);
     assert_eq!(memory.paused("group").await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_are_listed_and_shown_whole_without_moving_anything() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let setup = setup(broker, &redis.url(0), "").await;
+    let records = story(&setup.orders, &setup.inventory, 5, 2);
+    produce(broker, &records).await;
+    let garbage = "{this is not json";
+    let (garbage_partition, garbage_offset) = broker
+        .produce(&setup.orders, "ord-x", garbage, &[("trace", b"kept")], None)
+        .await;
+    let (shutdown, daemon) = setup.spawn();
+    setup.wait_caught_up(broker, CATCH_UP).await;
+
+    let (status, body) = setup.admin("GET", "/admin/dead-letters", None);
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let letters = body["letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{body}");
+    let letter = &letters[0];
+    assert_eq!(letter["reason"], "invalid_json");
+    assert_eq!(letter["source"]["topic"], setup.orders.as_str());
+    assert_eq!(letter["source"]["partition"], garbage_partition);
+    assert_eq!(letter["source"]["offset"], garbage_offset);
+    assert!(
+        letter.get("record").is_none(),
+        "a listing leaves payloads out"
+    );
+
+    let path = format!(
+        "/admin/dead-letters/{}/{}",
+        letter["partition"], letter["offset"]
+    );
+    let (status, body) = setup.admin("GET", &path, None);
+    assert_eq!(status, 200, "{body}");
+    let whole: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(whole["record"]["payload"], garbage);
+    assert_eq!(whole["record"]["key"], "ord-x");
+    assert!(
+        whole["record"]["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["trace", "kept"])),
+        "{whole}"
+    );
+    let beyond = format!("/admin/dead-letters/{}/999", letter["partition"]);
+    assert_eq!(setup.admin("GET", &beyond, None).0, 404);
+
+    // The command line shows the same letter.
+    let admin = format!("http://127.0.0.1:{}", setup.admin_port);
+    let listed = cli(&["dead-letters", "--admin", &admin]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && text.contains("invalid_json"),
+        "{listed:?}"
+    );
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
 }

@@ -1,5 +1,5 @@
-//! `projectionist status | pause NAME | resume NAME`: the admin API for a
-//! person at a terminal. Each prints what the daemon answered and exits 0
+//! `projectionist status | pause NAME | resume NAME | dead-letters |
+//! dead-letter P O`: the admin API for a person at a terminal. Each prints what the daemon answered and exits 0
 //! only on success.
 
 use std::io::Write as _;
@@ -86,6 +86,51 @@ fn print(lines: &[String]) -> ExitCode {
     text.push('\n');
     let _ = std::io::stdout().write_all(text.as_bytes());
     ExitCode::SUCCESS
+}
+
+/// One line per dead letter: where it sits, why, and where it came from.
+pub fn dead_letters(admin: &str, limit: usize) -> ExitCode {
+    let path = format!("/admin/dead-letters?limit={limit}");
+    let Some((status, body)) = call(admin, None, "GET", &path) else {
+        return ExitCode::FAILURE;
+    };
+    if status != 200 {
+        return refused(status, &body);
+    }
+    let text = |value: &Value| value.as_str().unwrap_or("-").to_owned();
+    let mut lines = vec![format!(
+        "{:<12} {:<20} {:<20} {:<32} ERROR",
+        "LETTER", "REASON", "PROJECTION", "FROM"
+    )];
+    for letter in body["letters"].as_array().into_iter().flatten() {
+        let source = &letter["source"];
+        lines.push(format!(
+            "{:<12} {:<20} {:<20} {:<32} {}",
+            format!("{}/{}", letter["partition"], letter["offset"]),
+            text(&letter["reason"]),
+            text(&letter["projection"]),
+            format!(
+                "{}/{}@{}",
+                text(&source["topic"]),
+                source["partition"],
+                source["offset"]
+            ),
+            text(&letter["error"]),
+        ));
+    }
+    print(&lines)
+}
+
+/// One dead letter whole (the original record with every header), as JSON.
+pub fn dead_letter(admin: &str, partition: i32, offset: i64) -> ExitCode {
+    let path = format!("/admin/dead-letters/{partition}/{offset}");
+    let Some((status, body)) = call(admin, None, "GET", &path) else {
+        return ExitCode::FAILURE;
+    };
+    if status != 200 {
+        return refused(status, &body);
+    }
+    print(&[format!("{body:#}")])
 }
 
 /// Pause or resume `name` in every replica of the group.

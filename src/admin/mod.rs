@@ -1,12 +1,14 @@
 //! The operator's API, on a listener of its own (`admin.listen`) so it never
 //! sits behind the metrics Service: `GET /admin/status` (every projection and
 //! partition this replica owns: state, lag in offsets and seconds, pauses) and
-//! `POST /admin/projections/{name}/pause|resume`. Mutations demand
+//! `POST /admin/projections/{name}/pause|resume`, and the dead letters
+//! ([`letters`]: list, show one). Mutations demand
 //! `Authorization: Bearer <admin.token>`; without a configured token they are
 //! all refused. [`cli`] is the command line over it, [`client`] its HTTP.
 
 pub mod cli;
 pub mod client;
+pub mod letters;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -24,6 +26,11 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/status", get(status))
         .route("/admin/projections/{name}/pause", post(pause))
         .route("/admin/projections/{name}/resume", post(resume))
+        .route("/admin/dead-letters", get(letters::list))
+        .route(
+            "/admin/dead-letters/{partition}/{offset}",
+            get(letters::show),
+        )
         .with_state(state)
 }
 
@@ -60,7 +67,7 @@ async fn resume(state: State<AppState>, headers: HeaderMap, name: Path<String>) 
     set_paused(state, headers, name, false).await
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(json!({"error": message}))).into_response()
 }
 

@@ -34,7 +34,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 
 pub use context::SourceContext;
-pub use dead_letter::KafkaDeadLetters;
+pub use dead_letter::{KafkaDeadLetters, Letter, list_letters, read_letter};
 pub use outbox::Outbox;
 
 /// How long one poll may block, so shutdown, seeks and batch deadlines are noticed.
