@@ -18,8 +18,8 @@
 //!   log, pauses) and the states derived from it.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/projections/{name}/{id}`
 //!   (which can wait for a position: read your own writes).
-//! - [`admin`]: the operator's API (status, pause, resume; bearer token for
-//!   mutations) on a port of its own, and the CLI's client for it.
+//! - [`admin`]: the operator's API (status, pause, resume, dead letters;
+//!   bearer token for mutations) on a port of its own, and the CLI over it.
 //! - [`app`]: wiring and the one shutdown path.
 //! - [`dev`]: `projectionist dev`, the pipeline on an in-process mock Kafka.
 //! - [`fixtures`]: event files (JSON lines of Kafka records).
