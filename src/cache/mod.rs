@@ -19,6 +19,7 @@ pub mod memory;
 pub mod redis;
 mod ttl;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use serde_json::Value;
 
 pub use checkpoint::{
     Advance, BOOKKEEPING_PREFIX, Claim, Commit, CommitOutcome, Epoch, Partition, checkpoint_key,
+    checkpoint_scope, pauses_key,
 };
 pub use key::{KEY_SEPARATOR, Projection, split_key};
 pub use ttl::{Expiry, RemainingTtl, Ttl, TtlError};
@@ -189,6 +191,17 @@ pub trait Cache: Send + Sync + fmt::Debug {
     /// trip, if every epoch, position and read key is as the commit expects
     /// (see [`checkpoint`]); otherwise write nothing and say why.
     async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome>;
+
+    /// The next offset `scope` has to apply of `partition` (its checkpoint),
+    /// `None` when it never applied any: what a reader waiting for its own
+    /// write compares the write's offset with.
+    async fn applied(&self, scope: &str, partition: &Partition) -> CacheResult<Option<i64>>;
+
+    /// The projections paused in consumer group `group` (see [`pauses_key`]).
+    async fn paused(&self, group: &str) -> CacheResult<BTreeSet<String>>;
+
+    /// Pause (or resume) `projection` in `group`; idempotent.
+    async fn set_paused(&self, group: &str, projection: &str, paused: bool) -> CacheResult<()>;
 }
 
 /// Parse stored JSON text into a projection, naming the key when it is not an object.

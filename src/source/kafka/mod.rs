@@ -34,13 +34,18 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 
 pub use context::SourceContext;
-pub use dead_letter::KafkaDeadLetters;
+pub use dead_letter::{KafkaDeadLetters, Letter, list_letters, read_letter};
 pub use outbox::Outbox;
 
 /// How long one poll may block, so shutdown, seeks and batch deadlines are noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a seek may wait for librdkafka to take it.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often the broker is probed, and how long a probe waits for its answer:
+/// librdkafka notices a frozen broker only at the session timeout (30 s), so
+/// readiness asks for itself and turns false within these two.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 type Consumer_ = BaseConsumer<SourceContext>;
 
@@ -95,6 +100,7 @@ pub struct KafkaSource {
     consumer: Arc<Consumer_>,
     seeks: Arc<Seeks>,
     thread: Option<JoinHandle<()>>,
+    probe: Option<JoinHandle<()>>,
 }
 
 impl KafkaSource {
@@ -126,6 +132,16 @@ impl KafkaSource {
             .map_err(|error| SourceError::Permanent(format!("subscribe to {names:?}: {error}")))?;
         let consumer = Arc::new(consumer);
         let seeks = Arc::new(Seeks::default());
+        let probe = Probe {
+            consumer: Arc::clone(&consumer),
+            topic: topics.first().cloned(),
+            health: health.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let probe = std::thread::Builder::new()
+            .name("kafka-probe".to_owned())
+            .spawn(move || probe.run())
+            .map_err(|error| SourceError::Permanent(format!("probe thread: {error}")))?;
         let fetcher = Fetcher {
             consumer: Arc::clone(&consumer),
             outbox,
@@ -146,6 +162,7 @@ impl KafkaSource {
                 consumer,
                 seeks,
                 thread: Some(thread),
+                probe: Some(probe),
             },
             receiver,
         ))
@@ -166,6 +183,11 @@ impl KafkaSource {
             && thread.join().is_err()
         {
             warn!("fetch thread panicked");
+        }
+        if let Some(probe) = self.probe.take()
+            && probe.join().is_err()
+        {
+            warn!("probe thread panicked");
         }
         match commit_stored(&self.consumer) {
             Ok(true) => info!("offsets committed"),
@@ -223,6 +245,37 @@ impl SourceControl for KafkaControl {
 
     fn seek(&self, partition: &Partition, offset: i64) {
         self.seeks.lock().insert(partition.clone(), offset);
+    }
+}
+
+/// Asks the broker for a topic's metadata every [`PROBE_INTERVAL`], on the
+/// consumer's own connections, and tells readiness whether it answered.
+struct Probe {
+    consumer: Arc<Consumer_>,
+    topic: Option<String>,
+    health: Health,
+    shutdown: CancellationToken,
+}
+
+impl Probe {
+    fn run(self) {
+        let mut reachable = true;
+        while !self.shutdown.is_cancelled() {
+            let answered = self
+                .consumer
+                .fetch_metadata(self.topic.as_deref(), PROBE_TIMEOUT);
+            match (&answered, reachable) {
+                (Err(error), true) => warn!(%error, "broker does not answer; not ready"),
+                (Ok(_), false) => info!("broker answers again"),
+                _ => {}
+            }
+            reachable = answered.is_ok();
+            self.health.set_broker_reachable(reachable);
+            let next = Instant::now() + PROBE_INTERVAL;
+            while !self.shutdown.is_cancelled() && Instant::now() < next {
+                std::thread::sleep(POLL_INTERVAL);
+            }
+        }
     }
 }
 
