@@ -9,6 +9,7 @@
 //! commit synchronously. They are Kafka's copy, for lag and tooling: where to
 //! resume is decided by the checkpoints in the caches.
 
+mod config;
 mod context;
 mod dead_letter;
 mod outbox;
@@ -22,7 +23,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -33,6 +34,8 @@ use crate::event::{Position, RawRecord};
 use crate::health::Health;
 use crate::metrics::Metrics;
 
+use config::consumer_config;
+pub use config::{CONSUMER_DEFAULTS, FETCH_MAX_BYTES, FETCH_WAIT_MAX_MS, client_config};
 pub use context::SourceContext;
 pub use dead_letter::{KafkaDeadLetters, Letter, list_letters, read_letter};
 pub use outbox::Outbox;
@@ -48,52 +51,6 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 type Consumer_ = BaseConsumer<SourceContext>;
-
-/// The librdkafka settings shared by the consumer and the dead-letter producer:
-/// the user's pass-through properties first, then the ones we own.
-pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    for (name, value) in &settings.properties {
-        config.set(name, value);
-    }
-    config.set("bootstrap.servers", &settings.brokers);
-    config
-}
-
-/// How long a fetch may wait at the broker for records to arrive. librdkafka's
-/// 500 ms is spent in full by brokers that hold a fetch until it runs out
-/// (tansu, some managed services), and then every event waits up to half a
-/// second before the daemon sees it. Kafka answers as soon as a record is
-/// there, so on Kafka a short wait only costs a fetch request per 10 ms while
-/// the topic is quiet.
-pub const FETCH_WAIT_MAX_MS: (&str, &str) = ("fetch.wait.max.ms", "10");
-
-/// The consumer settings the daemon chooses unless `kafka.properties` does.
-pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
-    ("enable.auto.commit", "true"),
-    ("auto.commit.interval.ms", "1000"),
-    ("statistics.interval.ms", "5000"),
-    ("session.timeout.ms", "30000"),
-    FETCH_WAIT_MAX_MS,
-];
-
-fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
-    let mut config = client_config(settings);
-    for &(name, value) in CONSUMER_DEFAULTS {
-        if !settings.properties.contains_key(name) {
-            config.set(name, value);
-        }
-    }
-    config
-        .set("group.id", &settings.group_id)
-        .set("auto.offset.reset", settings.start_from.as_librdkafka())
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false");
-    if let Some(id) = &settings.instance_id {
-        config.set("group.instance.id", id);
-    }
-    config
-}
 
 /// A running consumer: its thread, and the handle the pipeline steers it by.
 pub struct KafkaSource {
@@ -410,28 +367,5 @@ fn to_record(message: &BorrowedMessage<'_>) -> RawRecord {
         payload: message.payload().map(<[u8]>::to_vec),
         headers,
         timestamp_ms: message.timestamp().to_millis(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Settings;
-
-    #[test]
-    fn the_consumer_fetches_with_a_short_wait_unless_told_otherwise() {
-        let mut kafka = Settings::defaults().kafka;
-        assert_eq!(
-            consumer_config(&kafka).get("fetch.wait.max.ms"),
-            Some("10"),
-            "librdkafka's 500 ms would hold every event that long on brokers that hold fetches"
-        );
-        kafka
-            .properties
-            .insert("fetch.wait.max.ms".to_owned(), "250".to_owned());
-        assert_eq!(
-            consumer_config(&kafka).get("fetch.wait.max.ms"),
-            Some("250")
-        );
     }
 }
