@@ -16,6 +16,8 @@
 //! memory). The exactly-once target: `commit` at most 15% slower than
 //! `apply_if_unchanged`, measured in the same run.
 
+#[path = "support_bench/orders.rs"]
+mod orders;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -28,12 +30,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use orders::order;
 use projectionist::cache::memory::MemoryCache;
 use projectionist::cache::{
     Advance, Cache, Commit, CommitOutcome, Expiry, Partition, Projection, Ttl, Version, WriteOp,
     redis as redis_cache,
 };
-use serde_json::json;
 use support::redis::RedisServer;
 
 const BATCH: usize = 500;
@@ -41,26 +43,6 @@ const BATCH: usize = 500;
 /// when several partitions flush together.
 const CONCURRENT_BATCHES: usize = 4;
 const TARGET_RATIO: f64 = 1.0 / 3.0;
-
-/// A realistic projection: an order summary of about 300 bytes of JSON.
-fn order(n: usize) -> Projection {
-    let status = ["placed", "paid", "shipped", "delivered"][n % 4];
-    let value = json!({
-        "order_id": format!("ord-{n:08}"),
-        "customer_id": format!("cus-{:06}", n % 50_000),
-        "status": status,
-        "currency": "EUR",
-        "total": (n % 10_000) as f64 / 100.0 + 9.99,
-        "items": [
-            {"sku": format!("SKU-{:05}", n % 977), "qty": 1 + n % 3, "price": 19.95},
-            {"sku": format!("SKU-{:05}", n % 613), "qty": 1, "price": 4.5},
-        ],
-        "shipping": {"city": "Lyon", "country": "FR", "postcode": "69001"},
-        "updated_at": "2026-05-01T12:34:56Z",
-        "version": n % 17,
-    });
-    Projection::new("order_summary", format!("ord-{n:08}"), value).expect("an object")
-}
 
 /// Run `work`, which handles `entries` entries, and return entries per second.
 async fn rate<F: Future<Output = ()>>(entries: usize, work: F) -> f64 {

@@ -1,8 +1,8 @@
 //! Memory, beside what it holds: the memory cache's resident size per byte of
 //! projections, and `projectionist replay`'s peak beside the size of its file.
 //!
-//! `cargo bench --bench memory` writes 1,000,000 projections of about 300
-//! bytes into a memory cache and prints the resident growth beside the payload
+//! `cargo bench --bench memory` writes 1,000,000 projections of about 330
+//! bytes (the cache bench's) into a memory cache and prints the resident growth beside the payload
 //! (keys plus JSON; target: at most 2x). Then it replays a file of 1,000,000
 //! events (about 450 MB) with the release binary, into the memory cache and
 //! into a real Redis, and prints each peak (the kernel's `wait4` figure) beside
@@ -10,6 +10,8 @@
 //! cache, by what the cache holds), not by the file. Under `cargo test` it
 //! runs a small smoke version so it cannot rot.
 
+#[path = "support_bench/orders.rs"]
+mod orders;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -19,10 +21,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
+use orders::order;
 use projectionist::cache::memory::MemoryCache;
-use projectionist::cache::{Cache, Expiry, Projection, Ttl, WriteOp};
+use projectionist::cache::{Cache, Expiry, Ttl, WriteOp};
 use serde_json::json;
 use support::redis::RedisServer;
 
@@ -40,26 +42,6 @@ fn main() {
     // process's pages until it execs, which `wait4`'s peak would include.
     replay_peaks(count);
     runtime.block_on(memory_cache_density(count));
-}
-
-/// An order summary of about 300 bytes of JSON, as the pipeline bench's.
-fn order(n: usize) -> Projection {
-    let status = ["placed", "paid", "shipped", "delivered"][n % 4];
-    let value = json!({
-        "order_id": format!("ord-{n:08}"),
-        "customer_id": format!("cus-{:06}", n % 50_000),
-        "status": status,
-        "currency": "EUR",
-        "total_cents": (n % 10_000) * 100 + 999,
-        "lines": [
-            {"sku": format!("SKU-{:05}", n % 977), "quantity": 1 + n % 3, "unit_price_cents": 1995},
-            {"sku": format!("SKU-{:05}", n % 613), "quantity": 1, "unit_price_cents": 450},
-        ],
-        "item_count": 2 + n % 3,
-        "placed_at": "2026-05-01T12:30:00Z",
-        "updated_at": "2026-05-01T12:34:56Z",
-    });
-    Projection::new("order_summary", format!("ord-{n:08}"), value).expect("a valid projection")
 }
 
 /// Resident memory of this process, in bytes (`/proc/self/statm`).
@@ -132,32 +114,6 @@ fn write_events(path: &Path, events: usize) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
 
-/// Peak resident memory of `projectionist replay` under `config`, in bytes.
-fn replay_peak(config: &Path, events: &Path) -> u64 {
-    // Reaped by wait4 below, which also reports its peak memory.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(env!("CARGO_BIN_EXE_projectionist"))
-        .args(["replay", "--config"])
-        .arg(config)
-        .arg("--events")
-        .arg(events)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the projectionist binary runs");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: wait4 reaps our own child and writes into the structs given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "replay failed: {status}"
-    );
-    // Linux reports kilobytes.
-    usage.ru_maxrss as u64 * 1024
-}
-
 fn replay_peaks(count: usize) {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -181,7 +137,7 @@ fn replay_peaks(count: usize) {
             format!("{caches}[projections]\ndir = {projections:?}\n"),
         )
         .unwrap();
-        let peak = replay_peak(&config, &events);
+        let peak = support::replay::replay_peak(&config, &events);
         println!(
             "replay of {count} events, {:.0} MB file, into the {target}: peak {:.0} MB resident ({:.2}x the file)",
             mb(file_bytes),

@@ -86,20 +86,26 @@ async fn freshness_only(full: bool) {
     let broker = Broker::start();
     let redis = RedisServer::start();
     let setup = setup(&broker, &redis.url(0), "").await;
-    let this = this_build();
-    live_freshness(
-        &this,
-        &setup.config,
-        &setup.redis_url,
-        &broker,
-        &setup,
-        full,
-    )
-    .await;
-    if let Some(binary) = baseline_build() {
+    let baseline = baseline_build().map(|binary| {
         let (config, _, redis_url) = baseline_config(&setup);
+        (binary, config, redis_url)
+    });
+    freshness_figures(&broker, &setup, full, baseline.as_ref()).await;
+}
+
+/// Freshness of this build, then of the baseline's when one is given
+/// (binary, config, Redis URL).
+async fn freshness_figures(
+    broker: &Broker,
+    setup: &Setup,
+    full: bool,
+    baseline: Option<&(PathBuf, PathBuf, String)>,
+) {
+    let this = this_build();
+    live_freshness(&this, &setup.config, &setup.redis_url, broker, setup, full).await;
+    if let Some((binary, config, redis_url)) = baseline {
         println!("the same with BENCH_BASELINE_BIN:");
-        live_freshness(&binary, &config, &redis_url, &broker, &setup, full).await;
+        live_freshness(binary, config, redis_url, broker, setup, full).await;
     }
 }
 
@@ -266,19 +272,10 @@ async fn run(scale: Scale, full: bool) {
 
     second_stream(&broker, &redis, &scale, timeout).await;
 
-    live_freshness(
-        &this_build(),
-        &setup.config,
-        &setup.redis_url,
-        &broker,
-        &setup,
-        full,
-    )
-    .await;
-    if let Some((binary, config, _, redis_url)) = &baseline {
-        println!("the same with BENCH_BASELINE_BIN:");
-        live_freshness(binary, config, redis_url, &broker, &setup, full).await;
-    }
+    let baseline_freshness = baseline
+        .as_ref()
+        .map(|(binary, config, _, redis_url)| (binary.clone(), config.clone(), redis_url.clone()));
+    freshness_figures(&broker, &setup, full, baseline_freshness.as_ref()).await;
 
     // The daemon is bound by the broker above; offline, without Kafka or Redis,
     // the projector's own cost shows.

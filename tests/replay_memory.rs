@@ -8,7 +8,6 @@ mod support;
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use serde_json::json;
 
@@ -29,33 +28,6 @@ fn write_events(path: &Path, events: usize) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
 
-/// Run `projectionist replay` of `events` under `config`; its peak resident
-/// memory in bytes.
-fn replay_peak(config: &Path, events: &Path) -> u64 {
-    // Reaped by wait4 below, which also reports its peak memory.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(env!("CARGO_BIN_EXE_projectionist"))
-        .args(["replay", "--config"])
-        .arg(config)
-        .arg("--events")
-        .arg(events)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: wait4 reaps our own child and writes into the structs given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "replay failed: {status}"
-    );
-    // Linux reports kilobytes.
-    usage.ru_maxrss as u64 * 1024
-}
-
 #[tokio::test]
 async fn a_replay_holds_a_batch_in_memory_not_the_file() {
     let redis = support::redis::RedisServer::start();
@@ -74,8 +46,8 @@ async fn a_replay_holds_a_batch_in_memory_not_the_file() {
         ),
     )
     .unwrap();
-    let small_peak = replay_peak(&config, &small);
-    let large_peak = replay_peak(&config, &large);
+    let small_peak = support::replay::replay_peak(&config, &small);
+    let large_peak = support::replay::replay_peak(&config, &large);
     let mb = |bytes: u64| bytes as f64 / 1e6;
     println!(
         "replay: {:.1} MB file -> peak {:.1} MB resident; {:.1} MB file -> peak {:.1} MB",

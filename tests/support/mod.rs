@@ -6,5 +6,6 @@ pub mod daemon;
 pub mod kafka;
 pub mod poison;
 pub mod redis;
+pub mod replay;
 pub mod shop;
 pub mod trials;
