@@ -33,6 +33,9 @@ pub async fn connect_cache(settings: &CacheSettings) -> Result<Arc<dyn Cache>, C
         Provider::Redis { uri } => Ok(Arc::new(
             crate::cache::redis::connect(uri, settings.ttl).await?,
         )),
+        Provider::RedisCluster { nodes } => Ok(Arc::new(
+            crate::cache::cluster::connect(nodes, settings.ttl).await?,
+        )),
     }
 }
 
@@ -47,6 +50,10 @@ pub async fn connect_caches(
         let target = match &cache_settings.provider {
             Provider::Memory => "memory".to_owned(),
             Provider::Redis { uri } => masked_uri(uri),
+            Provider::RedisCluster { nodes } => {
+                let shown: Vec<String> = nodes.iter().map(|uri| masked_uri(uri)).collect();
+                format!("cluster {}", shown.join(","))
+            }
         };
         let component = format!("cache {name}");
         let cache = retry

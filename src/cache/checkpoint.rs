@@ -12,6 +12,8 @@
 //! take (names are snake_case) and which carries no `:::`, so the seed's
 //! methods (patterns, `flush_all`) never see them.
 
+use std::collections::HashMap;
+
 use super::{Version, WriteOp};
 
 /// The prefix of every key Projectionist keeps for itself.
@@ -109,4 +111,52 @@ pub enum CommitOutcome {
     },
     /// A key the batch read changed meanwhile (another partition's writer).
     Conflict,
+}
+
+/// Where each key's own writes stand, per partition, in a store whose batch
+/// writes are atomic per hash slot rather than as a whole (Redis Cluster):
+/// a key's slot may have applied a partition past the checkpoint (a crash
+/// between two slots' writes, a zombie's batch, a rewind after a failover),
+/// and the fold skips what it already holds. Read with
+/// [`crate::cache::Cache::floors`], handed back to
+/// [`crate::cache::Cache::commit_over`], which lands only where they still hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Floors {
+    partitions: Vec<Partition>,
+    /// Per key: per partition (in `partitions` order), the next offset its
+    /// slot has to apply, `None` when it never applied the partition.
+    marks: HashMap<String, Vec<Option<i64>>>,
+}
+
+impl Floors {
+    pub fn new(partitions: Vec<Partition>) -> Floors {
+        Floors {
+            partitions,
+            marks: HashMap::new(),
+        }
+    }
+
+    pub fn partitions(&self) -> &[Partition] {
+        &self.partitions
+    }
+
+    /// Record `key`'s marks, one per partition in [`Floors::partitions`] order.
+    pub fn insert(&mut self, key: String, marks: Vec<Option<i64>>) {
+        self.marks.insert(key, marks);
+    }
+
+    /// The next offset of `partition` that `key`'s slot still has to apply;
+    /// `None` when it applied none (or the key was not read).
+    pub fn mark(&self, key: &str, partition: &Partition) -> Option<i64> {
+        let index = self
+            .partitions
+            .iter()
+            .position(|known| known == partition)?;
+        self.marks.get(key)?.get(index).copied().flatten()
+    }
+
+    /// Whether `key` already holds `partition`'s event at `offset`.
+    pub fn holds(&self, key: &str, partition: &Partition, offset: i64) -> bool {
+        self.mark(key, partition).is_some_and(|mark| offset < mark)
+    }
 }

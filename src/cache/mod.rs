@@ -13,6 +13,7 @@
 //!   `flush_all` never touches anything this cache did not write.
 
 pub mod checkpoint;
+pub mod cluster;
 pub mod glob;
 mod key;
 pub mod memory;
@@ -26,7 +27,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 pub use checkpoint::{
-    Advance, BOOKKEEPING_PREFIX, Claim, Commit, CommitOutcome, Epoch, Partition, checkpoint_key,
+    Advance, BOOKKEEPING_PREFIX, Claim, Commit, CommitOutcome, Epoch, Floors, Partition,
+    checkpoint_key,
 };
 pub use key::{KEY_SEPARATOR, Projection, split_key};
 pub use ttl::{Expiry, RemainingTtl, Ttl, TtlError};
@@ -89,6 +91,7 @@ impl WriteOp {
 pub enum Connection {
     Memory(Arc<memory::Store>),
     Redis(::redis::aio::ConnectionManager),
+    Cluster(::redis::cluster_async::ClusterConnection),
 }
 
 impl fmt::Debug for Connection {
@@ -96,6 +99,7 @@ impl fmt::Debug for Connection {
         match self {
             Connection::Memory(_) => f.write_str("Connection::Memory"),
             Connection::Redis(_) => f.write_str("Connection::Redis"),
+            Connection::Cluster(_) => f.write_str("Connection::Cluster"),
         }
     }
 }
@@ -189,6 +193,29 @@ pub trait Cache: Send + Sync + fmt::Debug {
     /// trip, if every epoch, position and read key is as the commit expects
     /// (see [`checkpoint`]); otherwise write nothing and say why.
     async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome>;
+
+    /// Per key of `keys`, how far its own writes stand in each of `partitions`
+    /// ([`Floors`]), for a store that commits slot by slot; `None` (the
+    /// default, no IO) where a commit is atomic as a whole, so the checkpoint
+    /// is every key's floor.
+    async fn floors(
+        &self,
+        _scope: &str,
+        _keys: &[String],
+        _partitions: &[Partition],
+    ) -> CacheResult<Option<Floors>> {
+        Ok(None)
+    }
+
+    /// [`Cache::commit`] of a batch folded past `floors` (from
+    /// [`Cache::floors`]): each slot lands only while its floors still hold.
+    async fn commit_over(
+        &self,
+        commit: Commit<'_>,
+        _floors: Option<&Floors>,
+    ) -> CacheResult<CommitOutcome> {
+        self.commit(commit).await
+    }
 }
 
 /// Parse stored JSON text into a projection, naming the key when it is not an object.

@@ -1,21 +1,29 @@
-//! `[caches.<name>]` tables, exactly as the seed spells them: `provider`, `URI`, `TTL`.
+//! `[caches.<name>]` tables, exactly as the seed spells them: `provider`, `URI`, `TTL`;
+//! and `nodes`, the seed nodes of a Redis Cluster.
 
 use std::collections::BTreeMap;
 
 use super::raw::{RawCache, RawScalar};
 use crate::cache::Ttl;
+use crate::cache::cluster::validate_nodes;
 use crate::cache::redis::validate_uri;
 
 /// The TTL of a cache that names none, in seconds (the seed's default).
 pub const DEFAULT_TTL_SECS: u64 = 300;
 
 /// The providers `provider` may name.
-pub const PROVIDERS: [&str; 2] = ["memory", "redis"];
+pub const PROVIDERS: [&str; 3] = ["memory", "redis", "redis_cluster"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Provider {
     Memory,
-    Redis { uri: String },
+    Redis {
+        uri: String,
+    },
+    /// A Redis Cluster reached through any of its `nodes`.
+    RedisCluster {
+        nodes: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +82,14 @@ fn validate_cache(name: &str, raw: RawCache, errors: &mut Vec<String>) -> Option
         }
     };
     let uri = raw.uri.or(raw.uri_seed).map(|value| value.to_text());
-    let provider = match raw.provider.as_ref().map(RawScalar::to_text).as_deref() {
+    let nodes = raw.nodes.as_ref().map(|nodes| nodes.to_list());
+    let provider_name = raw.provider.as_ref().map(RawScalar::to_text);
+    if nodes.is_some() && provider_name.as_deref() != Some("redis_cluster") {
+        errors.push(format!(
+            "caches.{name}.nodes is only for provider = \"redis_cluster\""
+        ));
+    }
+    let provider = match provider_name.as_deref() {
         None | Some("memory") => Some(Provider::Memory),
         Some("redis") => match uri {
             None => {
@@ -87,6 +102,27 @@ fn validate_cache(name: &str, raw: RawCache, errors: &mut Vec<String>) -> Option
                 Ok(()) => Some(Provider::Redis { uri }),
                 Err(reason) => {
                     errors.push(format!("caches.{name}.URI is not a Redis URI: {reason}"));
+                    None
+                }
+            },
+        },
+        Some("redis_cluster") => match (nodes, uri) {
+            (_, Some(_)) => {
+                errors.push(format!(
+                    "caches.{name}.URI is not used by provider = \"redis_cluster\"; name the seed nodes in nodes"
+                ));
+                None
+            }
+            (None, None) => {
+                errors.push(format!(
+                    "caches.{name}.nodes is required when provider = \"redis_cluster\" (e.g. [\"redis://10.0.0.1:6379\"])"
+                ));
+                None
+            }
+            (Some(nodes), None) => match validate_nodes(&nodes) {
+                Ok(()) => Some(Provider::RedisCluster { nodes }),
+                Err(reason) => {
+                    errors.push(format!("caches.{name}.nodes: {reason}"));
                     None
                 }
             },

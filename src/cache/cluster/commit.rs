@@ -1,0 +1,325 @@
+//! Exactly once, slot by slot. A script only runs within one hash slot, so a
+//! batch cannot land atomically with its checkpoint as on one Redis. Instead
+//! each slot keeps its own progress beside its keys: a mark hash,
+//! `@projectionist/mark/{tag}/{scope}` with the slot's own tag (see
+//! [`slots::tag`]), holding per partition (`{topic}/{partition}`) the next
+//! offset that slot has applied. Marks replicate with the keys they guard
+//! (same slot, same primary, same replication stream), so a failover or a
+//! migration moves or loses them together. Their memory is bounded by slots
+//! times partitions, whatever the number of keys.
+//!
+//! A commit runs in three steps:
+//! 1. **check**, concurrently: the checkpoint (owner's epoch, batch start) and
+//!    every slot (floors, read versions), so a refusal normally writes nothing;
+//! 2. **write**, one script per slot, concurrently: each compares its marks
+//!    and read versions again, writes, and advances its marks to the batch's
+//!    end, atomically;
+//! 3. **advance** the checkpoint, under the owner's epoch.
+//!
+//! A slot that landed when another did not (a crash, a timeout, a racing
+//! writer) holds marks past the batch start: the next fold skips, per key,
+//! the events its slot already holds ([`Floors`]), and a slot whose marks
+//! moved since they were read refuses to write. So no event is applied twice
+//! to a key, whoever writes (even a zombie, whose writes are the same fold of
+//! the same log), and the checkpoint only ever lags the marks.
+
+use std::collections::{BTreeMap, HashMap};
+
+use redis::Value as Reply;
+
+use super::slots::{self, slot_of};
+use super::{ClusterCache, concurrently, unavailable};
+use crate::cache::redis::checkpoint::{CLAIM_SCRIPT, foreign_checkpoint, outcome, parse_claims};
+use crate::cache::redis::{ArgWriter, checked_keys, checked_values};
+use crate::cache::{
+    Advance, BOOKKEEPING_PREFIX, CacheResult, Claim, Commit, CommitOutcome, Floors, Partition,
+    Version, WriteOp, checkpoint_key,
+};
+
+/// One slot's share of a batch: the keys it checks and the writes it makes.
+type SlotShare = (Vec<(String, Version)>, Vec<WriteOp>);
+
+/// `KEYS[1]`: the checkpoint hash. `ARGV[1]`: '1' to advance, '0' to check
+/// only; `ARGV[2]`: how many partitions; then per partition its field,
+/// epoch, expected next offset (`""`: none) and new next offset. Answers as
+/// the single-Redis commit script: `{0}` fine (and advanced when asked),
+/// `{1, i, epoch}` fenced, `{2, i}` unclaimed, `{3, i, next}` moved.
+const CHECKPOINT_SCRIPT: &str = r#"
+local checkpoint = KEYS[1]
+local advances = tonumber(ARGV[2])
+for i = 0, advances - 1 do
+  local at = 3 + 4 * i
+  local field, epoch, from = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  local owner = redis.call('HGET', checkpoint, 'e/' .. field)
+  if owner ~= epoch then
+    if owner and tonumber(owner) > tonumber(epoch) then return {1, i, owner} end
+    return {2, i}
+  end
+  local next = redis.call('HGET', checkpoint, 'n/' .. field) or ''
+  if next ~= from then return {3, i, next} end
+end
+if ARGV[1] == '1' then
+  for i = 0, advances - 1 do
+    local at = 3 + 4 * i
+    redis.call('HSET', checkpoint, 'n/' .. ARGV[at], ARGV[at + 3])
+  end
+end
+return {0}
+"#;
+
+/// `KEYS[1]`: the slot's mark hash; then the checked keys, then the written
+/// keys, all in that slot. `ARGV[1]`: '1' to write, '0' to check only;
+/// `ARGV[2]`: how many partitions; then per partition its field, the batch
+/// start (`""`: none), the floor the fold started from (`""`: none) and the
+/// batch end; then the checked keys' presence and texts and the written
+/// keys' JSON and TTLs, as in the single-Redis scripts. The slot's floor is
+/// its mark or the batch start, whichever is later, and must still be what
+/// the fold started from. Returns 0 fine (written and marked when asked),
+/// 1 a mark moved, 2 a checked key changed; nothing written unless 0.
+const SLOT_SCRIPT: &str = r#"
+local marks = KEYS[1]
+local partitions = tonumber(ARGV[2])
+local function offset(text)
+  if not text or text == '' then return -1 end
+  return tonumber(text)
+end
+for i = 0, partitions - 1 do
+  local at = 3 + 4 * i
+  local stored = offset(redis.call('HGET', marks, ARGV[at]))
+  if math.max(stored, offset(ARGV[at + 1])) ~= offset(ARGV[at + 2]) then return 1 end
+end
+local base = 3 + 4 * partitions
+local present = ARGV[base]
+local checked = #present
+for i = 1, checked do
+  local current = redis.call('GET', KEYS[1 + i])
+  if string.byte(present, i) == 49 then
+    if current ~= ARGV[base + i] then return 2 end
+  elseif current then
+    return 2
+  end
+end
+if ARGV[1] ~= '1' then return 0 end
+local values = base + checked
+for i = checked + 1, #KEYS - 1 do
+  local at = values + 2 * (i - checked) - 1
+  local value, ttl = ARGV[at], ARGV[at + 1]
+  if value == '' then
+    redis.call('UNLINK', KEYS[1 + i])
+  elseif ttl == '0' then
+    redis.call('SET', KEYS[1 + i], value)
+  else
+    redis.call('SET', KEYS[1 + i], value, 'PX', ttl)
+  end
+end
+for i = 0, partitions - 1 do
+  local at = 3 + 4 * i
+  if tonumber(ARGV[at + 3]) > offset(redis.call('HGET', marks, ARGV[at])) then
+    redis.call('HSET', marks, ARGV[at], ARGV[at + 3])
+  end
+end
+return 0
+"#;
+
+/// The mark hash of `scope` in `slot`; `:` escaped as in [`checkpoint_key`].
+pub fn mark_key(scope: &str, slot: u16) -> String {
+    format!(
+        "{BOOKKEEPING_PREFIX}mark/{{{}}}/{}",
+        slots::tag(slot),
+        scope.replace(':', "%3A")
+    )
+}
+
+fn text(offset: Option<i64>) -> String {
+    offset.map(|offset| offset.to_string()).unwrap_or_default()
+}
+
+impl ClusterCache {
+    pub(super) async fn claim_partitions(
+        &self,
+        scope: &str,
+        partitions: &[Partition],
+    ) -> CacheResult<Vec<Claim>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The checkpoint is one key: the claim is the single-Redis script.
+        let mut command = redis::cmd("EVAL");
+        command.arg(CLAIM_SCRIPT).arg(1).arg(checkpoint_key(scope));
+        for partition in partitions {
+            command.arg(partition.field());
+        }
+        let reply: Vec<String> = self.query(&command).await.map_err(unavailable)?;
+        parse_claims(scope, partitions.len(), &reply)
+    }
+
+    /// Per key, its slot's marks for `partitions`: one `HMGET` per slot.
+    pub(super) async fn read_floors(
+        &self,
+        scope: &str,
+        keys: &[String],
+        partitions: &[Partition],
+    ) -> CacheResult<Floors> {
+        let mut floors = Floors::new(partitions.to_vec());
+        if partitions.is_empty() || keys.is_empty() {
+            return Ok(floors);
+        }
+        let mut by_slot: BTreeMap<u16, Vec<&String>> = BTreeMap::new();
+        for key in keys {
+            by_slot
+                .entry(slot_of(key.as_bytes()))
+                .or_default()
+                .push(key);
+        }
+        let fields: Vec<String> = partitions.iter().map(Partition::field).collect();
+        let reads = by_slot
+            .keys()
+            .map(|&slot| {
+                let command = redis::cmd("HMGET")
+                    .arg(mark_key(scope, slot))
+                    .arg(&fields)
+                    .to_owned();
+                async move {
+                    let marks: Vec<Option<i64>> =
+                        self.query(&command).await.map_err(unavailable)?;
+                    Ok((slot, marks))
+                }
+            })
+            .collect();
+        let marks = concurrently(reads).await?;
+        let marks: HashMap<u16, Vec<Option<i64>>> = marks.into_iter().collect();
+        for (slot, slot_keys) in by_slot {
+            for key in slot_keys {
+                floors.insert(key.clone(), marks[&slot].clone());
+            }
+        }
+        Ok(floors)
+    }
+
+    /// The three steps of a commit (see the module docs). Without `floors`,
+    /// every slot must still stand at the batch start.
+    pub(super) async fn commit_slots(
+        &self,
+        commit: Commit<'_>,
+        floors: Option<&Floors>,
+    ) -> CacheResult<CommitOutcome> {
+        if commit.advances.is_empty() && commit.writes.is_empty() {
+            return Ok(CommitOutcome::Applied);
+        }
+        let slots = super::by_slot(commit.expected, commit.writes);
+        let no_floors = Floors::default();
+        let floors = floors.unwrap_or(&no_floors);
+        let (checkpoint, slots_hold) = tokio::join!(
+            self.checkpoint(commit.scope, commit.advances, false),
+            self.write_slots(commit.scope, commit.advances, &slots, floors, false),
+        );
+        let checkpoint = checkpoint?;
+        if checkpoint != CommitOutcome::Applied {
+            return Ok(checkpoint);
+        }
+        if !slots_hold? {
+            return Ok(CommitOutcome::Conflict);
+        }
+        if !self
+            .write_slots(commit.scope, commit.advances, &slots, floors, true)
+            .await?
+        {
+            return Ok(CommitOutcome::Conflict);
+        }
+        self.checkpoint(commit.scope, commit.advances, true).await
+    }
+
+    /// Check the checkpoint for `advances`, and move it when `advance`.
+    async fn checkpoint(
+        &self,
+        scope: &str,
+        advances: &[Advance],
+        advance: bool,
+    ) -> CacheResult<CommitOutcome> {
+        if advances.is_empty() {
+            return Ok(CommitOutcome::Applied);
+        }
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(CHECKPOINT_SCRIPT)
+            .arg(1)
+            .arg(checkpoint_key(scope))
+            .arg(if advance { "1" } else { "0" })
+            .arg(advances.len());
+        for step in advances {
+            command
+                .arg(step.partition.field())
+                .arg(step.epoch)
+                .arg(text(step.from))
+                .arg(step.to);
+        }
+        let reply: Vec<Reply> = self.query(&command).await.map_err(unavailable)?;
+        outcome(&reply).ok_or_else(|| foreign_checkpoint(scope, format!("{reply:?}")))
+    }
+
+    /// Run every slot's script, concurrently; `false` when any refused (its
+    /// marks or read keys moved). With `write`, the slots that did not
+    /// refuse have landed.
+    pub(super) async fn write_slots(
+        &self,
+        scope: &str,
+        advances: &[Advance],
+        slots: &BTreeMap<u16, SlotShare>,
+        floors: &Floors,
+        write: bool,
+    ) -> CacheResult<bool> {
+        let scripts = slots
+            .iter()
+            .map(|(&slot, (expected, batch))| {
+                let command =
+                    self.slot_command(scope, advances, slot, expected, batch, floors, write);
+                async move {
+                    let answer: i64 = self.query(&command).await.map_err(unavailable)?;
+                    Ok(answer)
+                }
+            })
+            .collect();
+        let answers = concurrently(scripts).await?;
+        Ok(answers.iter().all(|&answer| answer == 0))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn slot_command(
+        &self,
+        scope: &str,
+        advances: &[Advance],
+        slot: u16,
+        expected: &[(String, Version)],
+        batch: &[WriteOp],
+        floors: &Floors,
+        write: bool,
+    ) -> redis::Cmd {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(SLOT_SCRIPT)
+            .arg(1 + expected.len() + batch.len())
+            .arg(mark_key(scope, slot));
+        let mut args = ArgWriter::default();
+        checked_keys(&mut command, &mut args, expected, batch);
+        command
+            .arg(if write { "1" } else { "0" })
+            .arg(advances.len());
+        // Every key of a slot was read with the same marks: any one says them.
+        let any_key = expected
+            .first()
+            .map(|(key, _)| key.clone())
+            .or_else(|| batch.first().map(WriteOp::key))
+            .unwrap_or_default();
+        for step in advances {
+            // `None` sorts first: the later of the slot's mark and the start.
+            let floor = floors.mark(&any_key, &step.partition).max(step.from);
+            command
+                .arg(step.partition.field())
+                .arg(text(step.from))
+                .arg(text(floor))
+                .arg(step.to);
+        }
+        checked_values(&mut command, &mut args, expected, batch, self.default_ttl);
+        command
+    }
+}

@@ -1,0 +1,398 @@
+//! The Redis Cluster adapter: the same keys, values and TTLs as the Redis
+//! adapter, spread over the cluster's hash slots.
+//!
+//! What is atomic on a cluster is one key, and one script within one slot:
+//! a batch (and a checkpointed commit) is split by slot into one script each,
+//! sent concurrently. Exactly once holds per slot: each slot keeps, per
+//! partition, a mark of how far its own keys have applied (see [`commit`]),
+//! so a slot that landed and a slot that did not are both right again after
+//! a retry, a crash between them, or a zombie's batch.
+//!
+//! The `redis` crate's async cluster client follows `MOVED` and `ASK`
+//! redirections, refreshes its slot map after a failover and connects to new
+//! nodes by itself. Pattern operations `SCAN` every primary (each key lives
+//! on exactly one), so they see the whole keyspace, sorted and each key once.
+
+mod commit;
+mod scan;
+pub mod slots;
+
+pub use commit::mark_key;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+use redis::{Cmd, FromRedisValue, RedisError, RedisResult};
+
+use super::redis::{masked_uri, validate_uri};
+use super::{
+    Cache, CacheError, CacheResult, Claim, Commit, CommitOutcome, Connection, Floors, Partition,
+    Projection, RemainingTtl, Ttl, Version, WriteOp, check_page_size, decode_value,
+};
+
+/// `ping` answers `false` after this long without every primary's `PONG`.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// One connection attempt to one node gives up after this long.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
+/// A command without an answer after this long fails instead of hanging,
+/// redirections and retries included; as generous as the Redis adapter's.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts per command across redirections and reconnects. A failover takes
+/// the cluster a few seconds (`cluster-node-timeout` and the election); the
+/// pipeline's own retry covers the rest, with backoff.
+const RETRIES: u32 = 6;
+/// Scripts or reads in flight at once per operation: a batch of 2,000 keys
+/// touches nearly as many slots.
+const CONCURRENCY: usize = 128;
+/// Keys per `UNLINK` when deleting by pattern.
+const DELETE_BATCH: usize = 500;
+/// The pattern of every entry this cache can have written.
+const ALL_ENTRIES: &str = "*:::*";
+
+/// Check seed node URIs without IO, for config validation: at least one, each
+/// a `redis://` or `rediss://` URI, none naming a database other than 0 (a
+/// cluster has only database 0).
+pub fn validate_nodes(nodes: &[String]) -> Result<(), String> {
+    if nodes.is_empty() {
+        return Err("no seed nodes: name at least one, e.g. [\"redis://10.0.0.1:6379\"]".into());
+    }
+    for uri in nodes {
+        validate_uri(uri)?;
+        let url = redis::parse_redis_url(uri).ok_or_else(|| masked_uri(uri))?;
+        let database = url.path().trim_matches('/');
+        if !database.is_empty() && database != "0" {
+            return Err(format!(
+                "{} names database {database}; a Redis Cluster has only database 0",
+                masked_uri(uri)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Connect through the seed `nodes` (any of the cluster's nodes; the client
+/// learns the rest). Malformed URIs are [`CacheError::InvalidArgument`]; a
+/// cluster that cannot be reached is [`CacheError::Unavailable`].
+pub async fn connect(nodes: &[String], default_ttl: Ttl) -> CacheResult<ClusterCache> {
+    validate_nodes(nodes).map_err(CacheError::InvalidArgument)?;
+    let shown: Vec<String> = nodes.iter().map(|uri| masked_uri(uri)).collect();
+    let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+        .connection_timeout(CONNECTION_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        .retries(RETRIES)
+        .build()
+        .map_err(|error| CacheError::InvalidArgument(format!("{shown:?}: {error}")))?;
+    let connection = client.get_async_connection().await.map_err(|error| {
+        CacheError::Unavailable(format!("cannot connect to cluster {shown:?}: {error}"))
+    })?;
+    Ok(ClusterCache {
+        connection,
+        default_ttl,
+        shown_nodes: shown,
+    })
+}
+
+/// The Redis Cluster cache (see the module docs). Cheap to clone; clones
+/// share the connections.
+#[derive(Clone)]
+pub struct ClusterCache {
+    connection: ClusterConnection,
+    default_ttl: Ttl,
+    /// The seed URIs without passwords, for `Debug` and errors.
+    shown_nodes: Vec<String>,
+}
+
+impl fmt::Debug for ClusterCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterCache")
+            .field("nodes", &self.shown_nodes)
+            .field("default_ttl", &self.default_ttl)
+            .finish()
+    }
+}
+
+/// Every failure the server did not cause on purpose is transient: a node
+/// down, a failover under way (`CLUSTERDOWN`, `TRYAGAIN`), a timeout.
+fn unavailable(error: RedisError) -> CacheError {
+    CacheError::Unavailable(error.to_string())
+}
+
+impl ClusterCache {
+    /// Run one command where its keys live (or anywhere, for keyless ones).
+    async fn query<T: FromRedisValue>(&self, command: &Cmd) -> RedisResult<T> {
+        let mut connection = self.connection.clone();
+        command.query_async(&mut connection).await
+    }
+
+    /// Run one command on the nodes `routing` names.
+    async fn route<T: FromRedisValue>(
+        &self,
+        command: &Cmd,
+        routing: RoutingInfo,
+    ) -> RedisResult<T> {
+        let mut connection = self.connection.clone();
+        let reply = connection.route_command(command.clone(), routing).await?;
+        Ok(redis::from_redis_value(reply)?)
+    }
+
+    /// Delete `keys`; returns how many existed. The client splits a multi-slot
+    /// `UNLINK` by slot and adds up the counts.
+    async fn unlink(&self, keys: &[String]) -> CacheResult<usize> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.query(redis::cmd("UNLINK").arg(keys))
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The Redis type of each of `keys` (`"none"` for a key that is gone).
+    async fn types_of(&self, keys: &[&String]) -> CacheResult<Vec<String>> {
+        let mut types = Vec::with_capacity(keys.len());
+        for key in keys {
+            types.push(
+                self.query(redis::cmd("TYPE").arg(*key))
+                    .await
+                    .map_err(unavailable)?,
+            );
+        }
+        Ok(types)
+    }
+}
+
+/// Split a batch and the keys it checks by hash slot, keeping each slot's
+/// writes in batch order (one key's writes all share its slot).
+fn by_slot<'a>(
+    expected: &'a [(String, Version)],
+    batch: &'a [WriteOp],
+) -> BTreeMap<u16, (Vec<(String, Version)>, Vec<WriteOp>)> {
+    let mut slots: BTreeMap<u16, (Vec<(String, Version)>, Vec<WriteOp>)> = BTreeMap::new();
+    for (key, version) in expected {
+        let share = slots.entry(slots::slot_of(key.as_bytes())).or_default();
+        share.0.push((key.clone(), version.clone()));
+    }
+    for op in batch {
+        let share = slots
+            .entry(slots::slot_of(op.key().as_bytes()))
+            .or_default();
+        share.1.push(op.clone());
+    }
+    slots
+}
+
+#[async_trait]
+impl Cache for ClusterCache {
+    async fn ping(&self) -> bool {
+        let command = redis::cmd("PING");
+        let every_primary = RoutingInfo::MultiNode((
+            MultipleNodeRoutingInfo::AllMasters,
+            Some(ResponsePolicy::AllSucceeded),
+        ));
+        let answer =
+            tokio::time::timeout(PING_TIMEOUT, self.route::<String>(&command, every_primary)).await;
+        matches!(answer, Ok(Ok(reply)) if reply == "PONG")
+    }
+
+    fn get_connection(&self) -> Connection {
+        Connection::Cluster(self.connection.clone())
+    }
+
+    fn default_ttl(&self) -> Ttl {
+        self.default_ttl
+    }
+
+    async fn add(&self, projection: &Projection, ttl: Option<Ttl>) -> CacheResult<()> {
+        let millis = ttl.unwrap_or(self.default_ttl).as_millis();
+        let command = super::redis::ArgWriter::default().set(projection, Some(millis));
+        self.query(&command).await.map_err(unavailable)
+    }
+
+    async fn get(&self, key: &str) -> CacheResult<Option<Projection>> {
+        let text: Option<Vec<u8>> =
+            self.query(redis::cmd("GET").arg(key))
+                .await
+                .map_err(|error| match error.code() {
+                    Some("WRONGTYPE") => CacheError::CorruptValue {
+                        key: key.to_owned(),
+                        reason: "the key holds a Redis type other than a string".to_owned(),
+                    },
+                    _ => unavailable(error),
+                })?;
+        text.map(|text| decode_value(key, &text)).transpose()
+    }
+
+    async fn get_all(
+        &self,
+        key_pattern: &str,
+        last_position: usize,
+        size: usize,
+    ) -> CacheResult<Vec<Projection>> {
+        check_page_size(size)?;
+        let keys = self.scan(key_pattern).await?;
+        let page: Vec<&String> = keys.iter().skip(last_position).take(size).collect();
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<Option<Vec<u8>>> = self
+            .query(redis::cmd("MGET").arg(&page))
+            .await
+            .map_err(unavailable)?;
+        // MGET answers nil both for a key deleted since the SCAN and for a key
+        // of another type; only the first may be skipped silently.
+        let missing: Vec<&String> = page
+            .iter()
+            .zip(&texts)
+            .filter(|(_, text)| text.is_none())
+            .map(|(key, _)| *key)
+            .collect();
+        let mut missing_types = self.types_of(&missing).await?.into_iter();
+        let mut projections = Vec::with_capacity(page.len());
+        for (key, text) in page.into_iter().zip(texts) {
+            match text {
+                Some(text) => projections.push(decode_value(key, &text)?),
+                None => match missing_types.next() {
+                    Some(redis_type) if redis_type != "none" => {
+                        return Err(CacheError::CorruptValue {
+                            key: key.clone(),
+                            reason: format!("the key holds a Redis {redis_type}, not a string"),
+                        });
+                    }
+                    _ => {}
+                },
+            }
+        }
+        Ok(projections)
+    }
+
+    async fn count(&self, key_pattern: &str) -> CacheResult<usize> {
+        Ok(self.scan(key_pattern).await?.len())
+    }
+
+    async fn remove_by_key(&self, key: &str) -> CacheResult<()> {
+        self.unlink(&[key.to_owned()]).await.map(|_| ())
+    }
+
+    async fn remove_by_key_pattern(&self, key_pattern: &str) -> CacheResult<usize> {
+        let keys: Vec<String> = self.scan(key_pattern).await?.into_iter().collect();
+        let mut removed = 0;
+        for batch in keys.chunks(DELETE_BATCH) {
+            removed += self.unlink(batch).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn flush_all(&self) -> CacheResult<()> {
+        self.remove_by_key_pattern(ALL_ENTRIES).await.map(|_| ())
+    }
+
+    async fn set_ttl(&self, key: &str, ttl: Ttl) -> CacheResult<bool> {
+        self.query(redis::cmd("PEXPIRE").arg(key).arg(ttl.as_millis()))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn get_ttl(&self, key: &str) -> CacheResult<Option<RemainingTtl>> {
+        let millis: i64 = self
+            .query(redis::cmd("PTTL").arg(key))
+            .await
+            .map_err(unavailable)?;
+        Ok(match millis {
+            -1 => Some(RemainingTtl::Never),
+            left if left >= 0 => Some(RemainingTtl::Seconds(left as f64 / 1000.0)),
+            _ => None,
+        })
+    }
+
+    async fn get_many_versioned(
+        &self,
+        keys: &[String],
+    ) -> CacheResult<Vec<(Option<Projection>, Version)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The client splits a multi-slot MGET by node and puts the answers
+        // back in the order of the keys.
+        let texts: Vec<Option<Vec<u8>>> = self
+            .query(redis::cmd("MGET").arg(keys))
+            .await
+            .map_err(unavailable)?;
+        let mut found = Vec::with_capacity(keys.len());
+        for (key, text) in keys.iter().zip(texts) {
+            let projection = text
+                .as_ref()
+                .map(|text| decode_value(key, text))
+                .transpose()?;
+            found.push((projection, text));
+        }
+        Ok(found)
+    }
+
+    async fn apply_if_unchanged(
+        &self,
+        batch: &[WriteOp],
+        expected: &[(String, Version)],
+    ) -> CacheResult<bool> {
+        let slots = by_slot(expected, batch);
+        // Checked first everywhere, so a changed key stops the whole batch
+        // unless a writer slips in between; then atomic per slot.
+        if !self
+            .write_slots("", &[], &slots, &Floors::default(), false)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.write_slots("", &[], &slots, &Floors::default(), true)
+            .await
+    }
+
+    async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
+        let slots = by_slot(&[], batch);
+        self.write_slots("", &[], &slots, &Floors::default(), true)
+            .await
+            .map(|_| ())
+    }
+
+    async fn claim(&self, scope: &str, partitions: &[Partition]) -> CacheResult<Vec<Claim>> {
+        self.claim_partitions(scope, partitions).await
+    }
+
+    async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome> {
+        self.commit_slots(commit, None).await
+    }
+
+    async fn floors(
+        &self,
+        scope: &str,
+        keys: &[String],
+        partitions: &[Partition],
+    ) -> CacheResult<Option<Floors>> {
+        self.read_floors(scope, keys, partitions).await.map(Some)
+    }
+
+    async fn commit_over(
+        &self,
+        commit: Commit<'_>,
+        floors: Option<&Floors>,
+    ) -> CacheResult<CommitOutcome> {
+        self.commit_slots(commit, floors).await
+    }
+}
+
+/// Run `tasks` with at most [`CONCURRENCY`] in flight; the answers in any
+/// order. The futures are made before they are streamed: a stream that maps
+/// a closure over borrowed items is not provably `Send` in an async trait.
+async fn concurrently<T, Fut>(tasks: Vec<Fut>) -> CacheResult<Vec<T>>
+where
+    Fut: std::future::Future<Output = CacheResult<T>>,
+{
+    stream::iter(tasks)
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await
+}
