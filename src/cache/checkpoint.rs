@@ -148,15 +148,21 @@ impl Floors {
     /// The next offset of `partition` that `key`'s slot still has to apply;
     /// `None` when it applied none (or the key was not read).
     pub fn mark(&self, key: &str, partition: &Partition) -> Option<i64> {
+        self.mark_of(key, &partition.topic, partition.number)
+    }
+
+    fn mark_of(&self, key: &str, topic: &str, number: i32) -> Option<i64> {
         let index = self
             .partitions
             .iter()
-            .position(|known| known == partition)?;
+            .position(|known| known.number == number && known.topic == topic)?;
         self.marks.get(key)?.get(index).copied().flatten()
     }
 
-    /// Whether `key` already holds `partition`'s event at `offset`.
-    pub fn holds(&self, key: &str, partition: &Partition, offset: i64) -> bool {
-        self.mark(key, partition).is_some_and(|mark| offset < mark)
+    /// Whether `key` already holds the event at `offset` of partition
+    /// `number` of `topic` (by name: the fold asks once per event).
+    pub fn holds(&self, key: &str, topic: &str, number: i32, offset: i64) -> bool {
+        self.mark_of(key, topic, number)
+            .is_some_and(|mark| offset < mark)
     }
 }

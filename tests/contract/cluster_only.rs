@@ -161,7 +161,7 @@ async fn a_slot_that_landed_a_batch_is_skipped_by_its_floor() {
         .unwrap();
     assert_eq!(floors.mark(&a, &partition), Some(20));
     assert_eq!(floors.mark(&b, &partition), Some(10));
-    assert!(floors.holds(&a, &partition, 15) && !floors.holds(&b, &partition, 15));
+    assert!(floors.holds(&a, "orders", 0, 15) && !floors.holds(&b, "orders", 0, 15));
 
     let advance = [Advance {
         partition: partition.clone(),

@@ -82,11 +82,29 @@ impl RedisCluster {
         connection(port)
     }
 
-    /// The slot map as a live node sees it: per first slot of each range,
-    /// (last slot, primary port, replica ports).
+    /// The slot map as the first live node that answers sees it: per first
+    /// slot of each range, (last slot, primary port, replica ports).
     pub fn slot_map(&self) -> BTreeMap<u16, (u16, u16, Vec<u16>)> {
-        let port = self.live_ports()[0];
-        slot_map(&mut connection(port))
+        for port in self.live_ports() {
+            let client =
+                redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("a valid URL");
+            if let Ok(mut node) = client.get_connection_with_timeout(Duration::from_secs(1)) {
+                return slot_map(&mut node);
+            }
+        }
+        panic!("no node of the cluster answers");
+    }
+
+    /// The ports of the primaries that serve slots.
+    pub fn primaries(&self) -> Vec<u16> {
+        let mut primaries: Vec<u16> = self
+            .slot_map()
+            .values()
+            .map(|(_, primary, _)| *primary)
+            .collect();
+        primaries.sort_unstable();
+        primaries.dedup();
+        primaries
     }
 
     /// The port of the primary serving `slot`.
