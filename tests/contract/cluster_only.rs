@@ -327,3 +327,71 @@ async fn a_migrated_slot_is_followed_with_its_marks() {
     assert_eq!(outcome, CommitOutcome::Applied);
     assert_eq!(cache.get(&key).await.unwrap().unwrap().value()["n"], 2);
 }
+
+/// Writers keep batching over many slots while slots move under them: every
+/// batch lands within a few seconds, retried as the pipeline retries a
+/// transient error (a stalled client connection is replaced after one
+/// timeout), never stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_keep_landing_while_slots_move() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("redis=trace")
+        .try_init();
+    let cluster = RedisCluster::start();
+    let cache = std::sync::Arc::new(cache_on(&cluster).await);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for writer in 0..2 {
+        let (cache, stop) = (cache.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut round = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                round += 1;
+                let batch: Vec<WriteOp> = (0..300)
+                    .map(|i| upsert("busy", &format!("{writer}-{i}"), round))
+                    .collect();
+                let keys: Vec<String> = batch.iter().map(WriteOp::key).collect();
+                let round_trip = async {
+                    loop {
+                        let landed = match cache.apply(&batch).await {
+                            Ok(()) => cache.get_many(&keys).await.map(|_| ()),
+                            Err(error) => Err(error),
+                        };
+                        match landed {
+                            Ok(()) => return,
+                            Err(error) if error.is_transient() => continue,
+                            Err(error) => panic!("{error}"),
+                        }
+                    }
+                };
+                tokio::time::timeout(std::time::Duration::from_secs(10), round_trip)
+                    .await
+                    .expect("a batch stalled");
+            }
+            round
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let slots: BTreeSet<u16> = (0..300)
+        .map(|i| slot_of(format!("busy:::0-{i}").as_bytes()))
+        .take(20)
+        .collect();
+    for slot in slots {
+        let from = cluster.primary_of(slot);
+        let to = cluster
+            .primaries()
+            .into_iter()
+            .find(|&p| p != from)
+            .unwrap();
+        tokio::task::block_in_place(|| cluster.migrate_slot(slot, to));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        let rounds = tokio::time::timeout(std::time::Duration::from_secs(10), writer)
+            .await
+            .expect("the writers finish")
+            .unwrap();
+        assert!(rounds > 1);
+    }
+}

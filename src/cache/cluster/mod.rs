@@ -10,7 +10,11 @@
 //!
 //! The `redis` crate's async cluster client follows `MOVED` and `ASK`
 //! redirections, refreshes its slot map after a failover and connects to new
-//! nodes by itself. Pattern operations `SCAN` every primary (each key lives
+//! nodes by itself. Its slot refresh can deadlock with requests in flight
+//! (redis 1.8: the refresh waits for a lock that an unpolled request holds),
+//! which stalls every later command; so a command that times out replaces
+//! the connection with a fresh one, and the stall costs one timeout instead
+//! of the daemon. Pattern operations `SCAN` every primary (each key lives
 //! on exactly one), so they see the whole keyspace, sorted and each key once.
 
 mod commit;
@@ -21,14 +25,16 @@ pub use commit::mark_key;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use redis::cluster::ClusterClientBuilder;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+use redis::cluster_routing::RoutingInfo;
 use redis::{Cmd, FromRedisValue, RedisError, RedisResult};
+use tracing::warn;
 
 use super::redis::{masked_uri, validate_uri};
 use super::{
@@ -41,8 +47,10 @@ const PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// One connection attempt to one node gives up after this long.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 /// A command without an answer after this long fails instead of hanging,
-/// redirections and retries included; as generous as the Redis adapter's.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// redirections and retries included. Shorter than the Redis adapter's: a
+/// cluster command is one slot's share of a batch, and a timeout is also
+/// how a stalled client is noticed and replaced.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Attempts per command across redirections and reconnects. A failover takes
 /// the cluster a few seconds (`cluster-node-timeout` and the election); the
 /// pipeline's own retry covers the rest, with backoff.
@@ -88,13 +96,19 @@ pub async fn connect(nodes: &[String], default_ttl: Ttl) -> CacheResult<ClusterC
         .retries(RETRIES)
         .build()
         .map_err(|error| CacheError::InvalidArgument(format!("{shown:?}: {error}")))?;
-    let connection = client.get_async_connection().await.map_err(|error| {
-        CacheError::Unavailable(format!("cannot connect to cluster {shown:?}: {error}"))
-    })?;
+    let connection = open(&client, &shown).await?;
     Ok(ClusterCache {
-        connection,
+        client,
+        current: Arc::new(RwLock::new((0, connection))),
+        replacing: Arc::new(tokio::sync::Mutex::new(())),
         default_ttl,
         shown_nodes: shown,
+    })
+}
+
+async fn open(client: &ClusterClient, shown: &[String]) -> CacheResult<ClusterConnection> {
+    client.get_async_connection().await.map_err(|error| {
+        CacheError::Unavailable(format!("cannot connect to cluster {shown:?}: {error}"))
     })
 }
 
@@ -102,7 +116,11 @@ pub async fn connect(nodes: &[String], default_ttl: Ttl) -> CacheResult<ClusterC
 /// share the connections.
 #[derive(Clone)]
 pub struct ClusterCache {
-    connection: ClusterConnection,
+    client: ClusterClient,
+    /// The connection in use and its generation (how many it replaced).
+    current: Arc<RwLock<(u64, ClusterConnection)>>,
+    /// Held while a stalled connection is replaced, so it is replaced once.
+    replacing: Arc<tokio::sync::Mutex<()>>,
     default_ttl: Ttl,
     /// The seed URIs without passwords, for `Debug` and errors.
     shown_nodes: Vec<String>,
@@ -124,10 +142,41 @@ fn unavailable(error: RedisError) -> CacheError {
 }
 
 impl ClusterCache {
+    fn connection(&self) -> (u64, ClusterConnection) {
+        self.current
+            .read()
+            .expect("the connection lock is only held to clone or swap")
+            .clone()
+    }
+
+    /// After a timeout on connection `generation`: replace it, unless a
+    /// concurrent command did already. A failed reconnect keeps the old one.
+    async fn replace_stalled(&self, generation: u64) {
+        let _once = self.replacing.lock().await;
+        if self.connection().0 != generation {
+            return;
+        }
+        match open(&self.client, &self.shown_nodes).await {
+            Ok(fresh) => {
+                warn!(nodes = ?self.shown_nodes, "a cluster command timed out; connecting afresh");
+                *self
+                    .current
+                    .write()
+                    .expect("the connection lock is only held to clone or swap") =
+                    (generation + 1, fresh);
+            }
+            Err(error) => warn!(%error, "a cluster command timed out and reconnecting failed"),
+        }
+    }
+
     /// Run one command where its keys live (or anywhere, for keyless ones).
     async fn query<T: FromRedisValue>(&self, command: &Cmd) -> RedisResult<T> {
-        let mut connection = self.connection.clone();
-        command.query_async(&mut connection).await
+        let (generation, mut connection) = self.connection();
+        let result = command.query_async(&mut connection).await;
+        if matches!(&result, Err(error) if error.is_timeout()) {
+            self.replace_stalled(generation).await;
+        }
+        result
     }
 
     /// Run one command on the nodes `routing` names.
@@ -136,20 +185,62 @@ impl ClusterCache {
         command: &Cmd,
         routing: RoutingInfo,
     ) -> RedisResult<T> {
-        let mut connection = self.connection.clone();
-        let reply = connection.route_command(command.clone(), routing).await?;
-        Ok(redis::from_redis_value(reply)?)
+        let (generation, mut connection) = self.connection();
+        let reply = connection.route_command(command.clone(), routing).await;
+        if matches!(&reply, Err(error) if error.is_timeout()) {
+            self.replace_stalled(generation).await;
+        }
+        Ok(redis::from_redis_value(reply?)?)
     }
 
-    /// Delete `keys`; returns how many existed. The client splits a multi-slot
-    /// `UNLINK` by slot and adds up the counts.
+    /// Delete `keys`; returns how many existed. One `UNLINK` per slot: the
+    /// client could split a multi-slot command itself, but its fan-out pins
+    /// each part to a connection, and a part that meets a slot on the move
+    /// (`ASK`) was seen to stall every later command.
     async fn unlink(&self, keys: &[String]) -> CacheResult<usize> {
-        if keys.is_empty() {
-            return Ok(0);
+        let unlinks = slot_groups(keys)
+            .into_values()
+            .map(|indexes| {
+                let command = redis::cmd("UNLINK")
+                    .arg(indexes.iter().map(|&at| &keys[at]).collect::<Vec<_>>())
+                    .to_owned();
+                async move {
+                    let removed: usize = self.query(&command).await.map_err(unavailable)?;
+                    Ok(removed)
+                }
+            })
+            .collect();
+        Ok(concurrently(unlinks).await?.into_iter().sum())
+    }
+
+    /// The stored text under each of `keys`, in order: one `MGET` per slot,
+    /// concurrently (see [`ClusterCache::unlink`] for why not one `MGET`).
+    async fn texts<K: AsRef<str> + Sync>(&self, keys: &[K]) -> CacheResult<Vec<Option<Vec<u8>>>> {
+        let reads = slot_groups(keys)
+            .into_values()
+            .map(|indexes| {
+                let command = redis::cmd("MGET")
+                    .arg(
+                        indexes
+                            .iter()
+                            .map(|&at| keys[at].as_ref())
+                            .collect::<Vec<_>>(),
+                    )
+                    .to_owned();
+                async move {
+                    let texts: Vec<Option<Vec<u8>>> =
+                        self.query(&command).await.map_err(unavailable)?;
+                    Ok((indexes, texts))
+                }
+            })
+            .collect();
+        let mut texts = vec![None; keys.len()];
+        for (indexes, found) in concurrently(reads).await? {
+            for (at, text) in indexes.into_iter().zip(found) {
+                texts[at] = text;
+            }
         }
-        self.query(redis::cmd("UNLINK").arg(keys))
-            .await
-            .map_err(unavailable)
+        Ok(texts)
     }
 
     /// The Redis type of each of `keys` (`"none"` for a key that is gone).
@@ -164,6 +255,18 @@ impl ClusterCache {
         }
         Ok(types)
     }
+}
+
+/// The indexes of `keys`, grouped by hash slot.
+fn slot_groups<K: AsRef<str>>(keys: &[K]) -> BTreeMap<u16, Vec<usize>> {
+    let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (at, key) in keys.iter().enumerate() {
+        groups
+            .entry(slots::slot_of(key.as_ref().as_bytes()))
+            .or_default()
+            .push(at);
+    }
+    groups
 }
 
 /// Split a batch and the keys it checks by hash slot, keeping each slot's
@@ -189,18 +292,12 @@ fn by_slot<'a>(
 #[async_trait]
 impl Cache for ClusterCache {
     async fn ping(&self) -> bool {
-        let command = redis::cmd("PING");
-        let every_primary = RoutingInfo::MultiNode((
-            MultipleNodeRoutingInfo::AllMasters,
-            Some(ResponsePolicy::AllSucceeded),
-        ));
-        let answer =
-            tokio::time::timeout(PING_TIMEOUT, self.route::<String>(&command, every_primary)).await;
-        matches!(answer, Ok(Ok(reply)) if reply == "PONG")
+        let answer = tokio::time::timeout(PING_TIMEOUT, self.ping_primaries()).await;
+        matches!(answer, Ok(Ok(())))
     }
 
     fn get_connection(&self) -> Connection {
-        Connection::Cluster(self.connection.clone())
+        Connection::Cluster(self.connection().1)
     }
 
     fn default_ttl(&self) -> Ttl {
@@ -239,10 +336,7 @@ impl Cache for ClusterCache {
         if page.is_empty() {
             return Ok(Vec::new());
         }
-        let texts: Vec<Option<Vec<u8>>> = self
-            .query(redis::cmd("MGET").arg(&page))
-            .await
-            .map_err(unavailable)?;
+        let texts = self.texts(&page).await?;
         // MGET answers nil both for a key deleted since the SCAN and for a key
         // of another type; only the first may be skipped silently.
         let missing: Vec<&String> = page
@@ -316,12 +410,7 @@ impl Cache for ClusterCache {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        // The client splits a multi-slot MGET by node and puts the answers
-        // back in the order of the keys.
-        let texts: Vec<Option<Vec<u8>>> = self
-            .query(redis::cmd("MGET").arg(keys))
-            .await
-            .map_err(unavailable)?;
+        let texts = self.texts(keys).await?;
         let mut found = Vec::with_capacity(keys.len());
         for (key, text) in keys.iter().zip(texts) {
             let projection = text

@@ -53,6 +53,27 @@ impl ClusterCache {
         Ok(primaries)
     }
 
+    /// Every primary answers `PING` (each asked by address, concurrently).
+    pub(super) async fn ping_primaries(&self) -> CacheResult<()> {
+        let primaries = self.primaries().await?;
+        let pings = primaries
+            .into_iter()
+            .map(|(host, port)| async move {
+                let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                let reply: String = self
+                    .route(&redis::cmd("PING"), node)
+                    .await
+                    .map_err(unavailable)?;
+                if reply == "PONG" {
+                    Ok(())
+                } else {
+                    Err(CacheError::Unavailable(format!("PING answered {reply:?}")))
+                }
+            })
+            .collect();
+        concurrently(pings).await.map(|_| ())
+    }
+
     /// Every distinct projection key matching `pattern` on every primary,
     /// sorted bytewise.
     pub(super) async fn scan(&self, pattern: &str) -> CacheResult<BTreeSet<String>> {
