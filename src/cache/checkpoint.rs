@@ -126,6 +126,14 @@ pub struct Floors {
     /// Per key: per partition (in `partitions` order), the next offset its
     /// slot has to apply, `None` when it never applied the partition.
     marks: HashMap<String, Vec<Option<i64>>>,
+    /// Partitions whose writes the store lost from an offset on, below the
+    /// checkpoint (a primary failed over before replicating them): the
+    /// caller folds them again from there.
+    lost: Vec<(Partition, i64)>,
+    /// Per partition, past the last record the fold covered, where that is
+    /// short of the checkpoint's advance (a replay below it): slot marks
+    /// advance to here, not to the checkpoint.
+    ends: Vec<(Partition, i64)>,
 }
 
 impl Floors {
@@ -133,7 +141,36 @@ impl Floors {
         Floors {
             partitions,
             marks: HashMap::new(),
+            lost: Vec::new(),
+            ends: Vec::new(),
         }
+    }
+
+    /// The fold covered `partition` up to (not including) `end` only.
+    pub fn folded_to(&mut self, partition: &Partition, end: i64) {
+        self.ends.retain(|(known, _)| known != partition);
+        self.ends.push((partition.clone(), end));
+    }
+
+    /// How far the fold covered `partition`, when short of its advance.
+    pub fn end(&self, partition: &Partition) -> Option<i64> {
+        self.ends
+            .iter()
+            .find(|(known, _)| known == partition)
+            .map(|(_, end)| *end)
+    }
+
+    /// The store lost `partition`'s writes from `offset` on.
+    pub fn lose(&mut self, partition: &Partition, offset: i64) {
+        match self.lost.iter_mut().find(|(known, _)| known == partition) {
+            Some((_, from)) => *from = (*from).min(offset),
+            None => self.lost.push((partition.clone(), offset)),
+        }
+    }
+
+    /// Partitions to fold again, and from where (see [`Floors::lose`]).
+    pub fn lost(&self) -> &[(Partition, i64)] {
+        &self.lost
     }
 
     pub fn partitions(&self) -> &[Partition] {

@@ -194,6 +194,15 @@ pub trait Cache: Send + Sync + fmt::Debug {
     /// (see [`checkpoint`]); otherwise write nothing and say why.
     async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome>;
 
+    /// How many offsets below its checkpoint a newly claimed partition is
+    /// folded again: writes the store may have lost below the checkpoint (a
+    /// primary that failed over before replicating them) are applied again,
+    /// and what it still holds is skipped by its [`Cache::floors`]. 0 (the
+    /// default) where a commit lands or is lost as a whole.
+    fn replay_window(&self) -> u64 {
+        0
+    }
+
     /// Per key of `keys`, how far its own writes stand in each of `partitions`
     /// ([`Floors`]), for a store that commits slot by slot; `None` (the
     /// default, no IO) where a commit is atomic as a whole, so the checkpoint

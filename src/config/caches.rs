@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::raw::{RawCache, RawScalar};
 use crate::cache::Ttl;
-use crate::cache::cluster::validate_nodes;
+use crate::cache::cluster::{DEFAULT_REPLAY_WINDOW, validate_nodes};
 use crate::cache::redis::validate_uri;
 
 /// The TTL of a cache that names none, in seconds (the seed's default).
@@ -20,9 +20,11 @@ pub enum Provider {
     Redis {
         uri: String,
     },
-    /// A Redis Cluster reached through any of its `nodes`.
+    /// A Redis Cluster reached through any of its `nodes`, folding `rewind`
+    /// offsets below the checkpoint again on every claim.
     RedisCluster {
         nodes: Vec<String>,
+        rewind: u64,
     },
 }
 
@@ -84,11 +86,29 @@ fn validate_cache(name: &str, raw: RawCache, errors: &mut Vec<String>) -> Option
     let uri = raw.uri.or(raw.uri_seed).map(|value| value.to_text());
     let nodes = raw.nodes.as_ref().map(|nodes| nodes.to_list());
     let provider_name = raw.provider.as_ref().map(RawScalar::to_text);
-    if nodes.is_some() && provider_name.as_deref() != Some("redis_cluster") {
-        errors.push(format!(
-            "caches.{name}.nodes is only for provider = \"redis_cluster\""
-        ));
+    for (key, given) in [("nodes", nodes.is_some()), ("rewind", raw.rewind.is_some())] {
+        if given && provider_name.as_deref() != Some("redis_cluster") {
+            errors.push(format!(
+                "caches.{name}.{key} is only for provider = \"redis_cluster\""
+            ));
+        }
     }
+    let rewind = match &raw.rewind {
+        None => Some(DEFAULT_REPLAY_WINDOW),
+        Some(value) => {
+            let offsets = match value {
+                RawScalar::Int(offsets) => u64::try_from(*offsets).ok(),
+                RawScalar::Text(text) => text.trim().parse().ok(),
+                _ => None,
+            };
+            if offsets.is_none() {
+                errors.push(format!(
+                    "caches.{name}.rewind = {value} is not a whole number of offsets (0 or more)"
+                ));
+            }
+            offsets
+        }
+    };
     let provider = match provider_name.as_deref() {
         None | Some("memory") => Some(Provider::Memory),
         Some("redis") => match uri {
@@ -120,7 +140,7 @@ fn validate_cache(name: &str, raw: RawCache, errors: &mut Vec<String>) -> Option
                 None
             }
             (Some(nodes), None) => match validate_nodes(&nodes) {
-                Ok(()) => Some(Provider::RedisCluster { nodes }),
+                Ok(()) => rewind.map(|rewind| Provider::RedisCluster { nodes, rewind }),
                 Err(reason) => {
                     errors.push(format!("caches.{name}.nodes: {reason}"));
                     None

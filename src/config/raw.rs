@@ -66,6 +66,9 @@ pub struct RawCache {
     pub ttl: Option<RawScalar>,
     /// Seed node URIs of a Redis Cluster (`provider = "redis_cluster"`).
     pub nodes: Option<RawNodes>,
+    /// Offsets below the checkpoint a claimed partition is folded again on a
+    /// Redis Cluster.
+    pub rewind: Option<RawScalar>,
 }
 
 /// Seed nodes: a TOML list, or one comma-separated string as an environment

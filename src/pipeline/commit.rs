@@ -74,8 +74,21 @@ impl Pipeline {
                 self.letter_corrupt(plan, &mut work, &corrupt, reported)
                     .await?;
             }
-            let floors = self.floors(cache, &work, &spans).await?;
-            if let Some(floors) = &floors {
+            let mut floors = self.floors(cache, &work, &spans).await?;
+            if let Some(floors) = &mut floors {
+                for (partition, span) in &spans {
+                    if span.end < span.to {
+                        floors.folded_to(partition, span.end);
+                    }
+                }
+                if !floors.lost().is_empty() {
+                    for (partition, offset) in floors.lost() {
+                        self.metrics.partition_replays.inc();
+                        let source = self.source.as_ref();
+                        self.positions.replay(cache, partition, *offset, source);
+                    }
+                    continue;
+                }
                 skip_held(plan, &mut work, floors);
             }
             let folded = fold(&self.router, &plan.events, &work, states);

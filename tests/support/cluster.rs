@@ -127,7 +127,35 @@ impl RedisCluster {
     /// Kill (SIGKILL) the primary serving `slot` and wait until its replica
     /// serves the slot instead; returns (old primary port, new primary port).
     pub fn kill_primary_of(&mut self, slot: u16) -> (u16, u16) {
+        self.kill_primary_with_lagging_replica(slot, Duration::ZERO)
+    }
+
+    /// Like [`RedisCluster::kill_primary_of`], with the replica cut off for
+    /// `lag` before the kill: frozen (SIGSTOP) and its replication link
+    /// closed by the primary, so it cannot reconnect, then thawed right after
+    /// the kill. The writes the primary acknowledged meanwhile are lost with
+    /// it, as when a replica falls behind and its primary dies. (Freezing
+    /// alone loses nothing: the kernel keeps receiving the stream for it.)
+    pub fn kill_primary_with_lagging_replica(&mut self, slot: u16, lag: Duration) -> (u16, u16) {
         let old = self.primary_of(slot);
+        let replica = self
+            .slot_map()
+            .values()
+            .find(|(_, primary, _)| *primary == old)
+            .and_then(|(_, _, replicas)| replicas.first().copied())
+            .expect("every primary has a replica");
+        let replica_pid = self.pid(replica).expect("the replica runs");
+        if !lag.is_zero() {
+            // SAFETY: a signal to a child process we started.
+            unsafe { libc::kill(replica_pid as libc::pid_t, libc::SIGSTOP) };
+            redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("replica")
+                .query::<i64>(&mut connection(old))
+                .expect("the primary closes its replica's link");
+            thread::sleep(lag);
+        }
         let node = self
             .nodes
             .iter_mut()
@@ -136,6 +164,10 @@ impl RedisCluster {
         if let Some(mut child) = node.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if !lag.is_zero() {
+            // SAFETY: as above.
+            unsafe { libc::kill(replica_pid as libc::pid_t, libc::SIGCONT) };
         }
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {

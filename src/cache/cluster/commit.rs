@@ -23,9 +23,10 @@
 //! to a key, whoever writes (even a zombie, whose writes are the same fold of
 //! the same log), and the checkpoint only ever lags the marks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use redis::Value as Reply;
+use tracing::warn;
 
 use super::slots::{self, slot_of};
 use super::{ClusterCache, concurrently, unavailable};
@@ -38,6 +39,20 @@ use crate::cache::{
 
 /// One slot's share of a batch: the keys it checks and the writes it makes.
 type SlotShare = (Vec<(String, Version)>, Vec<WriteOp>);
+
+/// What this process wrote into one slot's marks for one partition of one
+/// scope: the floor of its first write there and the end of its last one.
+/// Marks only ever grow, so a mark read back below `last` means the slot
+/// lost writes (a primary failed over before replicating them). Bounded by
+/// slots times partitions, like the marks.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Landed {
+    first: Option<i64>,
+    last: i64,
+}
+
+/// [`Landed`] by (scope, slot, partition field).
+pub(super) type LandedMarks = HashMap<(String, u16, String), Landed>;
 
 /// `KEYS[1]`: the checkpoint hash. `ARGV[1]`: '1' to advance, '0' to check
 /// only; `ARGV[2]`: how many partitions; then per partition its field,
@@ -69,26 +84,33 @@ return {0}
 
 /// `KEYS[1]`: the slot's mark hash; then the checked keys, then the written
 /// keys, all in that slot. `ARGV[1]`: '1' to write, '0' to check only;
-/// `ARGV[2]`: how many partitions; then per partition its field, the batch
-/// start (`""`: none), the floor the fold started from (`""`: none) and the
-/// batch end; then the checked keys' presence and texts and the written
-/// keys' JSON and TTLs, as in the single-Redis scripts. The slot's floor is
-/// its mark or the batch start, whichever is later, and must still be what
-/// the fold started from. Returns 0 fine (written and marked when asked),
-/// 1 a mark moved, 2 a checked key changed; nothing written unless 0.
+/// `ARGV[2]`: '1' when the marks were read with the batch, '0' when not;
+/// `ARGV[3]`: how many partitions; then per partition its field, the batch
+/// start (`""`: none), the mark read (`""`: none) and the batch end; then the
+/// checked keys' presence and texts and the written keys' JSON and TTLs, as
+/// in the single-Redis scripts. Each mark must still be the one read (a mark
+/// that moved on means another writer landed; one that went back, that the
+/// slot lost writes), or, when none was read, not past the batch start.
+/// Returns 0 fine (written and marked when asked), 1 a mark moved, 2 a
+/// checked key changed; nothing written unless 0.
 const SLOT_SCRIPT: &str = r#"
 local marks = KEYS[1]
-local partitions = tonumber(ARGV[2])
+local read = ARGV[2] == '1'
+local partitions = tonumber(ARGV[3])
 local function offset(text)
   if not text or text == '' then return -1 end
   return tonumber(text)
 end
 for i = 0, partitions - 1 do
-  local at = 3 + 4 * i
+  local at = 4 + 4 * i
   local stored = offset(redis.call('HGET', marks, ARGV[at]))
-  if math.max(stored, offset(ARGV[at + 1])) ~= offset(ARGV[at + 2]) then return 1 end
+  if read then
+    if stored ~= offset(ARGV[at + 2]) then return 1 end
+  elseif stored > offset(ARGV[at + 1]) then
+    return 1
+  end
 end
-local base = 3 + 4 * partitions
+local base = 4 + 4 * partitions
 local present = ARGV[base]
 local checked = #present
 for i = 1, checked do
@@ -113,7 +135,7 @@ for i = checked + 1, #KEYS - 1 do
   end
 end
 for i = 0, partitions - 1 do
-  local at = 3 + 4 * i
+  local at = 4 + 4 * i
   if tonumber(ARGV[at + 3]) > offset(redis.call('HGET', marks, ARGV[at])) then
     redis.call('HSET', marks, ARGV[at], ARGV[at + 3])
   end
@@ -128,6 +150,43 @@ pub fn mark_key(scope: &str, slot: u16) -> String {
         slots::tag(slot),
         scope.replace(':', "%3A")
     )
+}
+
+/// Where a landed slot's mark of `step`'s partition moves: past the last
+/// record folded, which is the checkpoint's new position except during a
+/// replay below it.
+fn mark_to(floors: Option<&Floors>, step: &Advance) -> i64 {
+    floors
+        .and_then(|floors| floors.end(&step.partition))
+        .unwrap_or(step.to)
+}
+
+/// A slot's mark of `step`'s partition as read with the batch: every key of
+/// a slot was read with the same marks, so any one says them.
+fn slot_mark(
+    floors: &Floors,
+    expected: &[(String, Version)],
+    batch: &[WriteOp],
+    step: &Advance,
+) -> Option<i64> {
+    let any_key = expected
+        .first()
+        .map(|(key, _)| key.clone())
+        .or_else(|| batch.first().map(WriteOp::key))
+        .unwrap_or_default();
+    floors.mark(&any_key, &step.partition)
+}
+
+/// Where a slot's fold of `step`'s partition started: the later of its mark
+/// and the batch start (`None` sorts first).
+fn slot_floor(
+    floors: Option<&Floors>,
+    expected: &[(String, Version)],
+    batch: &[WriteOp],
+    step: &Advance,
+) -> Option<i64> {
+    let mark = floors.and_then(|floors| slot_mark(floors, expected, batch, step));
+    mark.max(step.from)
 }
 
 fn text(offset: Option<i64>) -> String {
@@ -171,9 +230,34 @@ impl ClusterCache {
                 .or_default()
                 .push(key);
         }
+        let slots: Vec<u16> = by_slot.keys().copied().collect();
+        let marks = self.read_marks(scope, &slots, partitions).await?;
+        if self.notice_losses(scope, partitions, &marks, &mut floors) {
+            // A primary lost writes: other slots it served may have lost
+            // some too, and no event may touch them again to tell. Every
+            // slot this process wrote is checked once now.
+            let (written, all_partitions) = self.written_slots(scope, &marks);
+            let others = self.read_marks(scope, &written, &all_partitions).await?;
+            self.notice_losses(scope, &all_partitions, &others, &mut floors);
+        }
+        for (slot, slot_keys) in by_slot {
+            for key in slot_keys {
+                floors.insert(key.clone(), marks[&slot].clone());
+            }
+        }
+        Ok(floors)
+    }
+
+    /// Each of `slots`' marks for `partitions`: one `HMGET` per slot.
+    async fn read_marks(
+        &self,
+        scope: &str,
+        slots: &[u16],
+        partitions: &[Partition],
+    ) -> CacheResult<HashMap<u16, Vec<Option<i64>>>> {
         let fields: Vec<String> = partitions.iter().map(Partition::field).collect();
-        let reads = by_slot
-            .keys()
+        let reads = slots
+            .iter()
             .map(|&slot| {
                 let command = redis::cmd("HMGET")
                     .arg(mark_key(scope, slot))
@@ -186,14 +270,113 @@ impl ClusterCache {
                 }
             })
             .collect();
-        let marks = concurrently(reads).await?;
-        let marks: HashMap<u16, Vec<Option<i64>>> = marks.into_iter().collect();
-        for (slot, slot_keys) in by_slot {
-            for key in slot_keys {
-                floors.insert(key.clone(), marks[&slot].clone());
+        Ok(concurrently(reads).await?.into_iter().collect())
+    }
+
+    /// The slots of `scope` this process wrote marks into, except `known`,
+    /// and every partition it wrote marks of.
+    fn written_slots(
+        &self,
+        scope: &str,
+        known: &HashMap<u16, Vec<Option<i64>>>,
+    ) -> (Vec<u16>, Vec<Partition>) {
+        let landed = self
+            .landed
+            .lock()
+            .expect("the landed marks are only held to read or update");
+        let mut slots = BTreeSet::new();
+        let mut partitions = BTreeSet::new();
+        for (of, slot, field) in landed.keys() {
+            if of != scope {
+                continue;
+            }
+            if !known.contains_key(slot) {
+                slots.insert(*slot);
+            }
+            // A field is `{topic}/{partition}`, and topic names hold no `/`.
+            if let Some((topic, number)) = field.rsplit_once('/')
+                && let Ok(number) = number.parse()
+            {
+                partitions.insert(Partition::new(topic, number));
             }
         }
-        Ok(floors)
+        (
+            slots.into_iter().collect(),
+            partitions.into_iter().collect(),
+        )
+    }
+
+    /// Compare the marks read with those this process wrote: a mark below
+    /// what landed means the slot lost writes; the partition is then folded
+    /// again from the mark (or, with no mark left, from the first floor this
+    /// process wrote there).
+    fn notice_losses(
+        &self,
+        scope: &str,
+        partitions: &[Partition],
+        marks: &HashMap<u16, Vec<Option<i64>>>,
+        floors: &mut Floors,
+    ) -> bool {
+        let mut found = false;
+        let mut landed = self
+            .landed
+            .lock()
+            .expect("the landed marks are only held to read or update");
+        for (&slot, slot_marks) in marks {
+            for (partition, &mark) in partitions.iter().zip(slot_marks) {
+                let at = (scope.to_owned(), slot, partition.field());
+                let Some(wrote) = landed.get(&at).copied() else {
+                    continue;
+                };
+                if mark >= Some(wrote.last) {
+                    continue;
+                }
+                let from = mark.or(wrote.first).unwrap_or(0);
+                found = true;
+                warn!(%partition, slot, mark = ?mark, landed = wrote.last, "a slot lost writes that were acknowledged; they are applied again");
+                floors.lose(partition, from);
+                match mark {
+                    Some(mark) => {
+                        landed.insert(
+                            at,
+                            Landed {
+                                last: mark,
+                                ..wrote
+                            },
+                        );
+                    }
+                    None => {
+                        landed.remove(&at);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Remember the marks the slots in `landed` now hold (see [`Landed`]).
+    fn remember(
+        &self,
+        scope: &str,
+        advances: &[Advance],
+        floors: Option<&Floors>,
+        landed_slots: &[(u16, Vec<Option<i64>>)],
+    ) {
+        let mut landed = self
+            .landed
+            .lock()
+            .expect("the landed marks are only held to read or update");
+        for (slot, slot_floors) in landed_slots {
+            for (step, floor) in advances.iter().zip(slot_floors) {
+                let at = (scope.to_owned(), *slot, step.partition.field());
+                let to = mark_to(floors, step);
+                let entry = landed.entry(at).or_insert(Landed {
+                    first: *floor,
+                    last: to,
+                });
+                entry.last = entry.last.max(to);
+            }
+        }
     }
 
     /// The three steps of a commit (see the module docs). Without `floors`,
@@ -207,8 +390,6 @@ impl ClusterCache {
             return Ok(CommitOutcome::Applied);
         }
         let slots = super::by_slot(commit.expected, commit.writes);
-        let no_floors = Floors::default();
-        let floors = floors.unwrap_or(&no_floors);
         let (checkpoint, slots_hold) = tokio::join!(
             self.checkpoint(commit.scope, commit.advances, false),
             self.write_slots(commit.scope, commit.advances, &slots, floors, false),
@@ -265,7 +446,7 @@ impl ClusterCache {
         scope: &str,
         advances: &[Advance],
         slots: &BTreeMap<u16, SlotShare>,
-        floors: &Floors,
+        floors: Option<&Floors>,
         write: bool,
     ) -> CacheResult<bool> {
         let scripts = slots
@@ -275,12 +456,27 @@ impl ClusterCache {
                     self.slot_command(scope, advances, slot, expected, batch, floors, write);
                 async move {
                     let answer: i64 = self.query(&command).await.map_err(unavailable)?;
-                    Ok(answer)
+                    Ok((slot, answer))
                 }
             })
             .collect();
-        let answers = concurrently(scripts).await?;
-        Ok(answers.iter().all(|&answer| answer == 0))
+        let answers: Vec<(u16, i64)> = concurrently(scripts).await?;
+        if write && !advances.is_empty() {
+            let landed: Vec<(u16, Vec<Option<i64>>)> = answers
+                .iter()
+                .filter(|(_, answer)| *answer == 0)
+                .map(|(slot, _)| {
+                    let (expected, batch) = &slots[slot];
+                    let floors = advances
+                        .iter()
+                        .map(|step| slot_floor(floors, expected, batch, step))
+                        .collect();
+                    (*slot, floors)
+                })
+                .collect();
+            self.remember(scope, advances, floors, &landed);
+        }
+        Ok(answers.iter().all(|(_, answer)| *answer == 0))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -291,7 +487,7 @@ impl ClusterCache {
         slot: u16,
         expected: &[(String, Version)],
         batch: &[WriteOp],
-        floors: &Floors,
+        floors: Option<&Floors>,
         write: bool,
     ) -> redis::Cmd {
         let mut command = redis::cmd("EVAL");
@@ -303,21 +499,15 @@ impl ClusterCache {
         checked_keys(&mut command, &mut args, expected, batch);
         command
             .arg(if write { "1" } else { "0" })
+            .arg(if floors.is_some() { "1" } else { "0" })
             .arg(advances.len());
-        // Every key of a slot was read with the same marks: any one says them.
-        let any_key = expected
-            .first()
-            .map(|(key, _)| key.clone())
-            .or_else(|| batch.first().map(WriteOp::key))
-            .unwrap_or_default();
         for step in advances {
-            // `None` sorts first: the later of the slot's mark and the start.
-            let floor = floors.mark(&any_key, &step.partition).max(step.from);
+            let read = floors.and_then(|floors| slot_mark(floors, expected, batch, step));
             command
                 .arg(step.partition.field())
                 .arg(text(step.from))
-                .arg(text(floor))
-                .arg(step.to);
+                .arg(text(read))
+                .arg(mark_to(floors, step));
         }
         checked_values(&mut command, &mut args, expected, batch, self.default_ttl);
         command

@@ -25,7 +25,7 @@ pub use commit::mark_key;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -60,6 +60,10 @@ const RETRIES: u32 = 6;
 const CONCURRENCY: usize = 128;
 /// Keys per `UNLINK` when deleting by pattern.
 const DELETE_BATCH: usize = 500;
+/// Offsets below its checkpoint a claimed partition is folded again, unless
+/// configured (`rewind`): writes a failed-over primary had not replicated are
+/// recent, and a replay of what is still held costs only reads.
+pub const DEFAULT_REPLAY_WINDOW: u64 = 1000;
 /// The pattern of every entry this cache can have written.
 const ALL_ENTRIES: &str = "*:::*";
 
@@ -101,6 +105,8 @@ pub async fn connect(nodes: &[String], default_ttl: Ttl) -> CacheResult<ClusterC
         client,
         current: Arc::new(RwLock::new((0, connection))),
         replacing: Arc::new(tokio::sync::Mutex::new(())),
+        landed: Arc::new(Mutex::new(commit::LandedMarks::new())),
+        replay_window: DEFAULT_REPLAY_WINDOW,
         default_ttl,
         shown_nodes: shown,
     })
@@ -121,6 +127,10 @@ pub struct ClusterCache {
     current: Arc<RwLock<(u64, ClusterConnection)>>,
     /// Held while a stalled connection is replaced, so it is replaced once.
     replacing: Arc<tokio::sync::Mutex<()>>,
+    /// The marks this process wrote, to notice a slot that lost them.
+    landed: Arc<Mutex<commit::LandedMarks>>,
+    /// See [`Cache::replay_window`].
+    replay_window: u64,
     default_ttl: Ttl,
     /// The seed URIs without passwords, for `Debug` and errors.
     shown_nodes: Vec<String>,
@@ -142,6 +152,13 @@ fn unavailable(error: RedisError) -> CacheError {
 }
 
 impl ClusterCache {
+    /// Fold `offsets` below the checkpoint again on every claim (see
+    /// [`Cache::replay_window`]).
+    pub fn with_replay_window(mut self, offsets: u64) -> ClusterCache {
+        self.replay_window = offsets;
+        self
+    }
+
     fn connection(&self) -> (u64, ClusterConnection) {
         self.current
             .read()
@@ -304,6 +321,10 @@ impl Cache for ClusterCache {
         self.default_ttl
     }
 
+    fn replay_window(&self) -> u64 {
+        self.replay_window
+    }
+
     async fn add(&self, projection: &Projection, ttl: Option<Ttl>) -> CacheResult<()> {
         let millis = ttl.unwrap_or(self.default_ttl).as_millis();
         let command = super::redis::ArgWriter::default().set(projection, Some(millis));
@@ -430,19 +451,15 @@ impl Cache for ClusterCache {
         let slots = by_slot(expected, batch);
         // Checked first everywhere, so a changed key stops the whole batch
         // unless a writer slips in between; then atomic per slot.
-        if !self
-            .write_slots("", &[], &slots, &Floors::default(), false)
-            .await?
-        {
+        if !self.write_slots("", &[], &slots, None, false).await? {
             return Ok(false);
         }
-        self.write_slots("", &[], &slots, &Floors::default(), true)
-            .await
+        self.write_slots("", &[], &slots, None, true).await
     }
 
     async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
         let slots = by_slot(&[], batch);
-        self.write_slots("", &[], &slots, &Floors::default(), true)
+        self.write_slots("", &[], &slots, None, true)
             .await
             .map(|_| ())
     }

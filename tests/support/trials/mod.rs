@@ -141,6 +141,16 @@ max_backoff_ms = 500
         }
     }
 
+    /// Every daemon's log so far, one after another.
+    pub fn logs(&self) -> String {
+        (1..=self.spawned)
+            .map(|number| {
+                std::fs::read_to_string(self.dir.join(format!("daemon-{number}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
     /// A line on stderr, stamped with the trial and its elapsed time.
     pub fn say(&self, what: &str) {
         let elapsed = self.started.elapsed().as_secs_f64();
