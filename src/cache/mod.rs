@@ -2,9 +2,10 @@
 //!
 //! The [`Cache`] trait is the whole interface of the seed (`ping`, `add`, `get`, ...)
 //! plus the batched paths the pipeline needs ([`Cache::get_many`], [`Cache::apply`]).
-//! Every adapter follows `shared/spec/cache-port.md` exactly, so the memory and the
-//! Redis adapters are interchangeable; one contract suite (`tests/cache_contract.rs`)
-//! runs against both.
+//! Every adapter follows `shared/spec/cache-port.md` exactly, so the memory, the
+//! Redis and the Redis Cluster adapters are interchangeable; one contract suite
+//! (`tests/cache_contract.rs`) runs against all three. A cluster commits slot by
+//! slot, and adds [`Cache::floors`] so the fold skips what a slot already holds.
 //!
 //! Invariants every adapter keeps:
 //! - a TTL is validated ([`Ttl`]) before anything is written;
