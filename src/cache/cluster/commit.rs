@@ -24,6 +24,7 @@
 //! the same log), and the checkpoint only ever lags the marks.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use redis::Value as Reply;
 
@@ -125,6 +126,22 @@ for i = 0, partitions - 1 do
 end
 return 0
 "#;
+
+/// The SHA-1 of [`SLOT_SCRIPT`] in hex, as `EVALSHA` names it.
+fn slot_script_digest() -> &'static str {
+    static DIGEST: OnceLock<String> = OnceLock::new();
+    DIGEST.get_or_init(|| {
+        let digest = ring::digest::digest(
+            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            SLOT_SCRIPT.as_bytes(),
+        );
+        digest
+            .as_ref()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    })
+}
 
 /// The mark hash of `scope` in `slot`; `:` escaped as in [`checkpoint_key`].
 pub fn mark_key(scope: &str, slot: u16) -> String {
@@ -269,9 +286,20 @@ impl ClusterCache {
             .iter()
             .map(|(&slot, (expected, batch))| {
                 let command =
-                    self.slot_command(scope, advances, slot, expected, batch, floors, write);
+                    self.slot_command(scope, advances, slot, expected, batch, floors, write, true);
                 async move {
-                    let answer: i64 = self.query(&command).await.map_err(unavailable)?;
+                    let answer: i64 = match self.query(&command).await {
+                        // A node that never ran the script (new, restarted,
+                        // promoted) learns it from one `EVAL`.
+                        Err(error) if error.code() == Some("NOSCRIPT") => {
+                            let full = self.slot_command(
+                                scope, advances, slot, expected, batch, floors, write, false,
+                            );
+                            self.query(&full).await
+                        }
+                        answer => answer,
+                    }
+                    .map_err(unavailable)?;
                     Ok((slot, answer))
                 }
             })
@@ -305,10 +333,17 @@ impl ClusterCache {
         batch: &[WriteOp],
         floors: Option<&Floors>,
         write: bool,
+        by_digest: bool,
     ) -> redis::Cmd {
-        let mut command = redis::cmd("EVAL");
+        // By digest: a batch is hundreds of slot scripts, and sending the
+        // script's text with each (and having Redis hash it) costs more than
+        // the writes.
+        let mut command = if by_digest {
+            redis::cmd("EVALSHA").arg(slot_script_digest()).to_owned()
+        } else {
+            redis::cmd("EVAL").arg(SLOT_SCRIPT).to_owned()
+        };
         command
-            .arg(SLOT_SCRIPT)
             .arg(1 + expected.len() + batch.len())
             .arg(mark_key(scope, slot));
         let mut args = ArgWriter::default();
@@ -327,5 +362,16 @@ impl ClusterCache {
         }
         checked_values(&mut command, &mut args, expected, batch, self.default_ttl);
         command
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_is_the_one_redis_names_the_script_by() {
+        let script = redis::Script::new(SLOT_SCRIPT);
+        assert_eq!(slot_script_digest(), script.get_hash());
     }
 }
