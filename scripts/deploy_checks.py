@@ -355,6 +355,17 @@ def check_deployment(deployment: dict, pod: dict, container: dict, effective) ->
     ports = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
     if ports.get("http") != port:
         problem(f"container port http is {ports.get('http')}, the daemon listens on {port}")
+    admin_listen = effective("admin", "listen", None)
+    if admin_listen is None:
+        problem("admin.listen is not set: the admin API (status, pause, resume) is off")
+    else:
+        admin_port = int(str(admin_listen).rsplit(":", 1)[1])
+        if admin_port == port:
+            problem(f"the admin API shares port {port} with /metrics")
+        if ports.get("admin") != admin_port:
+            problem(f"container port admin is {ports.get('admin')}, the admin API listens on {admin_port}")
+    if not effective("admin", "token", None):
+        problem("no admin token (PROJECTIONIST__ADMIN__TOKEN from the Secret): every pause is refused")
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
         get = container.get(probe, {}).get("httpGet", {})
         if get.get("path") != path or get.get("port") not in ("http", port):
@@ -403,6 +414,15 @@ def check_service_and_monitor(by_kind: dict, deployment: dict) -> None:
     if not selects(selector, pod_labels):
         problem(f"the Service selector {selector} does not select the pods {pod_labels}")
     port_names = {p.get("name") for p in service["spec"].get("ports", [])}
+    container_ports = {
+        p.get("name"): p.get("containerPort")
+        for c in deployment["spec"]["template"]["spec"].get("containers", [])
+        for p in c.get("ports", [])
+    }
+    for port in service["spec"].get("ports", []):
+        target = port.get("targetPort")
+        if target == "admin" or (target is not None and target == container_ports.get("admin")):
+            problem(f"the Service exposes the admin API (port {port.get('name')!r})")
     for monitor in by_kind.get("ServiceMonitor", []):
         spec = monitor.get("spec", {})
         unknown = set(spec) - {"selector", "endpoints", "namespaceSelector", "jobLabel", "podTargetLabels", "targetLabels", "sampleLimit"}

@@ -10,18 +10,21 @@ use anyhow::{Context as _, bail};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::admin;
+use crate::admin::letters::DeadLetterTopic;
 use crate::cache::memory::MemoryCache;
 use crate::cache::redis::masked_uri;
 use crate::cache::{Cache, CacheError};
 use crate::config::{CacheSettings, Provider, Settings};
 use crate::health::Health;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Served};
 use crate::metrics::{Metrics, PROJECTION_STATES};
 use crate::pipeline::{Pipeline, Positioning, Retry, Router, Wiring};
 use crate::projection;
 use crate::projector::Registry;
 use crate::source::DeadLetters;
 use crate::source::kafka::{KafkaDeadLetters, KafkaSource};
+use crate::status::{load_pauses, watch_pauses};
 
 /// How often the status gauges (cache up, ready, heartbeat, states) refresh.
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
@@ -86,10 +89,27 @@ pub async fn run(
         caches = connect_caches(&settings, &retry) => caches?,
         () = shutdown.cancelled() => return Ok(()),
     };
-    let projections = definitions
+    let projections: BTreeMap<String, Served> = definitions
+        .iter()
+        .map(|definition| {
+            let served = Served {
+                cache: definition.cache.clone(),
+                topics: definition.topics.iter().cloned().collect(),
+            };
+            (definition.name.clone(), served)
+        })
+        .collect();
+    // A pause survives restarts: in force before the first record is applied.
+    let cache_of: BTreeMap<String, String> = definitions
         .iter()
         .map(|definition| (definition.name.clone(), definition.cache.clone()))
         .collect();
+    let group = &settings.kafka.group_id;
+    let pauses = tokio::select! {
+        pauses = retry.run("cache", || load_pauses(&caches, &cache_of, group)) => pauses?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    health.progress().set_pauses(pauses);
     let router = Router::new(definitions, &caches);
     let topics = router.topics();
 
@@ -98,16 +118,39 @@ pub async fn run(
         .await
         .with_context(|| format!("server.listen = {}: cannot listen", settings.server.listen))?;
     let address = listener.local_addr()?;
+    // Bound before anything serves: a port taken fails the start with
+    // nothing left running. An admin.listen equal to server.listen (`dev`,
+    // which has no Service to keep it from) serves both on one listener.
+    let admin_beside_http = settings.admin.listen == Some(settings.server.listen);
+    let admin_listener = match settings.admin.listen {
+        Some(listen) if !admin_beside_http => Some(
+            tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("admin.listen = {listen}: cannot listen"))?,
+        ),
+        _ => None,
+    };
     let app_state = AppState {
         metrics: metrics.clone(),
         health: health.clone(),
         caches: caches.clone(),
         projections,
+        group: settings.kafka.group_id.clone(),
+        admin_token: settings.admin.token.clone(),
+        dead_letters: settings.kafka.dead_letter_topic.as_ref().map(|topic| {
+            Arc::new(DeadLetterTopic {
+                kafka: settings.kafka.clone(),
+                topic: topic.clone(),
+            })
+        }),
     };
     let names: Vec<&str> = app_state.projections.keys().map(String::as_str).collect();
     let cache_names: Vec<&str> = caches.keys().map(String::as_str).collect();
     metrics.prepare(&names, &cache_names, &topics);
-    let app = http::router(app_state.clone());
+    let mut app = http::router(app_state.clone());
+    if admin_beside_http {
+        app = app.merge(admin::router(app_state.clone()));
+    }
     let server = tokio::spawn({
         let serving = serving.clone();
         async move {
@@ -117,6 +160,17 @@ pub async fn run(
         }
     });
     info!(%address, "http listening");
+    let admin = match admin_listener {
+        Some(listener) => Some(serve_admin(listener, app_state.clone(), serving.clone())?),
+        None => None,
+    };
+    let pause_watcher = tokio::spawn(watch_pauses(
+        health.progress().clone(),
+        caches.clone(),
+        cache_of,
+        settings.kafka.group_id.clone(),
+        serving.clone(),
+    ));
     let reporter = tokio::spawn(report_status(app_state, serving.clone()));
 
     let fetching = shutdown.child_token();
@@ -182,7 +236,11 @@ pub async fn run(
     tokio::task::spawn_blocking(move || source.close()).await?;
     serving.cancel();
     reporter.abort();
+    pause_watcher.abort();
     server.await??;
+    if let Some(admin) = admin {
+        admin.await??;
+    }
     if let Err(error) = &outcome {
         error!(%error, "pipeline stopped");
         bail!("pipeline stopped: {error:#}");
@@ -192,7 +250,7 @@ pub async fn run(
 }
 
 /// Refresh the gauges nobody else sets on their own schedule: cache health,
-/// readiness, the heartbeat and each projection's state.
+/// readiness, the heartbeat and each projection's state (from its lag).
 async fn report_status(state: AppState, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(STATUS_INTERVAL);
     loop {
@@ -206,14 +264,35 @@ async fn report_status(state: AppState, stop: CancellationToken) {
         metrics
             .heartbeat_timestamp
             .set(state.health.heartbeat_unix_secs());
-        for projection in state.projections.keys() {
-            let current = state.health.projection_state(projection);
+        for status in admin::statuses(&state) {
+            let current = status.state.as_str();
             for candidate in PROJECTION_STATES {
                 metrics
                     .projection_state
-                    .with_label_values(&[projection, candidate])
+                    .with_label_values(&[status.name.as_str(), candidate])
                     .set(i64::from(candidate == current));
             }
         }
     }
+}
+
+/// Serve the admin API on its own listener until `serving` is cancelled.
+fn serve_admin(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    serving: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let address = listener.local_addr()?;
+    let mutations = if state.admin_token.is_some() {
+        "token"
+    } else {
+        "refused"
+    };
+    info!(%address, mutations, "admin api listening");
+    let app = admin::router(state);
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(serving.cancelled_owned())
+            .await
+    }))
 }

@@ -1,4 +1,5 @@
-//! The command line: `run`, `dev` and `check`, over the library. A user who
+//! The command line: `run`, `dev`, `check`, `test`, `replay`, and the admin
+//! API's `status`, `pause` and `resume`, over the library. A user who
 //! registers projectors of their own builds a binary that calls [`main_with`].
 
 use std::io::{IsTerminal as _, Write as _};
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
+use crate::admin::client::DEFAULT_ADMIN;
 use crate::config::{self, LogFormat, LogSettings};
 use crate::projector::Registry;
 
@@ -65,6 +67,44 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Every projection and partition of a running replica: state (catching
+    /// up, live, stalled, paused) and lag in offsets and seconds.
+    Status {
+        /// The replica's admin API.
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+        /// Print the API's JSON as it is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a projection in every replica, until resumed (restarts keep it).
+    /// Its whole cache waits with it. Token from PROJECTIONIST_ADMIN_TOKEN.
+    Pause {
+        name: String,
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+    },
+    /// Resume a paused projection: it applies what it missed, from its checkpoint.
+    Resume {
+        name: String,
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+    },
+    /// The dead letters, from the start of the dead-letter topic: where each
+    /// sits (partition/offset), why it failed and where it came from.
+    DeadLetters {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+    },
+    /// One dead letter whole: the original record and every header, as JSON.
+    DeadLetter {
+        partition: i32,
+        offset: i64,
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+    },
 }
 
 /// Parse the command line and run it with `registry`'s projectors.
@@ -99,6 +139,15 @@ pub fn main_with(registry: Registry) -> ExitCode {
             }
             Err(errors) => report(&errors.errors),
         },
+        Command::Status { admin, json } => crate::admin::cli::status(&admin, json),
+        Command::Pause { name, admin } => crate::admin::cli::set_paused(&admin, &name, true),
+        Command::Resume { name, admin } => crate::admin::cli::set_paused(&admin, &name, false),
+        Command::DeadLetters { limit, admin } => crate::admin::cli::dead_letters(&admin, limit),
+        Command::DeadLetter {
+            partition,
+            offset,
+            admin,
+        } => crate::admin::cli::dead_letter(&admin, partition, offset),
         Command::Dev {
             listen,
             projections,

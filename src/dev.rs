@@ -33,6 +33,8 @@ pub async fn run(
     settings.kafka.brokers = cluster.bootstrap_servers();
     settings.kafka.group_id = "projectionist-dev".to_owned();
     settings.server.listen = listen;
+    // The admin API on the same port; mutations stay refused (no token in dev).
+    settings.admin.listen = Some(listen);
     settings.projections_dir = projections_dir.to_path_buf();
     let definitions = crate::projection::load_dir(&settings, registry)?;
     let mut topics: Vec<&String> = definitions.iter().flat_map(|d| &d.topics).collect();
@@ -56,6 +58,9 @@ pub async fn run(
     println!("  readiness:   http://{listen}/readyz");
     println!(
         "  a projection: http://{listen}/projections/order_summary/<order id> (ids in projections/fixtures/*/events.jsonl)"
+    );
+    println!(
+        "  status:      http://{listen}/admin/status (projectionist status --admin http://{listen})"
     );
     println!("  stop with Ctrl-C");
     let outcome = crate::app::run(settings, registry, shutdown).await;

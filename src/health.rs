@@ -1,28 +1,27 @@
 //! What `/healthz` and `/readyz` report: liveness is the consume loop making
-//! progress; readiness is the caches answering and the consumer holding its
-//! assignment, with no component stuck in retries.
+//! progress; readiness is the caches answering, the broker answering the
+//! consumer's probe and the consumer holding its assignment, with no component
+//! stuck in retries. It also carries the progress board ([`Progress`]).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::status::Progress;
+
 /// A loop that has not beaten for this long is stuck: liveness fails, and every
 /// projection reports `stalled`.
 pub const STALL_AFTER: Duration = Duration::from_secs(60);
 
-/// A projection is catching up while the events it writes are older than this.
-pub const LIVE_WITHIN_SECS: f64 = 60.0;
-
-/// A component failing for longer than this makes its projections stalled.
-pub const STALLED_AFTER_MS: u64 = 30_000;
+pub use crate::status::STALLED_AFTER_MS;
 
 #[derive(Debug, Default)]
 struct Inner {
     assigned: AtomicBool,
-    /// Per projection: when it was last written (unix ms) and how old the newest
-    /// event of that write was (seconds).
-    writes: Mutex<std::collections::HashMap<String, (u64, f64)>>,
+    /// The consumer's last probe of the broker went unanswered.
+    broker_unreachable: AtomicBool,
+    progress: Progress,
     /// Unix ms since which some component has been failing, 0 when none is.
     degraded_since_ms: AtomicU64,
     /// Unix milliseconds of the consume loop's last sign of life.
@@ -109,38 +108,28 @@ impl Health {
         self.inner.heartbeat_ms.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
-    /// A projection was written with events `age_secs` old.
-    pub fn record_write(&self, projection: &str, age_secs: f64) {
-        self.inner
-            .writes
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .insert(projection.to_owned(), (now_ms(), age_secs));
+    /// Whether a component has been failing for longer than
+    /// [`STALLED_AFTER_MS`], or the loop silent for [`STALL_AFTER`]: every
+    /// projection is stalled then.
+    pub fn failing(&self) -> bool {
+        let since = self.inner.degraded_since_ms.load(Ordering::Relaxed);
+        (since != 0 && now_ms().saturating_sub(since) > STALLED_AFTER_MS)
+            || self.since_heartbeat_ms() > STALL_AFTER.as_millis() as u64
     }
 
-    /// `stalled` while a component has been failing for a while (or the loop is
-    /// silent), `catching_up` while recent writes carry old events, else `live`.
-    pub fn projection_state(&self, projection: &str) -> &'static str {
-        let since = self.inner.degraded_since_ms.load(Ordering::Relaxed);
-        let now = now_ms();
-        if (since != 0 && now.saturating_sub(since) > STALLED_AFTER_MS)
-            || self.since_heartbeat_ms() > STALL_AFTER.as_millis() as u64
-        {
-            return "stalled";
-        }
-        let writes = self
-            .inner
-            .writes
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        match writes.get(projection) {
-            Some((written_ms, age))
-                if *age > LIVE_WITHIN_SECS
-                    && now.saturating_sub(*written_ms) < (LIVE_WITHIN_SECS * 1000.0) as u64 =>
-            {
-                "catching_up"
-            }
-            _ => "live",
-        }
+    /// The broker answered (or did not answer) the consumer's last probe.
+    pub fn set_broker_reachable(&self, reachable: bool) {
+        self.inner
+            .broker_unreachable
+            .store(!reachable, Ordering::Relaxed);
+    }
+
+    pub fn is_broker_reachable(&self) -> bool {
+        !self.inner.broker_unreachable.load(Ordering::Relaxed)
+    }
+
+    /// What every partition has applied, and the pauses in force.
+    pub fn progress(&self) -> &Progress {
+        &self.inner.progress
     }
 }

@@ -15,7 +15,12 @@
 //!   [`source::kafka`], their Kafka adapter (consumer thread, dead letters).
 //! - [`metrics`]: every Prometheus metric, on the program's own registry.
 //! - [`health`]: liveness (heartbeat) and readiness state.
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/projections/{name}/{id}`.
+//! - [`status`]: the progress board (applied positions against the end of each
+//!   log, pauses) and the states derived from it.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/projections/{name}/{id}`
+//!   (which can wait for a position: read your own writes).
+//! - [`admin`]: the operator's API (status, pause, resume, dead letters;
+//!   bearer token for mutations) on a port of its own, and the CLI over it.
 //! - [`app`]: wiring and the one shutdown path.
 //! - [`dev`]: `projectionist dev`, the pipeline on an in-process mock Kafka.
 //! - [`fixtures`]: event files (JSON lines of Kafka records).
@@ -23,6 +28,7 @@
 //!   fixtures) and `projectionist replay` (backfill from a file).
 //! - [`cli`]: the command line over all of the above.
 
+pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod cli;
@@ -38,3 +44,4 @@ pub mod pipeline;
 pub mod projection;
 pub mod projector;
 pub mod source;
+pub mod status;

@@ -10,8 +10,9 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// The states a projection reports in `projectionist_projection_state`.
-pub const PROJECTION_STATES: [&str; 3] = ["catching_up", "live", "stalled"];
+/// The states a projection reports in `projectionist_projection_state`; a
+/// replica that owns none of its partitions (`idle`) sets every one to 0.
+pub const PROJECTION_STATES: [&str; 4] = ["catching_up", "live", "stalled", "paused"];
 
 /// Every `reason` a permanent failure can carry, so each series exists from the
 /// start (a dashboard shows 0, not "no data", before the first failure).
@@ -190,7 +191,7 @@ impl Metrics {
             ),
             projection_state: gauge(
                 "projectionist_projection_state",
-                "1 for the projection's current state (catching_up, live, stalled)",
+                "1 for the projection's current state (catching_up, live, stalled, paused), from its lag",
                 &["projection", "state"],
             ),
             cache_writes: counter(

@@ -302,6 +302,8 @@ contract_suite! {
         an_older_epoch_is_fenced_and_writes_nothing,
         a_commit_in_a_scope_never_claimed_is_unclaimed,
         a_changed_read_key_or_a_wrong_start_refuses_the_whole_commit,
+        applied_reads_the_checkpoint_a_commit_advanced,
+        pauses_are_kept_per_group_and_setting_one_twice_is_harmless,
     ],
     private: [
         flush_all_empties_the_cache_and_keeps_it_usable,

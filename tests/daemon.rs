@@ -350,20 +350,17 @@ async fn a_rebalance_between_two_daemons_neither_loses_nor_repeats_a_record() {
     .await;
     // A second member joins the same group: partitions move while records are
     // in flight. It serves HTTP elsewhere; everything else is shared.
-    let second_config = setup.dir.path().join("second.toml");
-    let second_port = support::redis::free_port();
-    let text = std::fs::read_to_string(&setup.config).unwrap().replace(
-        &format!("127.0.0.1:{}", setup.http_port),
-        &format!("127.0.0.1:{second_port}"),
-    );
-    std::fs::write(&second_config, text).unwrap();
+    let (second_config, second_port, _) = setup.second_member();
     let (second_shutdown, second) = spawn_in_process(&second_config);
     wait_for(
         "the second daemon to get partitions",
         Duration::from_secs(60),
         || async {
             let (_, metrics) = support::daemon::http_get(second_port, "/metrics");
-            metrics.contains("projectionist_consumer_assigned 1")
+            // A whole line: the metric's help text starts with "1 while".
+            metrics
+                .lines()
+                .any(|line| line == "projectionist_consumer_assigned 1")
         },
     )
     .await;

@@ -51,8 +51,15 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
             .await;
     }
     setup.wait_caught_up(broker, Duration::from_secs(60)).await;
-    // Let the status reporter (every 5 s) and librdkafka's statistics run once.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The status reporter (every 5 s) runs after librdkafka's statistics
+    // (every 5 s) told it where the logs end.
+    let live = "projectionist_projection_state{projection=\"order_summary\",state=\"live\"} 1";
+    support::daemon::wait_for(
+        "order_summary to report live",
+        Duration::from_secs(30),
+        || async { setup.http("/metrics").1.contains(live) },
+    )
+    .await;
     let (status, scrape) = setup.http("/metrics");
     assert_eq!(status, 200);
     shutdown.cancel();
@@ -76,10 +83,21 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         "named in deploy/ but not exported: {missing:?}\n{scrape}"
     );
     for gauge in ["projectionist_ready 1", "projectionist_consumer_assigned 1"] {
-        assert!(scrape.contains(gauge), "{gauge} missing in\n{scrape}");
+        // Whole lines: the help text of the second starts with "1 while".
+        assert!(
+            scrape.lines().any(|line| line == gauge),
+            "{gauge} missing in\n{scrape}"
+        );
     }
-    // The story's events happened weeks ago: writing them is catching up.
-    for (state, value) in [("catching_up", 1), ("live", 0), ("stalled", 0)] {
+    // The story's events happened weeks ago, but every one is applied: with
+    // no lag against the end of the log, the projection is live.
+    let states = [
+        ("catching_up", 0),
+        ("live", 1),
+        ("stalled", 0),
+        ("paused", 0),
+    ];
+    for (state, value) in states {
         let series = format!(
             "projectionist_projection_state{{projection=\"order_summary\",state=\"{state}\"}} {value}"
         );
@@ -99,6 +117,9 @@ async fn liveness_fails_when_the_loop_stops_beating() {
         health: health.clone(),
         caches: Default::default(),
         projections: Default::default(),
+        group: "group".to_owned(),
+        admin_token: None,
+        dead_letters: None,
     };
     let status = |app: axum::Router| async move {
         let request = Request::get("/healthz").body(Body::empty()).unwrap();

@@ -50,6 +50,9 @@ pub struct CatchUp {
     cpu_seconds: f64,
     /// Per thread name, read just before it was asked to stop.
     threads: BTreeMap<String, f64>,
+    /// The least and most advanced partitions of the orders topic, as
+    /// fractions of their backlog, when half of it had been applied.
+    halfway: Option<(f64, f64)>,
 }
 
 impl CatchUp {
@@ -66,6 +69,13 @@ impl CatchUp {
             .map(|(name, seconds)| format!("{name} {:.2}", per_event(*seconds)))
             .collect();
         println!("  by thread (µs per event): {}", split.join(", "));
+        if let Some((least, most)) = self.halfway {
+            println!(
+                "  fairness: with half the orders backlog applied, its partitions stood at {:.0}%-{:.0}% of theirs (all alike: 50%)",
+                least * 100.0,
+                most * 100.0
+            );
+        }
     }
 }
 
@@ -82,10 +92,20 @@ pub async fn catch_up(
     let started = Instant::now();
     let child = daemon_process(binary, config);
     let end = setup.end(broker).await;
-    wait_for("the daemon to catch up", timeout, || async {
-        setup.committed_by(broker, group).await >= end
-    })
-    .await;
+    let orders_end = broker.end_offsets(&setup.orders).await;
+    let mut halfway = None;
+    let deadline = Instant::now() + timeout;
+    while setup.committed_by(broker, group).await < end {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not catch up in {timeout:?}"
+        );
+        if halfway.is_none() {
+            let committed = broker.committed_offsets(group, &setup.orders).await;
+            halfway = fairness(&committed, &orders_end);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let seconds = started.elapsed().as_secs_f64();
     let threads = cpu::by_thread(child.id());
     let cpu_seconds = cpu::stop_and_reap(child);
@@ -93,6 +113,7 @@ pub async fn catch_up(
         seconds,
         cpu_seconds,
         threads,
+        halfway,
     }
 }
 
@@ -107,7 +128,7 @@ pub async fn live_freshness(
     setup: &Setup,
     full: bool,
 ) {
-    let child = daemon_process(binary, config);
+    let child = daemon_process(binary, &with_default_batching(config));
     wait_for(
         "the daemon to be ready",
         Duration::from_secs(60),
@@ -125,7 +146,7 @@ pub async fn live_freshness(
             freshness::measure(broker, &setup.orders, redis_url, rate, seconds).await;
         println!("freshness at {rate} events/s (produce -> visible):");
         println!("  {}", floor.line("broker floor (plain consumer)"));
-        println!("  {}", daemon.line("daemon (Redis, polled)"));
+        println!("  {}", daemon.line("daemon (seen written in Redis)"));
         let excess = daemon.p99() - floor.p99();
         println!(
             "  daemon p99 - floor p99 = {excess:.1} ms (target <= {allowance} ms: {})",
@@ -137,4 +158,39 @@ pub async fn live_freshness(
         );
     }
     cpu::stop_and_reap(child);
+}
+
+/// `config` without its batching settings: freshness is measured with the
+/// defaults a user gets.
+fn with_default_batching(config: &Path) -> PathBuf {
+    let tuned = ["batch_timeout_ms", "batch_size", "queue_batches"];
+    let text: String = std::fs::read_to_string(config)
+        .unwrap()
+        .lines()
+        .filter(|line| !tuned.iter().any(|key| line.trim_start().starts_with(key)))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let path = config.with_extension("defaults.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Once `committed` covers half of the backlog up to `ends`, the least and the
+/// most advanced partition's share of its own backlog.
+fn fairness(committed: &BTreeMap<i32, i64>, ends: &BTreeMap<i32, i64>) -> Option<(f64, f64)> {
+    let total: i64 = ends.values().sum();
+    let done: i64 = committed.values().map(|offset| (*offset).max(0)).sum();
+    if total == 0 || done * 2 < total {
+        return None;
+    }
+    let shares = ends
+        .iter()
+        .filter(|(_, end)| **end > 0)
+        .map(|(partition, end)| {
+            committed.get(partition).copied().unwrap_or(0).max(0) as f64 / *end as f64
+        });
+    let (least, most) = shares.fold((f64::MAX, 0.0f64), |(least, most), share| {
+        (least.min(share), most.max(share))
+    });
+    Some((least, most))
 }

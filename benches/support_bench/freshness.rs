@@ -1,11 +1,14 @@
 //! Freshness from outside: events produced at a steady rate, each timed from
-//! just before it is handed to the producer until a reader sees it, in Redis
-//! (polled) for the daemon and on a plain consumer with librdkafka's default
-//! fetch settings (the broker's own floor), both on the same events.
+//! just before it is handed to the producer until a reader sees it: in Redis
+//! (its keyspace notifications) for the daemon, and on a plain consumer with
+//! the daemon's fetch settings (the broker's own floor), both on the same
+//! events.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -15,8 +18,6 @@ use super::support::kafka::{Broker, unique};
 
 /// When each event was produced, by order id.
 type Sent = Arc<Mutex<HashMap<String, Instant>>>;
-/// The same, in order, for the Redis poller to take up as they come.
-type Fresh = Arc<Mutex<Vec<(String, Instant)>>>;
 
 /// Milliseconds from production to being seen, of every event seen.
 pub struct Latencies(Vec<f64>);
@@ -56,23 +57,25 @@ pub async fn measure(
 ) -> (Latencies, Latencies) {
     let total = (rate * seconds) as usize;
     let sent: Sent = Arc::default();
-    let fresh: Fresh = Arc::default();
     let floor = {
         let (sent, config, topic) = (
             Arc::clone(&sent),
-            broker.consumer_config(&unique("floor")),
+            floor_config(broker.consumer_config(&unique("floor"))),
             topic.to_owned(),
         );
         std::thread::spawn(move || consume_floor(config, &topic, &sent, total))
     };
+    let watcher = {
+        let (sent, url) = (Arc::clone(&sent), redis_url.to_owned());
+        tokio::spawn(async move { watch_redis(&url, &sent, total).await })
+    };
     // The floor consumer's group joins first, so it sees every event.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let producing = {
-        let (sent, fresh) = (Arc::clone(&sent), Arc::clone(&fresh));
-        let (config, topic) = (broker.client_config(), topic.to_owned());
-        std::thread::spawn(move || produce_steadily(config, &topic, (&sent, &fresh), rate, total))
+        let (sent, config, topic) = (Arc::clone(&sent), broker.client_config(), topic.to_owned());
+        std::thread::spawn(move || produce_steadily(config, &topic, &sent, rate, total))
     };
-    let daemon = poll_redis(redis_url, &fresh, total).await;
+    let daemon = watcher.await.expect("the redis watcher");
     producing.join().expect("the producer thread");
     let floor = floor.join().expect("the floor consumer thread");
     (daemon, floor)
@@ -81,12 +84,16 @@ pub async fn measure(
 fn produce_steadily(
     mut config: rdkafka::ClientConfig,
     topic: &str,
-    (sent, fresh): (&Sent, &Fresh),
+    sent: &Sent,
     rate: u32,
     total: usize,
 ) {
     let producer: ThreadedProducer<DefaultProducerContext> =
-        config.set("linger.ms", "0").create().expect("a producer");
+        // A couple of milliseconds of batching: tansu takes one produce
+        // request at a time per connection (a few thousand a second), so
+        // unbatched sends at 20,000/s would queue for seconds in the producer
+        // and the figures would be the producer's.
+        config.set("linger.ms", "2").create().expect("a producer");
     let run = unique("fresh");
     let started = Instant::now();
     for n in 0..total {
@@ -95,17 +102,18 @@ fn produce_steadily(
             std::thread::sleep(wait);
         }
         let id = format!("{run}-{n}");
+        // Customers spread as a shop's are: `customer_orders` lists each
+        // customer's orders, and one customer with every order would make
+        // each event rewrite a list of them all.
         let event = serde_json::json!({"specversion": "1.0", "type": "shop.order.placed",
             "id": id, "source": "/bench", "time": chrono::Utc::now().to_rfc3339(),
-            "data": {"order_id": id, "customer_id": "cus-fresh", "currency": "EUR"}})
+            "data": {"order_id": id, "customer_id": format!("cus-{}", n % 10_000), "currency": "EUR"}})
         .to_string();
         let headers = OwnedHeaders::new().insert(Header {
             key: "content-type",
             value: Some("application/cloudevents+json"),
         });
-        let now = Instant::now();
-        sent.lock().unwrap().insert(id.clone(), now);
-        fresh.lock().unwrap().push((id.clone(), now));
+        sent.lock().unwrap().insert(id.clone(), Instant::now());
         let mut record = BaseRecord::to(topic)
             .key(&id)
             .payload(&event)
@@ -118,6 +126,14 @@ fn produce_steadily(
     producer
         .flush(Duration::from_secs(30))
         .expect("every event delivered");
+}
+
+/// The floor consumer fetches as the daemon does: the same fetch wait, so the
+/// difference between the two is the daemon's own.
+fn floor_config(mut config: rdkafka::ClientConfig) -> rdkafka::ClientConfig {
+    let (name, value) = projectionist::source::kafka::FETCH_WAIT_MAX_MS;
+    config.set(name, value);
+    config
 }
 
 fn consume_floor(
@@ -149,40 +165,49 @@ fn consume_floor(
     Latencies(seen)
 }
 
-/// Poll Redis every millisecond for the events produced and not yet seen.
-async fn poll_redis(url: &str, fresh: &Fresh, total: usize) -> Latencies {
+/// Watch Redis for the events produced: keyspace notifications tell the
+/// moment each `order_summary` key is written, without the load that polling
+/// for tens of thousands of keys every millisecond would put on Redis (and so
+/// on the daemon being measured).
+async fn watch_redis(url: &str, sent: &Sent, total: usize) -> Latencies {
     let client = redis::Client::open(url).expect("a redis url");
     let mut connection = client
         .get_multiplexed_async_connection()
         .await
         .expect("redis answers");
-    let mut pending: Vec<(String, Instant)> = Vec::new();
+    let () = redis::cmd("CONFIG")
+        .arg(&["SET", "notify-keyspace-events", "K$"])
+        .query_async(&mut connection)
+        .await
+        .expect("CONFIG SET notify-keyspace-events");
+    let mut pubsub = client
+        .get_async_pubsub()
+        .await
+        .expect("a pubsub connection");
+    pubsub
+        .psubscribe("__keyspace@*__:order_summary:::*")
+        .await
+        .expect("PSUBSCRIBE");
+    let mut messages = pubsub.into_on_message();
     let mut seen = Vec::with_capacity(total);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while seen.len() < total && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        pending.extend(fresh.lock().unwrap().drain(..));
-        if pending.is_empty() {
+    let mut found = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while seen.len() < total {
+        let Ok(Some(message)) = tokio::time::timeout_at(deadline, messages.next()).await else {
+            break;
+        };
+        let now = Instant::now();
+        let channel = message.get_channel_name();
+        let Some(id) = channel.split_once(":::").map(|(_, id)| id) else {
+            continue;
+        };
+        if found.contains(id) {
             continue;
         }
-        let keys: Vec<String> = pending
-            .iter()
-            .map(|(id, _)| format!("order_summary:::{id}"))
-            .collect();
-        let found: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut connection)
-            .await
-            .expect("MGET");
-        let now = Instant::now();
-        let mut found = found.into_iter();
-        pending.retain(|(_, at)| {
-            let visible = found.next().flatten().is_some();
-            if visible {
-                seen.push(now.duration_since(*at).as_secs_f64() * 1000.0);
-            }
-            !visible
-        });
+        if let Some(at) = sent.lock().unwrap().get(id) {
+            seen.push(now.duration_since(*at).as_secs_f64() * 1000.0);
+            found.insert(id.to_owned());
+        }
     }
     Latencies(seen)
 }

@@ -51,6 +51,11 @@ impl std::fmt::Display for Partition {
     }
 }
 
+/// Whose progress a checkpoint holds: a consumer group's in one cache.
+pub fn checkpoint_scope(group: &str, cache: &str) -> String {
+    format!("{group}/{cache}")
+}
+
 /// The key of a scope's checkpoint. `:` is escaped so no group or cache
 /// name can make the key look like a projection's (`:::`).
 pub fn checkpoint_key(scope: &str) -> String {
@@ -58,6 +63,12 @@ pub fn checkpoint_key(scope: &str) -> String {
         "{BOOKKEEPING_PREFIX}checkpoint/{}",
         scope.replace(':', "%3A")
     )
+}
+
+/// The key of a consumer group's paused projections (a set of names),
+/// escaped like [`checkpoint_key`].
+pub fn pauses_key(group: &str) -> String {
+    format!("{BOOKKEEPING_PREFIX}paused/{}", group.replace(':', "%3A"))
 }
 
 /// What a claim found and took.

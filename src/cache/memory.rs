@@ -49,6 +49,8 @@ struct Inner {
     checkpoints: HashMap<String, HashMap<Partition, (Epoch, Option<i64>)>>,
     /// The last epoch handed out, by any scope.
     last_epoch: Epoch,
+    /// Group -> paused projections; like the checkpoints, gone with the process.
+    paused: HashMap<String, BTreeSet<String>>,
 }
 
 impl Inner {
@@ -443,5 +445,35 @@ impl Cache for MemoryCache {
             }
         }
         Ok(CommitOutcome::Applied)
+    }
+
+    async fn applied(&self, scope: &str, partition: &Partition) -> CacheResult<Option<i64>> {
+        let inner = self.store.read();
+        let stored = inner
+            .checkpoints
+            .get(scope)
+            .and_then(|scope| scope.get(partition));
+        Ok(stored.and_then(|(_, next)| *next))
+    }
+
+    async fn paused(&self, group: &str) -> CacheResult<BTreeSet<String>> {
+        Ok(self
+            .store
+            .read()
+            .paused
+            .get(group)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn set_paused(&self, group: &str, projection: &str, paused: bool) -> CacheResult<()> {
+        let mut inner = self.store.write();
+        let names = inner.paused.entry(group.to_owned()).or_default();
+        if paused {
+            names.insert(projection.to_owned());
+        } else {
+            names.remove(projection);
+        }
+        Ok(())
     }
 }

@@ -21,6 +21,7 @@ pub mod memory;
 pub mod redis;
 mod ttl;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ use serde_json::Value;
 
 pub use checkpoint::{
     Advance, BOOKKEEPING_PREFIX, Claim, Commit, CommitOutcome, Epoch, Floors, Partition,
-    checkpoint_key,
+    checkpoint_key, checkpoint_scope, pauses_key,
 };
 pub use key::{KEY_SEPARATOR, Projection, split_key};
 pub use ttl::{Expiry, RemainingTtl, Ttl, TtlError};
@@ -194,6 +195,17 @@ pub trait Cache: Send + Sync + fmt::Debug {
     /// trip, if every epoch, position and read key is as the commit expects
     /// (see [`checkpoint`]); otherwise write nothing and say why.
     async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome>;
+
+    /// The next offset `scope` has to apply of `partition` (its checkpoint),
+    /// `None` when it never applied any: what a reader waiting for its own
+    /// write compares the write's offset with.
+    async fn applied(&self, scope: &str, partition: &Partition) -> CacheResult<Option<i64>>;
+
+    /// The projections paused in consumer group `group` (see [`pauses_key`]).
+    async fn paused(&self, group: &str) -> CacheResult<BTreeSet<String>>;
+
+    /// Pause (or resume) `projection` in `group`; idempotent.
+    async fn set_paused(&self, group: &str, projection: &str, paused: bool) -> CacheResult<()>;
 
     /// How many offsets below its checkpoint a newly claimed partition is
     /// folded again: writes the store may have lost below the checkpoint (a

@@ -4,6 +4,7 @@
 //! Connecting to anything is the caller's job, after validation succeeded, so
 //! `projectionist check` can report every mistake without touching the network.
 
+mod admin;
 mod caches;
 mod raw;
 mod validate;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use crate::event::Envelope;
 
+pub use admin::{AdminSettings, AdminToken};
 pub use caches::{CacheSettings, Provider};
 pub use raw::{RawScalar, RawSettings};
 
@@ -27,6 +29,7 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub caches: BTreeMap<String, CacheSettings>,
     pub server: ServerSettings,
+    pub admin: AdminSettings,
     pub projections_dir: PathBuf,
     pub pipeline: PipelineSettings,
     pub envelope: Envelope,

@@ -17,6 +17,8 @@ pub struct RawSettings {
     #[serde(default)]
     pub server: RawServer,
     #[serde(default)]
+    pub admin: super::admin::RawAdmin,
+    #[serde(default)]
     pub projections: RawProjections,
     #[serde(default)]
     pub pipeline: RawPipeline,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use super::admin::validate_admin;
 use super::caches::validate_caches;
 use super::raw::{RawEvents, RawKafka, RawLog, RawPipeline, RawScalar, RawSettings};
 use super::{
@@ -38,6 +39,7 @@ pub fn validate(raw: RawSettings, path: &Path) -> Result<Settings, ConfigError> 
     // (`/etc/projectionist/{config.toml,projections/}`) works from any directory.
     let base = path.parent().unwrap_or(Path::new("."));
     let projections_dir = base.join(raw.projections.dir.as_deref().unwrap_or("projections"));
+    let admin = validate_admin(raw.admin, &mut errors);
     let pipeline = validate_pipeline(raw.pipeline, &mut errors);
     let envelope = validate_events(raw.events, &mut errors);
     let log = validate_log(raw.log, &mut errors);
@@ -56,6 +58,7 @@ pub fn validate(raw: RawSettings, path: &Path) -> Result<Settings, ConfigError> 
         server: ServerSettings {
             listen: listen.expect("an invalid address was reported above"),
         },
+        admin: admin.expect("an invalid admin section was reported above"),
         projections_dir,
         pipeline,
         envelope: envelope.expect("an invalid envelope was reported above"),

@@ -24,7 +24,7 @@ mod positions;
 mod retry;
 mod router;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -104,7 +104,7 @@ impl Pipeline {
                     caches.push(CacheSlot {
                         name: name.clone(),
                         cache: Arc::clone(&route.cache),
-                        scope: format!("{}/{name}", wiring.group),
+                        scope: crate::cache::checkpoint_scope(&wiring.group, name),
                         topics: BTreeSet::new(),
                     });
                     caches.len() - 1
@@ -133,10 +133,35 @@ impl Pipeline {
         &mut self,
         mut deliveries: mpsc::Receiver<Delivery>,
     ) -> Result<(), PipelineError> {
-        while let Some(delivery) = deliveries.recv().await {
-            self.deliver(delivery).await?;
+        let mut held = self.retry.health.progress().watch_held();
+        let mut holding = held.borrow_and_update().clone();
+        loop {
+            tokio::select! {
+                delivery = deliveries.recv() => match delivery {
+                    Some(delivery) => self.deliver(delivery).await?,
+                    None => return Ok(()),
+                },
+                Ok(()) = held.changed() => {
+                    let now = held.borrow_and_update().clone();
+                    self.release(&holding, &now);
+                    holding = now;
+                }
+            }
         }
-        Ok(())
+    }
+
+    /// Caches a resume released read again, from their own checkpoints, what
+    /// the stream moved past while they were held.
+    fn release(&mut self, before: &BTreeSet<String>, now: &BTreeSet<String>) {
+        for cache in 0..self.caches.len() {
+            let slot = &self.caches[cache];
+            if !before.contains(&slot.name) || now.contains(&slot.name) {
+                continue;
+            }
+            info!(cache = %slot.name, "pause lifted; catching up from the checkpoint");
+            self.positions
+                .catch_up(cache, &slot.topics, self.source.as_ref());
+        }
     }
 
     /// Handle one delivery to the end: for records, when this returns `Ok`
@@ -148,6 +173,7 @@ impl Pipeline {
             Delivery::Revoked { partitions, done } => {
                 for partition in &partitions {
                     self.positions.revoke(partition);
+                    self.retry.health.progress().forget(partition);
                 }
                 // The consumer may have given up waiting: nobody to tell then.
                 let _ = done.try_send(());
@@ -197,6 +223,11 @@ impl Pipeline {
         // checkpoint is at the end has no record to process, and its lag (what
         // autoscaling reads) would otherwise never clear.
         self.store_offsets(partitions.iter());
+        let taken: Vec<(Partition, Option<i64>)> = partitions
+            .into_iter()
+            .map(|partition| (partition, None))
+            .collect();
+        self.publish_progress(&taken);
         Ok(())
     }
 
@@ -228,9 +259,31 @@ impl Pipeline {
         self.dead_letter(&plan.letters).await?;
         let mut reported = commit::Reported::new();
         for cache in 0..self.caches.len() {
+            // A pause holds the cache: nothing of it is written and its
+            // checkpoint stays, so a resume reads these records again.
+            if self
+                .retry
+                .health
+                .progress()
+                .is_held(&self.caches[cache].name)
+            {
+                continue;
+            }
             self.commit_cache(&plan, cache, &mut reported).await?;
         }
         self.store_offsets(plan.partitions.iter().map(|(partition, _)| partition));
+        let newest: Vec<(Partition, Option<i64>)> = plan
+            .partitions
+            .iter()
+            .map(|(partition, indexes)| {
+                let last = indexes.last().map(|&index| &plan.records[index].record);
+                (
+                    partition.clone(),
+                    last.and_then(|record| record.timestamp_ms),
+                )
+            })
+            .collect();
+        self.publish_progress(&newest);
         self.observe_lag(&plan.records);
         self.metrics.batch_size.observe(plan.records.len() as f64);
         self.metrics
@@ -261,7 +314,6 @@ impl Pipeline {
     /// Freshness of every written projection: how old its newest event is now.
     fn observe_freshness(&self, folded: &Folded) {
         let now = chrono::Utc::now();
-        let mut newest: HashMap<usize, f64> = HashMap::new();
         for write in &folded.writes {
             let Some(time) = write.event_time else {
                 continue;
@@ -272,12 +324,28 @@ impl Pipeline {
                 .projection_freshness
                 .with_label_values(&[name])
                 .observe(age);
-            let best = newest.entry(write.route).or_insert(age);
-            *best = best.min(age);
         }
-        for (route, age) in newest {
-            let name = &self.router.route(route).definition.name;
-            self.retry.health.record_write(name, age);
+    }
+
+    /// Tell the progress board where each cache stands on `partitions`, with
+    /// the Kafka timestamp of the newest record of each just handled.
+    fn publish_progress(&mut self, partitions: &[(Partition, Option<i64>)]) {
+        let progress = self.retry.health.progress().clone();
+        for (partition, newest_ms) in partitions {
+            for cache in 0..self.caches.len() {
+                let slot = &self.caches[cache];
+                if !slot.topics.contains(&partition.topic) {
+                    continue;
+                }
+                let name = slot.name.clone();
+                let applied = if progress.is_held(&name) {
+                    None
+                } else {
+                    *newest_ms
+                };
+                let next = self.positions.next(cache, partition);
+                progress.set_applied(&name, partition, next, applied);
+            }
         }
     }
 

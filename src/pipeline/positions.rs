@@ -88,6 +88,9 @@ struct Stream {
     /// The next record is the first after a seek.
     after_seek: bool,
     halted: Option<Halt>,
+    /// Where the first record admitted since the assignment starts: a cache
+    /// held by a pause before it ever applied the partition resumes there.
+    first_admitted: Option<i64>,
     /// Per cache, in the pipeline's cache order.
     caches: Vec<Applied>,
 }
@@ -165,6 +168,7 @@ impl Positions {
             seeking,
             after_seek: false,
             halted: None,
+            first_admitted: None,
             caches: claims
                 .iter()
                 .enumerate()
@@ -388,6 +392,32 @@ impl Positions {
         }
     }
 
+    /// Cache `cache` was held (paused) while the stream moved on: read each
+    /// partition of `topics` it is behind on again from its own next offset.
+    /// The other caches skip what they applied already.
+    pub fn catch_up(
+        &mut self,
+        cache: usize,
+        topics: &std::collections::BTreeSet<String>,
+        source: &dyn SourceControl,
+    ) {
+        for (topic, streams) in &mut self.topics {
+            if !topics.contains(topic) {
+                continue;
+            }
+            for stream in streams.values_mut() {
+                // Never applied: from the first record the pause held back.
+                let Some(next) = stream.caches[cache].next.or(stream.first_admitted) else {
+                    continue;
+                };
+                let ahead = stream.seeking.or(stream.expected);
+                if stream.halted.is_none() && ahead.is_some_and(|at| at > next) {
+                    stream.rewind(next, source);
+                }
+            }
+        }
+    }
+
     /// The next offset a cache applies of a partition; `None` when unknown
     /// or the partition is halted.
     pub fn next(&mut self, cache: usize, partition: &Partition) -> Option<i64> {
@@ -431,6 +461,7 @@ impl Stream {
             Some(expected) => return Verdict::Gap { expected },
         };
         self.expected = Some(offset + 1);
+        self.first_admitted.get_or_insert(from);
         Verdict::Admit { from }
     }
 

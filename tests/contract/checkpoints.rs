@@ -216,3 +216,57 @@ pub async fn a_changed_read_key_or_a_wrong_start_refuses_the_whole_commit(fixtur
     let again = claim(fixture, &[orders(0), orders(1)]).await;
     assert!(again.iter().all(|claim| claim.next == fresh(fixture)));
 }
+
+pub async fn applied_reads_the_checkpoint_a_commit_advanced(fixture: &Fixture) {
+    let scope = scope(fixture);
+    let [claimed] = claim(fixture, &[orders(0)]).await[..] else {
+        panic!("one claim for one partition");
+    };
+    let applied = |partition| {
+        let scope = scope.clone();
+        async move { fixture.cache.applied(&scope, &partition).await.unwrap() }
+    };
+    assert_eq!(applied(orders(0)).await, fresh(fixture));
+    let advance = Advance {
+        partition: orders(0),
+        epoch: claimed.epoch,
+        from: claimed.next,
+        to: 7,
+    };
+    let outcome = commit(fixture, &[advance], &[], &[upsert(fixture, "a", 1)]).await;
+    assert_eq!(outcome, CommitOutcome::Applied);
+    assert_eq!(applied(orders(0)).await, Some(7));
+    assert_eq!(applied(orders(1)).await, None, "a partition never claimed");
+    let elsewhere = format!("{}other/cache", fixture.prefix);
+    let other = fixture.cache.applied(&elsewhere, &orders(0)).await.unwrap();
+    assert_eq!(other, None, "another scope's checkpoint is its own");
+}
+
+pub async fn pauses_are_kept_per_group_and_setting_one_twice_is_harmless(fixture: &Fixture) {
+    let group = format!("{}group", fixture.prefix);
+    let other = format!("{}other", fixture.prefix);
+    let cache = &fixture.cache;
+    assert!(cache.paused(&group).await.unwrap().is_empty());
+    cache
+        .set_paused(&group, "order_summary", true)
+        .await
+        .unwrap();
+    cache
+        .set_paused(&group, "order_summary", true)
+        .await
+        .unwrap();
+    cache.set_paused(&group, "daily_sales", true).await.unwrap();
+    cache
+        .set_paused(&group, "daily_sales", false)
+        .await
+        .unwrap();
+    cache
+        .set_paused(&group, "never_paused", false)
+        .await
+        .unwrap();
+    let paused: Vec<String> = cache.paused(&group).await.unwrap().into_iter().collect();
+    assert_eq!(paused, ["order_summary"]);
+    assert!(cache.paused(&other).await.unwrap().is_empty());
+    // Bookkeeping: no seed method ever sees it.
+    assert_eq!(cache.count(&fixture.pattern("*")).await.unwrap(), 0);
+}

@@ -385,13 +385,15 @@ async fn batches_keep_landing_while_slots_move() {
             .unwrap();
         tokio::task::block_in_place(|| cluster.migrate_slot(slot, to));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Writers on a busy machine may have spent the migrations in a stall and
+    // its retry: give them time to land rounds after it.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for writer in writers {
         let rounds = tokio::time::timeout(std::time::Duration::from_secs(10), writer)
             .await
             .expect("the writers finish")
             .unwrap();
-        assert!(rounds > 1);
+        assert!(rounds > 1, "a writer landed only {rounds} round(s)");
     }
 }

@@ -159,6 +159,15 @@ impl Cache for Flaky {
     async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
         self.inner().apply(batch).await
     }
+    async fn applied(&self, scope: &str, partition: &Partition) -> CacheResult<Option<i64>> {
+        self.inner().applied(scope, partition).await
+    }
+    async fn paused(&self, group: &str) -> CacheResult<std::collections::BTreeSet<String>> {
+        self.inner().paused(group).await
+    }
+    async fn set_paused(&self, group: &str, projection: &str, paused: bool) -> CacheResult<()> {
+        self.inner().set_paused(group, projection, paused).await
+    }
 }
 
 impl Flaky {

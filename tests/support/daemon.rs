@@ -24,8 +24,13 @@ pub struct Setup {
     pub group: String,
     pub dead_letters: String,
     pub http_port: u16,
+    /// The admin API's port; its mutations take [`ADMIN_TOKEN`].
+    pub admin_port: u16,
     pub redis_url: String,
 }
+
+/// The bearer token of every test daemon's admin API.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// Write a config pointing at `broker` and `redis_url`, with the shipped
 /// projection definitions retargeted at fresh topics, and create the topics.
@@ -52,6 +57,7 @@ pub async fn setup(broker: &Broker, redis_url: &str, pipeline: &str) -> Setup {
         }
     }
     let http_port = super::redis::free_port();
+    let admin_port = super::redis::free_port();
     let properties: String = CLIENT_SETTINGS
         .iter()
         .map(|(name, value)| format!("{name:?} = {value:?}\n"))
@@ -77,6 +83,10 @@ TTL = 300
 [server]
 listen = "127.0.0.1:{http_port}"
 
+[admin]
+listen = "127.0.0.1:{admin_port}"
+token = "{ADMIN_TOKEN}"
+
 [pipeline]
 batch_timeout_ms = 20
 max_backoff_ms = 500
@@ -94,6 +104,7 @@ max_backoff_ms = 500
         group,
         dead_letters,
         http_port,
+        admin_port,
         redis_url: redis_url.to_owned(),
     }
 }
@@ -118,6 +129,31 @@ impl Setup {
 
     pub fn http(&self, path: &str) -> (u16, String) {
         http_get(self.http_port, path)
+    }
+
+    /// A second replica of this daemon: same group, topics and Redis, HTTP
+    /// and admin API on ports of its own. Its config, HTTP and admin ports.
+    pub fn second_member(&self) -> (PathBuf, u16, u16) {
+        let http_port = super::redis::free_port();
+        let admin_port = super::redis::free_port();
+        let text = std::fs::read_to_string(&self.config)
+            .unwrap()
+            .replace(
+                &format!("127.0.0.1:{}", self.http_port),
+                &format!("127.0.0.1:{http_port}"),
+            )
+            .replace(
+                &format!("127.0.0.1:{}", self.admin_port),
+                &format!("127.0.0.1:{admin_port}"),
+            );
+        let config = self.dir.path().join("second.toml");
+        std::fs::write(&config, text).unwrap();
+        (config, http_port, admin_port)
+    }
+
+    /// A request to the admin API, with `token` as its bearer token if any.
+    pub fn admin(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        http_request(self.admin_port, method, path, token)
     }
 
     /// Committed offsets of the group on both topics, summed.
@@ -224,6 +260,11 @@ pub async fn redis_pttl(url: &str, key: &str) -> i64 {
 
 /// A minimal HTTP/1.1 GET (status, body), to probe the daemon like a kubelet.
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_request(port, "GET", path, None)
+}
+
+/// A minimal HTTP/1.1 request (status, body), with a bearer token if given.
+pub fn http_request(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
@@ -231,9 +272,12 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();

@@ -183,6 +183,14 @@ impl Broker {
         );
     }
 
+    /// Freeze (`true`) or thaw a tansu this harness started.
+    pub fn freeze(&self, frozen: bool) {
+        let Backend::Tansu(process) = &self.backend else {
+            panic!("only a tansu started by the harness can be frozen");
+        };
+        process.signal(if frozen { "STOP" } else { "CONT" });
+    }
+
     /// librdkafka's in-process mock cluster with one broker.
     pub fn mock() -> Broker {
         let (handle, bootstrap) = MockHandle::start();

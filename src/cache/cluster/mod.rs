@@ -19,6 +19,7 @@
 
 mod commit;
 mod losses;
+mod operator;
 mod scan;
 pub mod slots;
 mod wire;
@@ -26,6 +27,7 @@ mod wire;
 pub use commit::mark_key;
 use wire::{by_slot, concurrently};
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -340,5 +342,17 @@ impl Cache for ClusterCache {
         floors: Option<&Floors>,
     ) -> CacheResult<CommitOutcome> {
         self.commit_slots(commit, floors).await
+    }
+
+    async fn applied(&self, scope: &str, partition: &Partition) -> CacheResult<Option<i64>> {
+        self.applied_offset(scope, partition).await
+    }
+
+    async fn paused(&self, group: &str) -> CacheResult<BTreeSet<String>> {
+        self.paused_projections(group).await
+    }
+
+    async fn set_paused(&self, group: &str, projection: &str, paused: bool) -> CacheResult<()> {
+        self.mark_paused(group, projection, paused).await
     }
 }

@@ -10,6 +10,7 @@
 //! database alone (never `FLUSHALL`/`FLUSHDB`).
 
 pub(crate) mod checkpoint;
+mod operator;
 mod uri;
 mod wire;
 
@@ -432,6 +433,18 @@ impl Cache for RedisCache {
 
     async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome> {
         self.commit_batch(commit).await
+    }
+
+    async fn applied(&self, scope: &str, partition: &Partition) -> CacheResult<Option<i64>> {
+        self.applied_offset(scope, partition).await
+    }
+
+    async fn paused(&self, group: &str) -> CacheResult<BTreeSet<String>> {
+        self.paused_projections(group).await
+    }
+
+    async fn set_paused(&self, group: &str, projection: &str, paused: bool) -> CacheResult<()> {
+        self.mark_paused(group, projection, paused).await
     }
 }
 

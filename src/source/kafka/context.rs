@@ -1,6 +1,7 @@
 //! librdkafka callbacks: rebalances (told to the pipeline in order, on the
 //! delivery queue: a revocation waits until the pipeline finished what it
-//! holds, then commits), statistics (consumer lag), errors (logged).
+//! holds, then commits), statistics (consumer lag, and the end of each log for
+//! the progress board), errors (logged).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +45,13 @@ impl ClientContext for SourceContext {
             for (partition, partition_stats) in &stats.partitions {
                 // librdkafka reports -1 for the internal UA partition and for
                 // partitions it does not consume.
+                // A partition with nothing committed has no lag (-1) but an
+                // end all the same: an empty one is caught up.
+                if *partition >= 0 && partition_stats.hi_offset >= 0 {
+                    self.health
+                        .progress()
+                        .set_end(Partition::new(topic, *partition), partition_stats.hi_offset);
+                }
                 if *partition < 0 || partition_stats.consumer_lag < 0 {
                     continue;
                 }

@@ -9,6 +9,7 @@
 //! commit synchronously. They are Kafka's copy, for lag and tooling: where to
 //! resume is decided by the checkpoints in the caches.
 
+mod config;
 mod context;
 mod dead_letter;
 mod outbox;
@@ -22,7 +23,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -33,57 +34,30 @@ use crate::event::{Position, RawRecord};
 use crate::health::Health;
 use crate::metrics::Metrics;
 
+use config::consumer_config;
+pub use config::{CONSUMER_DEFAULTS, FETCH_MAX_BYTES, FETCH_WAIT_MAX_MS, client_config};
 pub use context::SourceContext;
-pub use dead_letter::KafkaDeadLetters;
+pub use dead_letter::{KafkaDeadLetters, Letter, list_letters, read_letter};
 pub use outbox::Outbox;
 
 /// How long one poll may block, so shutdown, seeks and batch deadlines are noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a seek may wait for librdkafka to take it.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often the broker is probed, and how long a probe waits for its answer:
+/// librdkafka notices a frozen broker only at the session timeout (30 s), so
+/// readiness asks for itself and turns false within these two.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 type Consumer_ = BaseConsumer<SourceContext>;
-
-/// The librdkafka settings shared by the consumer and the dead-letter producer:
-/// the user's pass-through properties first, then the ones we own.
-pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    for (name, value) in &settings.properties {
-        config.set(name, value);
-    }
-    config.set("bootstrap.servers", &settings.brokers);
-    config
-}
-
-fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
-    let mut config = client_config(settings);
-    let defaults = [
-        ("enable.auto.commit", "true"),
-        ("auto.commit.interval.ms", "1000"),
-        ("statistics.interval.ms", "5000"),
-        ("session.timeout.ms", "30000"),
-    ];
-    for (name, value) in defaults {
-        if !settings.properties.contains_key(name) {
-            config.set(name, value);
-        }
-    }
-    config
-        .set("group.id", &settings.group_id)
-        .set("auto.offset.reset", settings.start_from.as_librdkafka())
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false");
-    if let Some(id) = &settings.instance_id {
-        config.set("group.instance.id", id);
-    }
-    config
-}
 
 /// A running consumer: its thread, and the handle the pipeline steers it by.
 pub struct KafkaSource {
     consumer: Arc<Consumer_>,
     seeks: Arc<Seeks>,
     thread: Option<JoinHandle<()>>,
+    probe: Option<JoinHandle<()>>,
 }
 
 impl KafkaSource {
@@ -115,6 +89,16 @@ impl KafkaSource {
             .map_err(|error| SourceError::Permanent(format!("subscribe to {names:?}: {error}")))?;
         let consumer = Arc::new(consumer);
         let seeks = Arc::new(Seeks::default());
+        let probe = Probe {
+            consumer: Arc::clone(&consumer),
+            topic: topics.first().cloned(),
+            health: health.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let probe = std::thread::Builder::new()
+            .name("kafka-probe".to_owned())
+            .spawn(move || probe.run())
+            .map_err(|error| SourceError::Permanent(format!("probe thread: {error}")))?;
         let fetcher = Fetcher {
             consumer: Arc::clone(&consumer),
             outbox,
@@ -135,6 +119,7 @@ impl KafkaSource {
                 consumer,
                 seeks,
                 thread: Some(thread),
+                probe: Some(probe),
             },
             receiver,
         ))
@@ -155,6 +140,11 @@ impl KafkaSource {
             && thread.join().is_err()
         {
             warn!("fetch thread panicked");
+        }
+        if let Some(probe) = self.probe.take()
+            && probe.join().is_err()
+        {
+            warn!("probe thread panicked");
         }
         match commit_stored(&self.consumer) {
             Ok(true) => info!("offsets committed"),
@@ -212,6 +202,37 @@ impl SourceControl for KafkaControl {
 
     fn seek(&self, partition: &Partition, offset: i64) {
         self.seeks.lock().insert(partition.clone(), offset);
+    }
+}
+
+/// Asks the broker for a topic's metadata every [`PROBE_INTERVAL`], on the
+/// consumer's own connections, and tells readiness whether it answered.
+struct Probe {
+    consumer: Arc<Consumer_>,
+    topic: Option<String>,
+    health: Health,
+    shutdown: CancellationToken,
+}
+
+impl Probe {
+    fn run(self) {
+        let mut reachable = true;
+        while !self.shutdown.is_cancelled() {
+            let answered = self
+                .consumer
+                .fetch_metadata(self.topic.as_deref(), PROBE_TIMEOUT);
+            match (&answered, reachable) {
+                (Err(error), true) => warn!(%error, "broker does not answer; not ready"),
+                (Ok(_), false) => info!("broker answers again"),
+                _ => {}
+            }
+            reachable = answered.is_ok();
+            self.health.set_broker_reachable(reachable);
+            let next = Instant::now() + PROBE_INTERVAL;
+            while !self.shutdown.is_cancelled() && Instant::now() < next {
+                std::thread::sleep(POLL_INTERVAL);
+            }
+        }
     }
 }
 

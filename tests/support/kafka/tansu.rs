@@ -105,6 +105,17 @@ impl TansuProcess {
         self.watchdog.try_wait().ok().flatten()
     }
 
+    /// Send `signal` (`STOP`, `CONT`) to tansu and its watchdog: `STOP`
+    /// freezes the broker with its connections open, as a hung host would.
+    pub fn signal(&self, signal: &str) {
+        let group = format!("-{}", self.watchdog.id());
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), "--", &group])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{signal} {group} failed");
+    }
+
     /// The last lines tansu printed, for panic messages.
     pub fn log_tail(&self) -> String {
         let text = fs::read_to_string(self.log.path()).unwrap_or_default();

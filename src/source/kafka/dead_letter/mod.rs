@@ -1,5 +1,6 @@
 //! The dead-letter topic: a failed record's original key, payload and headers,
-//! plus headers saying what failed, why, and where it came from.
+//! plus headers saying what failed, why, and where it came from; and reading
+//! it back for operators ([`list_letters`], [`read_letter`]).
 //!
 //! Invariants: the line never stops for one letter, and no letter is sent
 //! twice.
@@ -12,6 +13,7 @@
 //!   the call fails transiently and remembers the delivered ones; the pipeline
 //!   retries with the same letters, and only the others are sent.
 
+mod browse;
 mod letter;
 mod refusal;
 #[cfg(test)]
@@ -28,6 +30,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tracing::warn;
 
+pub use self::browse::{Letter, list_letters, read_letter};
 use self::letter::{Encoded, Form};
 use self::refusal::{Refusal, classify};
 use crate::config::KafkaSettings;

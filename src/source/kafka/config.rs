@@ -1,0 +1,88 @@
+//! The librdkafka settings: the user's pass-through properties, the defaults
+//! the daemon chooses (which those override), and the ones it owns.
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaSettings;
+
+/// The librdkafka settings shared by the consumer and the dead-letter producer:
+/// the user's pass-through properties first, then the ones we own.
+pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (name, value) in &settings.properties {
+        config.set(name, value);
+    }
+    config.set("bootstrap.servers", &settings.brokers);
+    config
+}
+
+/// How long a fetch may wait at the broker for records to arrive. librdkafka's
+/// 500 ms is spent in full by brokers that hold a fetch until it runs out
+/// (tansu, some managed services), and then every event waits up to half a
+/// second before the daemon sees it. Kafka answers as soon as a record is
+/// there, so on Kafka a short wait only costs a fetch request per 10 ms while
+/// the topic is quiet.
+pub const FETCH_WAIT_MAX_MS: (&str, &str) = ("fetch.wait.max.ms", "10");
+
+/// How much one fetch may bring back. Kafka caps each partition's share at
+/// `max.partition.fetch.bytes` (1 MiB), so a fetch mixes partitions; brokers
+/// that ignore that cap (tansu) fill librdkafka's 50 MiB from one partition,
+/// and a catch-up then drains the partitions one after another while the
+/// others' projections wait. 1 MiB a fetch keeps them interleaving.
+pub const FETCH_MAX_BYTES: (&str, &str) = ("fetch.max.bytes", "1048576");
+
+/// The consumer settings the daemon chooses unless `kafka.properties` does.
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.auto.commit", "true"),
+    ("auto.commit.interval.ms", "1000"),
+    ("statistics.interval.ms", "5000"),
+    ("session.timeout.ms", "30000"),
+    FETCH_WAIT_MAX_MS,
+    FETCH_MAX_BYTES,
+];
+
+pub(super) fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = client_config(settings);
+    for &(name, value) in CONSUMER_DEFAULTS {
+        if !settings.properties.contains_key(name) {
+            config.set(name, value);
+        }
+    }
+    config
+        .set("group.id", &settings.group_id)
+        .set("auto.offset.reset", settings.start_from.as_librdkafka())
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    if let Some(id) = &settings.instance_id {
+        config.set("group.instance.id", id);
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn the_consumer_fetches_with_a_short_wait_unless_told_otherwise() {
+        let mut kafka = Settings::defaults().kafka;
+        assert_eq!(
+            consumer_config(&kafka).get("fetch.wait.max.ms"),
+            Some("10"),
+            "librdkafka's 500 ms would hold every event that long on brokers that hold fetches"
+        );
+        assert_eq!(
+            consumer_config(&kafka).get("fetch.max.bytes"),
+            Some("1048576"),
+            "a broker that ignores the per-partition cap would fill 50 MiB from one partition"
+        );
+        kafka
+            .properties
+            .insert("fetch.wait.max.ms".to_owned(), "250".to_owned());
+        assert_eq!(
+            consumer_config(&kafka).get("fetch.wait.max.ms"),
+            Some("250")
+        );
+    }
+}
