@@ -190,12 +190,13 @@ async fn run(scale: Scale, full: bool) {
 
     // The bench process is otherwise idle meanwhile: its CPU is the consumer's.
     let cpu_before = cpu::own_seconds();
-    let raw_secs = raw_consume(&broker, &[&setup.orders, &setup.inventory], events);
+    let (raw_secs, raw_halfway) = raw_consume(&broker, &[&setup.orders, &setup.inventory], events);
     let raw_cpu_us = (cpu::own_seconds() - cpu_before) * 1e6 / events as f64;
     let raw_rate = events as f64 / raw_secs;
     println!(
         "do-nothing consumer: {events} events in {raw_secs:.2} s = {raw_rate:.0} events/s, {raw_cpu_us:.2} µs CPU per event (whole process)"
     );
+    print_fairness(raw_halfway);
 
     let timeout = Duration::from_secs(if full { 1800 } else { 120 });
     let daemon = catch_up(
@@ -313,12 +314,13 @@ async fn second_stream(broker: &Broker, redis: &RedisServer, scale: &Scale, time
     let events = records.len();
     broker.produce_many(&invoices.orders, records).await;
     let cpu_before = cpu::own_seconds();
-    let raw_secs = raw_consume(broker, &[&invoices.orders], events);
+    let (raw_secs, raw_halfway) = raw_consume(broker, &[&invoices.orders], events);
     let raw_cpu_us = (cpu::own_seconds() - cpu_before) * 1e6 / events as f64;
     println!(
         "second stream (invoices: decimal prices, `when` conditions): do-nothing consumer {:.0} events/s, {raw_cpu_us:.2} µs CPU per event",
         events as f64 / raw_secs
     );
+    print_fairness(raw_halfway);
     let daemon = catch_up(
         &this_build(),
         &invoices.config,
@@ -347,6 +349,19 @@ async fn second_stream(broker: &Broker, redis: &RedisServer, scale: &Scale, time
         daemon.seconds,
         verdict(ratio, 0.9)
     );
+}
+
+/// The do-nothing consumer's fairness, the reference for the daemon's: the
+/// broker decides which partition fills a fetch, and tansu fills each from
+/// one partition (it ignores `max.partition.fetch.bytes`).
+fn print_fairness(halfway: Option<(f64, f64)>) {
+    if let Some((least, most)) = halfway {
+        println!(
+            "  fairness: with half the backlog delivered, the do-nothing consumer's partitions stood at {:.0}%-{:.0}% of theirs",
+            least * 100.0,
+            most * 100.0
+        );
+    }
 }
 
 fn verdict(ratio: f64, target: f64) -> &'static str {
@@ -423,7 +438,11 @@ async fn offline_rate(dir: &Path, records: &[FixtureRecord]) -> f64 {
 
 /// Read `events` records from the start with a fresh group, doing nothing with
 /// them; returns the seconds from subscription to the last record.
-fn raw_consume(broker: &Broker, topics: &[&str], events: usize) -> f64 {
+/// A do-nothing consumer over `topics` until it has seen `events`: its
+/// seconds, and how evenly the first topic's partitions came (the least and
+/// most advanced one's share of its backlog when half of it had arrived, as
+/// the daemon's catch-up prints it).
+fn raw_consume(broker: &Broker, topics: &[&str], events: usize) -> (f64, Option<(f64, f64)>) {
     let consumer: BaseConsumer = broker
         .consumer_config(&support::kafka::unique("raw"))
         .create()
@@ -432,6 +451,10 @@ fn raw_consume(broker: &Broker, topics: &[&str], events: usize) -> f64 {
     let started = Instant::now();
     let mut seen = 0usize;
     let mut bytes = 0usize;
+    let mut per_partition: BTreeMap<i32, usize> = BTreeMap::new();
+    let mut halfway = None;
+    let ends = watermarks(&consumer, topics[0]);
+    let first_topic_total: i64 = ends.values().sum();
     while seen < events {
         assert!(
             started.elapsed() < Duration::from_secs(1800),
@@ -441,8 +464,43 @@ fn raw_consume(broker: &Broker, topics: &[&str], events: usize) -> f64 {
             let message = message.expect("a record");
             bytes += message.payload().map_or(0, <[u8]>::len);
             seen += 1;
+            if message.topic() == topics[0] {
+                let count = per_partition.entry(message.partition()).or_default();
+                *count += 1;
+                let arrived: usize = per_partition.values().sum();
+                if halfway.is_none() && arrived as i64 * 2 >= first_topic_total {
+                    halfway = Some(spread(&per_partition, &ends));
+                }
+            }
         }
     }
     std::hint::black_box(bytes);
-    started.elapsed().as_secs_f64()
+    (started.elapsed().as_secs_f64(), halfway)
+}
+
+/// Each partition's high watermark.
+fn watermarks(consumer: &BaseConsumer, topic: &str) -> BTreeMap<i32, i64> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = metadata.topics()[0].partitions();
+    partitions
+        .iter()
+        .map(|partition| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            (partition.id(), high)
+        })
+        .collect()
+}
+
+/// The least and most advanced partition's share of its backlog.
+fn spread(arrived: &BTreeMap<i32, usize>, ends: &BTreeMap<i32, i64>) -> (f64, f64) {
+    ends.iter()
+        .filter(|(_, end)| **end > 0)
+        .map(|(partition, end)| arrived.get(partition).copied().unwrap_or(0) as f64 / *end as f64)
+        .fold((f64::MAX, 0.0f64), |(least, most), share| {
+            (least.min(share), most.max(share))
+        })
 }

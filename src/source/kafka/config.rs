@@ -27,8 +27,9 @@ pub const FETCH_WAIT_MAX_MS: (&str, &str) = ("fetch.wait.max.ms", "10");
 /// How much one fetch may bring back. Kafka caps each partition's share at
 /// `max.partition.fetch.bytes` (1 MiB), so a fetch mixes partitions; brokers
 /// that ignore that cap (tansu) fill librdkafka's 50 MiB from one partition,
-/// and a catch-up then drains the partitions one after another while the
-/// others' projections wait. 1 MiB a fetch keeps them interleaving.
+/// and a catch-up then delivers the partitions in runs of tens of thousands
+/// of records. 1 MiB a fetch cuts the runs to a few thousand. Which partition
+/// fills a fetch is still the broker's choice (see the README's Freshness).
 pub const FETCH_MAX_BYTES: (&str, &str) = ("fetch.max.bytes", "1048576");
 
 /// The consumer settings the daemon chooses unless `kafka.properties` does.
