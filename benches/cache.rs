@@ -1,8 +1,11 @@
-//! Throughput of both cache adapters, in entries per second, next to what
-//! `redis-benchmark -t set -P 64` reaches on the same `redis-server`.
+//! Throughput of every cache adapter, in entries per second, next to what
+//! `redis-benchmark -t set -P 64` reaches on the same `redis-server`: memory,
+//! one Redis, and a local Redis Cluster (three primaries with a replica each,
+//! all on this machine, so it shows the cost of splitting by slot, not the
+//! gain of more servers).
 //!
-//! Run with `cargo bench --bench cache`. It starts its own server on a free port,
-//! so nothing else is touched. `BENCH_ENTRIES` sets how many projections each
+//! Run with `cargo bench --bench cache`. It starts its own server and cluster
+//! on free ports, so nothing else is touched. `BENCH_ENTRIES` sets how many projections each
 //! measurement writes or reads (default 100 000; single Redis writes and reads
 //! use a fifth of that, one round trip each). The target: batched Redis writes
 //! reach at least a third of `redis-benchmark`'s figure.
@@ -14,7 +17,9 @@
 //! (the same check plus epochs and a checkpoint advanced in the same script);
 //! and documents built long before (cold: serializing them mostly waits on
 //! memory). The exactly-once target: `commit` at most 15% slower than
-//! `apply_if_unchanged`, measured in the same run.
+//! `apply_if_unchanged`, measured in the same run. The exactly-once row is
+//! the daemon's whole write step: the floors read (a cluster's slot marks;
+//! nothing elsewhere) and the commit over them.
 
 #[path = "support_bench/orders.rs"]
 mod orders;
@@ -34,8 +39,9 @@ use orders::order;
 use projectionist::cache::memory::MemoryCache;
 use projectionist::cache::{
     Advance, Cache, Commit, CommitOutcome, Expiry, Partition, Projection, Ttl, Version, WriteOp,
-    redis as redis_cache,
+    cluster as cluster_cache, redis as redis_cache,
 };
+use support::cluster::RedisCluster;
 use support::redis::RedisServer;
 
 const BATCH: usize = 500;
@@ -165,8 +171,16 @@ async fn write_fresh(cache: &Arc<dyn Cache>, count: usize, write: Write) -> f64 
                         expected: &expected,
                         writes: batch,
                     };
+                    let keys: Vec<String> = expected.iter().map(|(key, _)| key.clone()).collect();
                     let started = Instant::now();
-                    let outcome = cache.commit(commit).await.expect("commit");
+                    let floors = cache
+                        .floors(scope, &keys, &partitions)
+                        .await
+                        .expect("floors");
+                    let outcome = cache
+                        .commit_over(commit, floors.as_ref())
+                        .await
+                        .expect("commit");
                     writing += started.elapsed();
                     assert_eq!(outcome, CommitOutcome::Applied, "nobody else writes here");
                     next = advances.iter().map(|advance| Some(advance.to)).collect();
@@ -265,7 +279,7 @@ fn print(adapter: &str, figures: &Figures) {
         (format!("get_many, {BATCH} keys each"), figures.get_many),
     ];
     for (what, per_second) in rows {
-        println!("{adapter:<7} {what:<44} {per_second:>12.0} entries/s");
+        println!("{adapter:<8} {what:<44} {per_second:>12.0} entries/s");
     }
 }
 
@@ -304,6 +318,7 @@ fn main() {
         / entries.max(1);
     let ttl = Ttl::from_secs(3600).expect("a valid TTL");
     let server = RedisServer::start();
+    let cluster = RedisCluster::start();
     // One thread: the connection's driver task and the caller then share it, which
     // spares a cross-thread wakeup per batch (costly on small virtual machines).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -316,7 +331,11 @@ fn main() {
         "single add/get: {singles} entries; redis-server on port {}",
         server.port()
     );
-    let (memory, redis) = runtime.block_on(async {
+    println!(
+        "redis cluster: 3 primaries with a replica each, seeds {:?}",
+        cluster.urls()
+    );
+    let (memory, redis, on_cluster) = runtime.block_on(async {
         let memory: Arc<dyn Cache> = Arc::new(MemoryCache::new(ttl));
         let memory = measure(memory, &projections, singles).await;
         let redis: Arc<dyn Cache> = Arc::new(
@@ -325,10 +344,17 @@ fn main() {
                 .expect("the bench's own redis-server answers"),
         );
         let redis = measure(redis, &projections, singles).await;
-        (memory, redis)
+        let on_cluster: Arc<dyn Cache> = Arc::new(
+            cluster_cache::connect(&cluster.urls(), ttl)
+                .await
+                .expect("the bench's own cluster answers"),
+        );
+        let on_cluster = measure(on_cluster, &projections, singles).await;
+        (memory, redis, on_cluster)
     });
     print("memory", &memory);
     print("redis", &redis);
+    print("cluster", &on_cluster);
 
     let reference = redis_benchmark(server.port(), &["-t", "set"]);
     println!("redis-benchmark -t set -P 64 -n 1000000: {reference:.0} requests/s");
@@ -374,7 +400,25 @@ fn main() {
             figure / same_work
         );
     }
-    for (adapter, figures) in [("memory", &memory), ("redis", &redis)] {
+    for (what, cluster, single) in [
+        (
+            "exactly-once commit",
+            on_cluster.checkpointed_commit,
+            redis.checkpointed_commit,
+        ),
+        ("apply", on_cluster.batched_apply, redis.batched_apply),
+        ("get_many", on_cluster.get_many, redis.get_many),
+    ] {
+        println!(
+            "cluster / one redis, {what}: {:.2} (a script or read per slot, all nodes on this machine)",
+            cluster / single
+        );
+    }
+    for (adapter, figures) in [
+        ("memory", &memory),
+        ("redis", &redis),
+        ("cluster", &on_cluster),
+    ] {
         let slower = 1.0 - figures.checkpointed_commit / figures.conditional_apply;
         let verdict = if slower <= 0.15 { "met" } else { "NOT met" };
         println!(

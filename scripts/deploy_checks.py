@@ -43,6 +43,7 @@ COUNTERS = {
     "projectionist_rebalances_total",
     "projectionist_records_dropped_total",
     "projectionist_partition_gaps_total",
+    "projectionist_partition_replays_total",
     "projectionist_partition_resets_total",
 }
 HISTOGRAMS = {

@@ -36,6 +36,11 @@ pub async fn connect_cache(settings: &CacheSettings) -> Result<Arc<dyn Cache>, C
         Provider::Redis { uri } => Ok(Arc::new(
             crate::cache::redis::connect(uri, settings.ttl).await?,
         )),
+        Provider::RedisCluster { nodes, rewind } => Ok(Arc::new(
+            crate::cache::cluster::connect(nodes, settings.ttl)
+                .await?
+                .with_replay_window(*rewind),
+        )),
     }
 }
 
@@ -50,6 +55,10 @@ pub async fn connect_caches(
         let target = match &cache_settings.provider {
             Provider::Memory => "memory".to_owned(),
             Provider::Redis { uri } => masked_uri(uri),
+            Provider::RedisCluster { nodes, .. } => {
+                let shown: Vec<String> = nodes.iter().map(|uri| masked_uri(uri)).collect();
+                format!("cluster {}", shown.join(","))
+            }
         };
         let component = format!("cache {name}");
         let cache = retry

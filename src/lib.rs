@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`cache`]: the cache port (trait, key format, TTLs, glob) and its adapters,
-//!   one module each: [`cache::memory`], [`cache::redis`] (with its URI and wire helpers).
+//!   one module each: [`cache::memory`], [`cache::redis`] (with its URI and wire helpers),
+//!   [`cache::cluster`] (Redis Cluster: hash slots, per-slot marks, lost-write replays).
 //! - [`config`]: configuration read -> validated (no IO) -> [`config::Settings`].
 //! - [`event`]: domain events and their decoding from Kafka records.
 //! - [`projector`]: the pure projector trait, its registry, the Rust shop

@@ -92,6 +92,10 @@ pub struct Metrics {
     pub records_dropped: IntCounterVec,
     /// Records the broker skipped, noticed and read again by a seek.
     pub partition_gaps: prometheus::IntCounter,
+    /// Times a cache was found to have lost writes below its checkpoint (a
+    /// cluster primary failed over before replicating them), so a partition
+    /// was folded again from where the loss began.
+    pub partition_replays: prometheus::IntCounter,
     /// Partitions whose log no longer holds their checkpoint (recreated or
     /// truncated topic), halted until an operator acts, by topic.
     pub partition_resets: IntCounterVec,
@@ -245,6 +249,13 @@ impl Metrics {
                 prometheus::IntCounter::new(
                     "projectionist_partition_gaps_total",
                     "Records the broker skipped, noticed and read again",
+                ),
+            ),
+            partition_replays: register(
+                &registry,
+                prometheus::IntCounter::new(
+                    "projectionist_partition_replays_total",
+                    "Partitions folded again because a cache lost writes below its checkpoint",
                 ),
             ),
             partition_resets: counter(

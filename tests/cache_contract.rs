@@ -5,7 +5,9 @@
 //! `contract_suite!` macro turns it into one `#[tokio::test]` per adapter:
 //! `memory::<case>` (with tokio's clock paused, so TTL waits cost nothing) and
 //! `redis::<case>` (against a `redis-server` the test starts on a free port, or
-//! `REDIS_URL` with a key prefix of its own). Checks that only make sense for one
+//! `REDIS_URL` with a key prefix of its own) and `cluster::<case>` (against a
+//! local Redis Cluster of three primaries with a replica each, shared by the
+//! process's tests, each within a key prefix of its own). Checks that only make sense for one
 //! adapter live in `contract/memory_only.rs` and `contract/redis_only.rs`.
 
 mod support;
@@ -14,6 +16,8 @@ mod support;
 mod cases;
 #[path = "contract/checkpoints.rs"]
 mod checkpoints;
+#[path = "contract/cluster_only.rs"]
+mod cluster_only;
 #[path = "contract/expiry.rs"]
 mod expiry;
 #[path = "contract/memory_only.rs"]
@@ -27,9 +31,11 @@ use std::time::Duration;
 
 use projectionist::cache::memory::MemoryCache;
 use projectionist::cache::{
-    Cache, CacheError, Projection, RemainingTtl, Ttl, redis as redis_cache,
+    Cache, CacheError, Projection, RemainingTtl, Ttl, cluster as cluster_cache,
+    redis as redis_cache,
 };
 use serde_json::Value;
+use support::cluster::RedisCluster;
 use support::redis::{RedisServer, shared_url, unique_prefix};
 
 /// The default TTL of every cache under test, in seconds.
@@ -39,6 +45,7 @@ pub const DEFAULT_TTL_SECS: u64 = 300;
 pub enum Adapter {
     Memory,
     Redis,
+    Cluster,
 }
 
 /// A cache under test plus the key prefix the test must stay within.
@@ -51,6 +58,8 @@ pub struct Fixture {
     pub prefix: String,
     /// Keeps a private server alive as long as the fixture.
     _server: Option<RedisServer>,
+    /// Keeps a private cluster alive as long as the fixture.
+    _cluster: Option<RedisCluster>,
 }
 
 pub fn default_ttl() -> Ttl {
@@ -64,6 +73,7 @@ impl Fixture {
             adapter: Adapter::Memory,
             prefix: String::new(),
             _server: None,
+            _cluster: None,
         }
     }
 
@@ -75,6 +85,7 @@ impl Fixture {
                 adapter: Adapter::Redis,
                 prefix: unique_prefix(),
                 _server: None,
+                _cluster: None,
             },
             None => Self::redis_private().await,
         }
@@ -91,6 +102,34 @@ impl Fixture {
             adapter: Adapter::Redis,
             prefix: String::new(),
             _server: Some(server),
+            _cluster: None,
+        }
+    }
+
+    /// The process's shared cluster, with a fresh prefix.
+    pub async fn cluster_shared() -> Self {
+        let nodes = support::cluster::shared().urls();
+        Fixture {
+            cache: Box::new(cluster_cache::connect(&nodes, default_ttl()).await.unwrap()),
+            adapter: Adapter::Cluster,
+            prefix: unique_prefix(),
+            _server: None,
+            _cluster: None,
+        }
+    }
+
+    /// A cluster of its own, for cases that touch every key.
+    pub async fn cluster_private() -> Self {
+        let cluster = RedisCluster::start();
+        let cache = cluster_cache::connect(&cluster.urls(), default_ttl())
+            .await
+            .unwrap();
+        Fixture {
+            cache: Box::new(cache),
+            adapter: Adapter::Cluster,
+            prefix: String::new(),
+            _server: None,
+            _cluster: Some(cluster),
         }
     }
 
@@ -202,6 +241,24 @@ macro_rules! contract_suite {
                 #[tokio::test]
                 async fn $private() {
                     let fixture = super::Fixture::redis_private().await;
+                    super::cases::$private(&fixture).await;
+                }
+            )*
+        }
+
+        mod cluster {
+            $(
+                #[tokio::test]
+                async fn $shared() {
+                    let fixture = super::Fixture::cluster_shared().await;
+                    super::cases::$shared(&fixture).await;
+                    fixture.cleanup().await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $private() {
+                    let fixture = super::Fixture::cluster_private().await;
                     super::cases::$private(&fixture).await;
                 }
             )*

@@ -121,6 +121,37 @@ fn environment_overrides_win_over_the_file() {
 }
 
 #[test]
+fn a_redis_cluster_cache_takes_seed_nodes_from_the_file_or_the_environment() {
+    let (_dir, path) = config_file(
+        "[caches.default]\nprovider = \"redis_cluster\"\nnodes = [\"redis://a:7000\", \"redis://b:7001\"]\nrewind = 250\n",
+    );
+    let settings = load_with_env(&path, BTreeMap::new()).unwrap();
+    assert_eq!(
+        settings.caches["default"].provider,
+        Provider::RedisCluster {
+            nodes: vec!["redis://a:7000".into(), "redis://b:7001".into()],
+            rewind: 250
+        }
+    );
+    let (_dir, path) = config_file("[caches.default]\nprovider = \"redis_cluster\"\n");
+    let settings = load_with_env(
+        &path,
+        env(&[(
+            "PROJECTIONIST__CACHES__DEFAULT__NODES",
+            "redis://:pw@a:7000, redis://:pw@b:7001",
+        )]),
+    )
+    .unwrap();
+    assert_eq!(
+        settings.caches["default"].provider,
+        Provider::RedisCluster {
+            nodes: vec!["redis://:pw@a:7000".into(), "redis://:pw@b:7001".into()],
+            rewind: 1000
+        }
+    );
+}
+
+#[test]
 fn no_caches_section_means_one_memory_cache_of_300_seconds() {
     let (_dir, path) = config_file("[kafka]\nbrokers = \"k:9092\"\n");
     let settings = load_with_env(&path, BTreeMap::new()).unwrap();
@@ -161,7 +192,7 @@ fn each_kind_of_bad_config_names_its_key() {
     let cases = [
         (
             "[caches.default]\nprovider = \"memcached\"\n",
-            "caches.default.provider = \"memcached\" is not a cache provider (valid: memory, redis)",
+            "caches.default.provider = \"memcached\" is not a cache provider (valid: memory, redis, redis_cluster)",
         ),
         (
             "[caches.default]\nprovider = \"redis\"\n",
@@ -214,6 +245,30 @@ fn each_kind_of_bad_config_names_its_key() {
             "events.type_pointer = \"eventType\" is not a JSON pointer",
         ),
         ("[unknown]\nx = 1\n", "unknown"),
+        (
+            "[caches.default]\nprovider = \"redis_cluster\"\n",
+            "caches.default.nodes is required when provider = \"redis_cluster\"",
+        ),
+        (
+            "[caches.default]\nprovider = \"redis_cluster\"\nnodes = []\n",
+            "caches.default.nodes: no seed nodes",
+        ),
+        (
+            "[caches.default]\nprovider = \"redis_cluster\"\nnodes = [\"redis://a:1/2\"]\n",
+            "names database 2; a Redis Cluster has only database 0",
+        ),
+        (
+            "[caches.default]\nprovider = \"redis_cluster\"\nnodes = [\"http://a:1\"]\n",
+            "caches.default.nodes: ",
+        ),
+        (
+            "[caches.default]\nprovider = \"redis\"\nURI = \"redis://a:1/0\"\nnodes = [\"redis://a:1\"]\n",
+            "caches.default.nodes is only for provider = \"redis_cluster\"",
+        ),
+        (
+            "[caches.default]\nprovider = \"redis_cluster\"\nnodes = [\"redis://a:1\"]\nrewind = -3\n",
+            "caches.default.rewind = -3 is not a whole number of offsets",
+        ),
     ];
     for (text, needle) in cases {
         assert_error(text, needle);

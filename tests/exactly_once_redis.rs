@@ -33,7 +33,7 @@ async fn redis_frozen_past_the_response_timeout_neither_loses_nor_doubles() {
     let feeder = trial.feed(2_000);
     let mut daemon = trial.spawn_daemon();
     daemon.wait_assigned(ASSIGNMENT).await.unwrap();
-    let pid = trial.redis.pid().expect("redis-server runs");
+    let pid = trial.redis().pid().expect("redis-server runs");
     for stall in 1..=STALLS {
         let before = trial
             .rng
@@ -76,7 +76,7 @@ async fn redis_killed_and_restarted_from_its_aof_neither_loses_nor_doubles() {
             .between(Duration::from_millis(500), Duration::from_secs(2));
         tokio::time::sleep(before).await;
         let written = trial.totals().await;
-        trial.redis.restart();
+        trial.redis().restart();
         trial.say(&format!(
             "restart {restart}: Redis killed and restarted from its AOF"
         ));
@@ -130,7 +130,7 @@ async fn rolled_back(name: &'static str, moment: Snapshot) {
     let before = trial.rng.between(Duration::ZERO, Duration::from_secs(1));
     tokio::time::sleep(before).await;
     let snapshot = tempfile::NamedTempFile::new().expect("a file for the snapshot");
-    trial.redis.save_snapshot(snapshot.path());
+    trial.redis().save_snapshot(snapshot.path());
     let saved = trial.totals().await;
     trial.say(&format!("snapshot taken ({} applications)", saved.n));
     trial
@@ -141,7 +141,7 @@ async fn rolled_back(name: &'static str, moment: Snapshot) {
         .between(Duration::from_secs(1), Duration::from_secs(3));
     tokio::time::sleep(after).await;
     let written = trial.totals().await;
-    trial.redis.restart_from_snapshot(snapshot.path());
+    trial.redis().restart_from_snapshot(snapshot.path());
     let restored = trial.totals().await;
     trial.say(&format!(
         "rolled back from {} to {} applications",

@@ -12,6 +12,8 @@
 //! take (names are snake_case) and which carries no `:::`, so the seed's
 //! methods (patterns, `flush_all`) never see them.
 
+use std::collections::HashMap;
+
 use super::{Version, WriteOp};
 
 /// The prefix of every key Projectionist keeps for itself.
@@ -120,4 +122,95 @@ pub enum CommitOutcome {
     },
     /// A key the batch read changed meanwhile (another partition's writer).
     Conflict,
+}
+
+/// Where each key's own writes stand, per partition, in a store whose batch
+/// writes are atomic per hash slot rather than as a whole (Redis Cluster):
+/// a key's slot may have applied a partition past the checkpoint (a crash
+/// between two slots' writes, a zombie's batch, a rewind after a failover),
+/// and the fold skips what it already holds. Read with
+/// [`crate::cache::Cache::floors`], handed back to
+/// [`crate::cache::Cache::commit_over`], which lands only where they still hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Floors {
+    partitions: Vec<Partition>,
+    /// Per key: per partition (in `partitions` order), the next offset its
+    /// slot has to apply, `None` when it never applied the partition.
+    marks: HashMap<String, Vec<Option<i64>>>,
+    /// Partitions whose writes the store lost from an offset on, below the
+    /// checkpoint (a primary failed over before replicating them): the
+    /// caller folds them again from there.
+    lost: Vec<(Partition, i64)>,
+    /// Per partition, past the last record the fold covered, where that is
+    /// short of the checkpoint's advance (a replay below it): slot marks
+    /// advance to here, not to the checkpoint.
+    ends: Vec<(Partition, i64)>,
+}
+
+impl Floors {
+    pub fn new(partitions: Vec<Partition>) -> Floors {
+        Floors {
+            partitions,
+            marks: HashMap::new(),
+            lost: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    /// The fold covered `partition` up to (not including) `end` only.
+    pub fn folded_to(&mut self, partition: &Partition, end: i64) {
+        self.ends.retain(|(known, _)| known != partition);
+        self.ends.push((partition.clone(), end));
+    }
+
+    /// How far the fold covered `partition`, when short of its advance.
+    pub fn end(&self, partition: &Partition) -> Option<i64> {
+        self.ends
+            .iter()
+            .find(|(known, _)| known == partition)
+            .map(|(_, end)| *end)
+    }
+
+    /// The store lost `partition`'s writes from `offset` on.
+    pub fn lose(&mut self, partition: &Partition, offset: i64) {
+        match self.lost.iter_mut().find(|(known, _)| known == partition) {
+            Some((_, from)) => *from = (*from).min(offset),
+            None => self.lost.push((partition.clone(), offset)),
+        }
+    }
+
+    /// Partitions to fold again, and from where (see [`Floors::lose`]).
+    pub fn lost(&self) -> &[(Partition, i64)] {
+        &self.lost
+    }
+
+    pub fn partitions(&self) -> &[Partition] {
+        &self.partitions
+    }
+
+    /// Record `key`'s marks, one per partition in [`Floors::partitions`] order.
+    pub fn insert(&mut self, key: String, marks: Vec<Option<i64>>) {
+        self.marks.insert(key, marks);
+    }
+
+    /// The next offset of `partition` that `key`'s slot still has to apply;
+    /// `None` when it applied none (or the key was not read).
+    pub fn mark(&self, key: &str, partition: &Partition) -> Option<i64> {
+        self.mark_of(key, &partition.topic, partition.number)
+    }
+
+    fn mark_of(&self, key: &str, topic: &str, number: i32) -> Option<i64> {
+        let index = self
+            .partitions
+            .iter()
+            .position(|known| known.number == number && known.topic == topic)?;
+        self.marks.get(key)?.get(index).copied().flatten()
+    }
+
+    /// Whether `key` already holds the event at `offset` of partition
+    /// `number` of `topic` (by name: the fold asks once per event).
+    pub fn holds(&self, key: &str, topic: &str, number: i32, offset: i64) -> bool {
+        self.mark_of(key, topic, number)
+            .is_some_and(|mark| offset < mark)
+    }
 }

@@ -2,9 +2,10 @@
 //!
 //! The [`Cache`] trait is the whole interface of the seed (`ping`, `add`, `get`, ...)
 //! plus the batched paths the pipeline needs ([`Cache::get_many`], [`Cache::apply`]).
-//! Every adapter follows `shared/spec/cache-port.md` exactly, so the memory and the
-//! Redis adapters are interchangeable; one contract suite (`tests/cache_contract.rs`)
-//! runs against both.
+//! Every adapter follows `shared/spec/cache-port.md` exactly, so the memory, the
+//! Redis and the Redis Cluster adapters are interchangeable; one contract suite
+//! (`tests/cache_contract.rs`) runs against all three. A cluster commits slot by
+//! slot, and adds [`Cache::floors`] so the fold skips what a slot already holds.
 //!
 //! Invariants every adapter keeps:
 //! - a TTL is validated ([`Ttl`]) before anything is written;
@@ -13,6 +14,7 @@
 //!   `flush_all` never touches anything this cache did not write.
 
 pub mod checkpoint;
+pub mod cluster;
 pub mod glob;
 mod key;
 pub mod memory;
@@ -27,8 +29,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 pub use checkpoint::{
-    Advance, BOOKKEEPING_PREFIX, Claim, Commit, CommitOutcome, Epoch, Partition, checkpoint_key,
-    checkpoint_scope, pauses_key,
+    Advance, BOOKKEEPING_PREFIX, Claim, Commit, CommitOutcome, Epoch, Floors, Partition,
+    checkpoint_key, checkpoint_scope, pauses_key,
 };
 pub use key::{KEY_SEPARATOR, Projection, split_key};
 pub use ttl::{Expiry, RemainingTtl, Ttl, TtlError};
@@ -91,6 +93,7 @@ impl WriteOp {
 pub enum Connection {
     Memory(Arc<memory::Store>),
     Redis(::redis::aio::ConnectionManager),
+    Cluster(::redis::cluster_async::ClusterConnection),
 }
 
 impl fmt::Debug for Connection {
@@ -98,6 +101,7 @@ impl fmt::Debug for Connection {
         match self {
             Connection::Memory(_) => f.write_str("Connection::Memory"),
             Connection::Redis(_) => f.write_str("Connection::Redis"),
+            Connection::Cluster(_) => f.write_str("Connection::Cluster"),
         }
     }
 }
@@ -202,6 +206,38 @@ pub trait Cache: Send + Sync + fmt::Debug {
 
     /// Pause (or resume) `projection` in `group`; idempotent.
     async fn set_paused(&self, group: &str, projection: &str, paused: bool) -> CacheResult<()>;
+
+    /// How many offsets below its checkpoint a newly claimed partition is
+    /// folded again: writes the store may have lost below the checkpoint (a
+    /// primary that failed over before replicating them) are applied again,
+    /// and what it still holds is skipped by its [`Cache::floors`]. 0 (the
+    /// default) where a commit lands or is lost as a whole.
+    fn replay_window(&self) -> u64 {
+        0
+    }
+
+    /// Per key of `keys`, how far its own writes stand in each of `partitions`
+    /// ([`Floors`]), for a store that commits slot by slot; `None` (the
+    /// default, no IO) where a commit is atomic as a whole, so the checkpoint
+    /// is every key's floor.
+    async fn floors(
+        &self,
+        _scope: &str,
+        _keys: &[String],
+        _partitions: &[Partition],
+    ) -> CacheResult<Option<Floors>> {
+        Ok(None)
+    }
+
+    /// [`Cache::commit`] of a batch folded past `floors` (from
+    /// [`Cache::floors`]): each slot lands only while its floors still hold.
+    async fn commit_over(
+        &self,
+        commit: Commit<'_>,
+        _floors: Option<&Floors>,
+    ) -> CacheResult<CommitOutcome> {
+        self.commit(commit).await
+    }
 }
 
 /// Parse stored JSON text into a projection, naming the key when it is not an object.

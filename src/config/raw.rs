@@ -66,6 +66,34 @@ pub struct RawCache {
     #[serde(rename = "TTL")]
     pub ttl_seed: Option<RawScalar>,
     pub ttl: Option<RawScalar>,
+    /// Seed node URIs of a Redis Cluster (`provider = "redis_cluster"`).
+    pub nodes: Option<RawNodes>,
+    /// Offsets below the checkpoint a claimed partition is folded again on a
+    /// Redis Cluster.
+    pub rewind: Option<RawScalar>,
+}
+
+/// Seed nodes: a TOML list, or one comma-separated string as an environment
+/// override gives it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RawNodes {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl RawNodes {
+    pub fn to_list(&self) -> Vec<String> {
+        match self {
+            RawNodes::List(nodes) => nodes.iter().map(|node| node.trim().to_owned()).collect(),
+            RawNodes::Text(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|node| !node.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

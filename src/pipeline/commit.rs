@@ -7,7 +7,7 @@
 //! (stop writing it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tracing::debug;
@@ -17,8 +17,8 @@ use super::plan::Plan;
 use super::positions::Span;
 use super::{Pipeline, PipelineError};
 use crate::cache::{
-    Advance, CacheError, Claim, Commit, CommitOutcome, Partition, Projection, Version, WriteOp,
-    split_key,
+    Advance, CacheError, Claim, Commit, CommitOutcome, Floors, Partition, Projection, Version,
+    WriteOp, split_key,
 };
 
 /// Loaded states, their versions, and the keys whose stored value is unreadable.
@@ -33,6 +33,21 @@ type Loaded = (
 struct Share {
     spans: Vec<(Partition, Span)>,
     work: Vec<Work>,
+}
+
+/// Drop the work whose key's slot already holds its event: written there by
+/// an earlier attempt that landed in some slots only, or by a writer that
+/// lost the partition since, or replayed by a rewind.
+fn skip_held(plan: &Plan, work: &mut Vec<Work>, floors: &Floors) {
+    work.retain(|item| {
+        let position = &plan.record_of(item.event).record.position;
+        !floors.holds(
+            &item.key,
+            &position.topic,
+            position.partition,
+            position.offset,
+        )
+    });
 }
 
 /// Failures already reported in this chunk, by (event, route), so folding again
@@ -59,6 +74,23 @@ impl Pipeline {
                 self.letter_corrupt(plan, &mut work, &corrupt, reported)
                     .await?;
             }
+            let mut floors = self.floors(cache, &work, &spans).await?;
+            if let Some(floors) = &mut floors {
+                for (partition, span) in &spans {
+                    if span.end < span.to {
+                        floors.folded_to(partition, span.end);
+                    }
+                }
+                if !floors.lost().is_empty() {
+                    for (partition, offset) in floors.lost() {
+                        self.metrics.partition_replays.inc();
+                        let source = self.source.as_ref();
+                        self.positions.replay(cache, partition, *offset, source);
+                    }
+                    continue;
+                }
+                skip_held(plan, &mut work, floors);
+            }
             let folded = fold(&self.router, &plan.events, &work, states);
             self.letter_refusals(plan, &folded, reported).await?;
             let advances = self.advances(&spans);
@@ -71,7 +103,10 @@ impl Pipeline {
                 writes: &writes,
             };
             let timer = self.cache_timer(&slot.name, "commit");
-            let outcome = self.retry.run("cache", || slot.cache.commit(commit)).await;
+            let outcome = self
+                .retry
+                .run("cache", || slot.cache.commit_over(commit, floors.as_ref()))
+                .await;
             timer.observe_duration();
             let outcome = outcome.map_err(|error| self.cache_error(cache, error))?;
             match outcome {
@@ -179,6 +214,47 @@ impl Pipeline {
             self.positions.reposition(cache, partition, *claim, source);
         }
         Ok(())
+    }
+
+    /// Where the keys of `work` stand in the spans' partitions, for a cache
+    /// that commits slot by slot (see [`Floors`]); `None` for the others,
+    /// without IO.
+    async fn floors(
+        &self,
+        cache: usize,
+        work: &[Work],
+        spans: &[(Partition, Span)],
+    ) -> Result<Option<Floors>, PipelineError> {
+        let slot = &self.caches[cache];
+        if !self.positions.positioning().checkpoints() || work.is_empty() {
+            return Ok(None);
+        }
+        let mut seen = HashSet::new();
+        let keys: Vec<String> = work
+            .iter()
+            .filter(|item| seen.insert(item.key.as_str()))
+            .map(|item| item.key.clone())
+            .collect();
+        let partitions: Vec<Partition> = spans
+            .iter()
+            .map(|(partition, _)| partition.clone())
+            .collect();
+        let started = Instant::now();
+        let floors = self
+            .retry
+            .run("cache", || {
+                slot.cache.floors(&slot.scope, &keys, &partitions)
+            })
+            .await
+            .map_err(|error| self.cache_error(cache, error))?;
+        // Timed only where there are floors: elsewhere the call does nothing.
+        if floors.is_some() {
+            self.metrics
+                .cache_operation_duration
+                .with_label_values(&[&slot.name, "floors"])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(floors)
     }
 
     /// Load the current state of every key `work` touches.

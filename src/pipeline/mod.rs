@@ -209,10 +209,15 @@ impl Pipeline {
                 per_partition.push(claim);
             }
         }
+        let replays: Vec<u64> = self
+            .caches
+            .iter()
+            .map(|slot| slot.cache.replay_window())
+            .collect();
         for (partition, claims) in partitions.iter().zip(claims) {
             info!(%partition, checkpoints = ?claims.iter().map(|claim| claim.next).collect::<Vec<_>>(), "partition claimed");
             self.positions
-                .assign(partition.clone(), &claims, self.source.as_ref());
+                .assign(partition.clone(), &claims, &replays, self.source.as_ref());
         }
         // Kafka's copy catches up with the checkpoints now: a partition whose
         // checkpoint is at the end has no record to process, and its lag (what

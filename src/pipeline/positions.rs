@@ -62,6 +62,10 @@ pub struct Applied {
     /// applied: if the cache later loses everything of it (rolled back to
     /// before its first write), it is read again from there.
     pub anchor: Option<i64>,
+    /// Records from here to `next` are folded again, for a cache that may
+    /// have lost writes below its checkpoint (a failed-over primary of a
+    /// cluster); what it still holds is skipped by its floors.
+    pub replay: Option<i64>,
 }
 
 /// Why a partition's records are dropped until it is assigned again.
@@ -102,6 +106,8 @@ pub struct Span {
     pub start: i64,
     pub first: i64,
     pub to: i64,
+    /// Past the span's last record: below `to` while a replay is under way.
+    pub end: i64,
 }
 
 /// Every owned partition's stream, by topic then partition (nested so a
@@ -129,10 +135,29 @@ impl Positions {
             .and_then(|streams| streams.get_mut(&partition.number))
     }
 
-    /// Take a partition over with each cache's claim: seek to the lowest
-    /// checkpoint, so every cache finds its next record.
-    pub fn assign(&mut self, partition: Partition, claims: &[Claim], source: &dyn SourceControl) {
-        let lowest = claims.iter().filter_map(|claim| claim.next).min();
+    /// Take a partition over with each cache's claim, each read again from
+    /// `replays[cache]` offsets below its checkpoint: seek to the lowest
+    /// start, so every cache finds its next record.
+    pub fn assign(
+        &mut self,
+        partition: Partition,
+        claims: &[Claim],
+        replays: &[u64],
+        source: &dyn SourceControl,
+    ) {
+        let replay = |cache: usize, claim: &Claim| {
+            let window = replays.get(cache).copied().unwrap_or(0);
+            let window = i64::try_from(window).unwrap_or(i64::MAX);
+            claim
+                .next
+                .filter(|_| window > 0)
+                .map(|next| next.saturating_sub(window).max(0))
+        };
+        let lowest = claims
+            .iter()
+            .enumerate()
+            .filter_map(|(cache, claim)| replay(cache, claim).or(claim.next))
+            .min();
         let seeking = lowest.filter(|_| self.positioning == Positioning::Seek);
         if let Some(offset) = seeking {
             source.seek(&partition, offset);
@@ -146,10 +171,12 @@ impl Positions {
             first_admitted: None,
             caches: claims
                 .iter()
-                .map(|claim| Applied {
+                .enumerate()
+                .map(|(cache, claim)| Applied {
                     epoch: claim.epoch,
                     next: claim.next,
                     anchor: None,
+                    replay: replay(cache, claim),
                 })
                 .collect(),
         };
@@ -254,31 +281,41 @@ impl Positions {
             return None;
         }
         let applied = stream.caches[cache];
-        // Everything of the partition was lost and is being read again: the
-        // records at hand are past what must be applied first.
-        if applied.next.is_none() && stream.seeking.is_some() {
+        // Everything of the partition was lost, or a replay was asked for,
+        // and it is being read again: the records at hand are past what must
+        // be applied first.
+        if (applied.next.is_none() || applied.replay.is_some()) && stream.seeking.is_some() {
             return None;
         }
         let last = records.last()?;
-        let first = match applied.next {
-            None => records.first()?,
-            Some(next) => *records.iter().find(|record| record.offset() >= next)?,
+        // Where this cache's records start: its next offset, or earlier
+        // during a replay.
+        let start = match (applied.replay, applied.next) {
+            (Some(replay), Some(next)) => Some(replay.min(next)),
+            (_, next) => next,
         };
-        if let Some(next) = applied.next
-            && first.from > next
+        let first = match start {
+            None => records.first()?,
+            Some(start) => *records.iter().find(|record| record.offset() >= start)?,
+        };
+        if let Some(start) = start
+            && first.from > start
             && positioning == Positioning::Seek
         {
-            // Applied up to `next`, and the stream holds only later records:
+            // Applied up to `start`, and the stream holds only later records:
             // read the partition again from there (the other caches skip).
-            stream.rewind(next, source);
+            stream.rewind(start, source);
             return None;
         }
+        let end = last.offset() + 1;
         Some(Span {
             epoch: applied.epoch,
             from: applied.next,
             start: applied.next.unwrap_or(first.from),
             first: first.offset(),
-            to: last.offset() + 1,
+            // A replay below the checkpoint leaves it where it stands.
+            to: applied.next.map_or(end, |next| next.max(end)),
+            end,
         })
     }
 
@@ -290,6 +327,10 @@ impl Positions {
                 applied.anchor.get_or_insert(span.start);
             }
             applied.next = Some(span.to);
+            applied.replay = applied
+                .replay
+                .filter(|_| span.end < span.to)
+                .map(|_| span.end);
         }
     }
 
@@ -308,11 +349,13 @@ impl Positions {
         warn!(%partition, epoch = claim.epoch, next = ?claim.next, "checkpoint moved under us; resuming from it");
         let applied = &mut stream.caches[cache];
         let lost_everything = claim.next.is_none() && applied.next.is_some();
-        let anchor = applied.anchor;
+        let (anchor, replay) = (applied.anchor, applied.replay);
         *applied = Applied {
             epoch: claim.epoch,
             next: claim.next,
             anchor,
+            // A replay under way still has to happen from where it starts.
+            replay: replay.filter(|&replay| claim.next.is_some_and(|next| replay < next)),
         };
         if lost_everything {
             // Rolled back to before its first write: nothing of the partition
@@ -320,6 +363,24 @@ impl Positions {
             // up, or, not knowing that, from the start of the log.
             stream.rewind(anchor.unwrap_or(0), source);
         }
+    }
+
+    /// The cache lost writes of the partition from `offset` on (below its
+    /// checkpoint): fold the records from there again.
+    pub fn replay(
+        &mut self,
+        cache: usize,
+        partition: &Partition,
+        offset: i64,
+        source: &dyn SourceControl,
+    ) {
+        let Some(stream) = self.stream(partition) else {
+            return;
+        };
+        warn!(%partition, offset, "the cache lost writes below its checkpoint; folding them again");
+        let applied = &mut stream.caches[cache];
+        applied.replay = Some(applied.replay.map_or(offset, |replay| replay.min(offset)));
+        stream.rewind(offset, source);
     }
 
     /// A newer owner claimed the partition: drop its records until Kafka

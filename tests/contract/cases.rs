@@ -17,7 +17,9 @@ pub async fn ping_answers(fixture: &Fixture) {
 pub async fn get_connection_hands_out_the_adapters_handle(fixture: &Fixture) {
     let connection = fixture.cache.get_connection();
     match (fixture.adapter, &connection) {
-        (Adapter::Memory, Connection::Memory(_)) | (Adapter::Redis, Connection::Redis(_)) => {}
+        (Adapter::Memory, Connection::Memory(_))
+        | (Adapter::Redis, Connection::Redis(_))
+        | (Adapter::Cluster, Connection::Cluster(_)) => {}
         (adapter, connection) => panic!("{adapter:?} handed out {connection:?}"),
     }
 }

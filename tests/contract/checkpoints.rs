@@ -21,7 +21,7 @@ fn orders(number: i32) -> Partition {
 /// everything on restart.
 fn fresh(fixture: &Fixture) -> Option<i64> {
     match fixture.adapter {
-        Adapter::Redis => None,
+        Adapter::Redis | Adapter::Cluster => None,
         Adapter::Memory => Some(0),
     }
 }

@@ -2,6 +2,7 @@
 //! real service and hands out fresh, isolated names so tests can share it.
 #![allow(dead_code, unused_imports)]
 
+pub mod cluster;
 pub mod daemon;
 pub mod kafka;
 pub mod poison;

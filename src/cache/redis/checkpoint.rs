@@ -5,8 +5,8 @@
 
 use redis::Value as Reply;
 
-use super::wire::ArgWriter;
-use super::{RedisCache, checked_keys, unavailable};
+use super::ArgWriter;
+use super::{RedisCache, checked_keys, checked_values, unavailable};
 use crate::cache::{
     CacheError, CacheResult, Claim, Commit, CommitOutcome, Partition, checkpoint_key,
 };
@@ -16,7 +16,7 @@ use crate::cache::{
 /// so epochs keep growing even after Redis is rolled back to an older
 /// snapshot. Returns, per partition, the epoch and the stored next offset
 /// (`""` when none).
-const CLAIM_SCRIPT: &str = r#"
+pub(crate) const CLAIM_SCRIPT: &str = r#"
 local now = redis.call('TIME')
 local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local claims = {}
@@ -99,19 +99,7 @@ impl RedisCache {
             command.arg(partition.field());
         }
         let reply: Vec<String> = self.query(&command).await.map_err(unavailable)?;
-        let claims: Option<Vec<Claim>> = reply
-            .chunks(2)
-            .map(|pair| {
-                Some(Claim {
-                    epoch: pair.first()?.parse().ok()?,
-                    next: parse_next(pair.get(1)?)?,
-                })
-            })
-            .collect();
-        match claims {
-            Some(claims) if claims.len() == partitions.len() => Ok(claims),
-            _ => Err(foreign_checkpoint(scope, format!("{reply:?}"))),
-        }
+        parse_claims(scope, partitions.len(), &reply)
     }
 
     pub(super) async fn commit_batch(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome> {
@@ -138,21 +126,48 @@ impl RedisCache {
                 )
                 .arg(advance.to);
         }
-        self.checked_values(&mut command, &mut args, commit.expected, commit.writes);
+        checked_values(
+            &mut command,
+            &mut args,
+            commit.expected,
+            commit.writes,
+            self.default_ttl,
+        );
         let reply: Vec<Reply> = self.query(&command).await.map_err(unavailable)?;
         outcome(&reply).ok_or_else(|| foreign_checkpoint(commit.scope, format!("{reply:?}")))
     }
 }
 
+/// A claim script's answer: per partition its epoch and stored next offset.
+pub(crate) fn parse_claims(
+    scope: &str,
+    expected: usize,
+    reply: &[String],
+) -> CacheResult<Vec<Claim>> {
+    let claims: Option<Vec<Claim>> = reply
+        .chunks(2)
+        .map(|pair| {
+            Some(Claim {
+                epoch: pair.first()?.parse().ok()?,
+                next: parse_next(pair.get(1)?)?,
+            })
+        })
+        .collect();
+    match claims {
+        Some(claims) if claims.len() == expected => Ok(claims),
+        _ => Err(foreign_checkpoint(scope, format!("{reply:?}"))),
+    }
+}
+
 /// A stored next offset: `""` for none.
-fn parse_next(text: &str) -> Option<Option<i64>> {
+pub(crate) fn parse_next(text: &str) -> Option<Option<i64>> {
     if text.is_empty() {
         return Some(None);
     }
     text.parse().ok().map(Some)
 }
 
-fn outcome(reply: &[Reply]) -> Option<CommitOutcome> {
+pub(crate) fn outcome(reply: &[Reply]) -> Option<CommitOutcome> {
     let number = |at: usize| match reply.get(at)? {
         Reply::Int(number) => Some(*number),
         Reply::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
@@ -180,7 +195,7 @@ fn outcome(reply: &[Reply]) -> Option<CommitOutcome> {
 }
 
 /// The checkpoint hash holds something no claim or commit of ours wrote.
-fn foreign_checkpoint(scope: &str, reply: String) -> CacheError {
+pub(crate) fn foreign_checkpoint(scope: &str, reply: String) -> CacheError {
     CacheError::CorruptValue {
         key: checkpoint_key(scope),
         reason: format!("not a checkpoint this version understands: {reply}"),

@@ -9,7 +9,7 @@
 //! `flush_all` removes this cache's entries and leaves everything else in the
 //! database alone (never `FLUSHALL`/`FLUSHDB`).
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod operator;
 mod uri;
 mod wire;
@@ -23,7 +23,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError};
 
 pub use uri::{masked_uri, validate_uri};
-use wire::{ArgWriter, ScanPages};
+pub(crate) use wire::ArgWriter;
+use wire::ScanPages;
 
 use super::{
     Cache, CacheError, CacheResult, Claim, Commit, CommitOutcome, Connection, Expiry, Partition,
@@ -177,45 +178,48 @@ impl RedisCache {
     fn ttl_millis(&self, expiry: Expiry) -> Option<u64> {
         expiry.ttl(self.default_ttl).map(|ttl| ttl.as_millis())
     }
+}
 
-    /// The arguments of a checked write after its own: which checked keys
-    /// were present ('1') or absent ('0'), then the text each present one
-    /// held (compared as it is, with no copy to tell an absent key from one
-    /// that held "": foreign values can be anything), then per written key
-    /// its JSON ("" deletes) and TTL in ms (0: none).
-    fn checked_values(
-        &self,
-        command: &mut redis::Cmd,
-        args: &mut ArgWriter,
-        expected: &[(String, Version)],
-        batch: &[WriteOp],
-    ) {
-        let present: String = expected
-            .iter()
-            .map(|(_, version)| if version.is_some() { '1' } else { '0' })
-            .collect();
-        command.arg(present);
-        for (_, version) in expected {
-            command.arg(version.as_deref().unwrap_or_default());
-        }
-        for op in batch {
-            match op {
-                WriteOp::Upsert { projection, expiry } => {
-                    // 0 = no expiry: a plain SET also clears an old TTL.
-                    let millis = self.ttl_millis(*expiry).unwrap_or(0);
-                    command.arg(args.json(projection.value())).arg(millis);
-                }
-                // A JSON object is never empty text, so "" means delete.
-                WriteOp::Delete { .. } => {
-                    command.arg("").arg(0);
-                }
+/// The arguments of a checked write after its own: which checked keys
+/// were present ('1') or absent ('0'), then the text each present one
+/// held (compared as it is, with no copy to tell an absent key from one
+/// that held "": foreign values can be anything), then per written key
+/// its JSON ("" deletes) and TTL in ms (0: none).
+pub(crate) fn checked_values(
+    command: &mut redis::Cmd,
+    args: &mut ArgWriter,
+    expected: &[(String, Version)],
+    batch: &[WriteOp],
+    default_ttl: Ttl,
+) {
+    let present: String = expected
+        .iter()
+        .map(|(_, version)| if version.is_some() { '1' } else { '0' })
+        .collect();
+    command.arg(present);
+    for (_, version) in expected {
+        command.arg(version.as_deref().unwrap_or_default());
+    }
+    for op in batch {
+        match op {
+            WriteOp::Upsert { projection, expiry } => {
+                // 0 = no expiry: a plain SET also clears an old TTL.
+                let millis = expiry
+                    .ttl(default_ttl)
+                    .map(|ttl| ttl.as_millis())
+                    .unwrap_or(0);
+                command.arg(args.json(projection.value())).arg(millis);
+            }
+            // A JSON object is never empty text, so "" means delete.
+            WriteOp::Delete { .. } => {
+                command.arg("").arg(0);
             }
         }
     }
 }
 
 /// The keys of a checked write: the checked keys, then the written ones.
-fn checked_keys(
+pub(crate) fn checked_keys(
     command: &mut redis::Cmd,
     args: &mut ArgWriter,
     expected: &[(String, Version)],
@@ -396,7 +400,7 @@ impl Cache for RedisCache {
             .arg(expected.len() + batch.len());
         let mut args = ArgWriter::default();
         checked_keys(&mut command, &mut args, expected, batch);
-        self.checked_values(&mut command, &mut args, expected, batch);
+        checked_values(&mut command, &mut args, expected, batch, self.default_ttl);
         let applied: i64 = self.query(&command).await.map_err(unavailable)?;
         Ok(applied == 1)
     }

@@ -16,14 +16,14 @@ const SCAN_COUNT: usize = 1000;
 /// times cheaper than writing through a command's argument writer, which costs
 /// a call per token, and batches are the daemon's hot path.
 #[derive(Default)]
-pub(super) struct ArgWriter {
+pub(crate) struct ArgWriter {
     key: Vec<u8>,
     json: Vec<u8>,
 }
 
 impl ArgWriter {
     /// The projection's key, `{name}:::{id}`.
-    pub(super) fn key(&mut self, projection: &Projection) -> &[u8] {
+    pub(crate) fn key(&mut self, projection: &Projection) -> &[u8] {
         self.key.clear();
         self.key.extend_from_slice(projection.name().as_bytes());
         self.key.extend_from_slice(KEY_SEPARATOR.as_bytes());
@@ -32,7 +32,7 @@ impl ArgWriter {
     }
 
     /// The projection's value as JSON text.
-    pub(super) fn json(&mut self, value: &Value) -> &[u8] {
+    pub(crate) fn json(&mut self, value: &Value) -> &[u8] {
         self.json.clear();
         serde_json::to_writer(&mut self.json, value)
             .expect("a JSON value always serializes, and into memory nothing fails");
@@ -40,7 +40,7 @@ impl ArgWriter {
     }
 
     /// `SET key json [PX millis]`, allocated at its final size.
-    pub(super) fn set(&mut self, projection: &Projection, millis: Option<u64>) -> Cmd {
+    pub(crate) fn set(&mut self, projection: &Projection, millis: Option<u64>) -> Cmd {
         self.json(projection.value());
         self.key(projection);
         // "SET", "PX" and up to 20 digits of milliseconds.

@@ -192,7 +192,7 @@ pub async fn read_counters(redis_url: &str) -> Result<Counters, redis::RedisErro
     Ok(counters)
 }
 
-fn parse_tally(text: &str) -> Option<Tally> {
+pub fn parse_tally(text: &str) -> Option<Tally> {
     let value: Value = serde_json::from_str(text).ok()?;
     Some(Tally {
         n: value.get("n")?.as_i64()?,

@@ -12,6 +12,7 @@ pub mod chaos;
 mod daemon;
 mod diagnose;
 pub mod ledger;
+mod store;
 
 use std::cell::Cell;
 use std::path::PathBuf;
@@ -22,10 +23,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::kafka::{Broker, CLIENT_SETTINGS, unique};
-use super::redis::RedisServer;
 pub use chaos::{Rng, signal};
 pub use daemon::Daemon;
 use ledger::{Ledger, Tally};
+pub use store::Store;
 
 pub const PARTITIONS: i32 = 4;
 pub const ACCOUNTS: usize = 3_000;
@@ -39,12 +40,12 @@ const QUIET: Duration = Duration::from_secs(3);
 /// partitions; a catch-up never pauses this long).
 const STUCK: Duration = Duration::from_secs(30);
 
-/// One trial: its topic, group, Redis, config folder and daemons' logs, the
+/// One trial: its topic, group, store (a Redis or a cluster), config folder and daemons' logs, the
 /// ledger of what was produced, and its random source.
 pub struct Trial {
     pub name: &'static str,
     pub broker: &'static Broker,
-    pub redis: RedisServer,
+    pub store: Store,
     pub topic: String,
     pub group: String,
     pub rng: Rng,
@@ -59,9 +60,11 @@ pub struct Trial {
 }
 
 impl Trial {
-    /// A trial named `name` on the shared broker, writing into `redis`, with
-    /// extra `[pipeline]` settings (lines of TOML).
-    pub async fn start(name: &'static str, redis: RedisServer, pipeline: &str) -> Trial {
+    /// A trial named `name` on the shared broker, writing into `store` (a
+    /// `RedisServer` or a `RedisCluster`), with extra `[pipeline]` settings
+    /// (lines of TOML).
+    pub async fn start(name: &'static str, store: impl Into<Store>, pipeline: &str) -> Trial {
+        let store = store.into();
         let broker = Broker::shared();
         let seed = chaos::seed();
         eprintln!("[{name}] seed {seed} (TRIAL_SEED={seed} replays it)");
@@ -93,8 +96,7 @@ group_id = "{group}"
 "heartbeat.interval.ms" = "1000"
 
 [caches.default]
-provider = "redis"
-URI = "{redis_url}"
+{cache}
 
 [pipeline]
 batch_timeout_ms = 20
@@ -102,7 +104,7 @@ max_backoff_ms = 500
 {pipeline}
 "#,
             brokers = broker.bootstrap(),
-            redis_url = redis.url(0),
+            cache = store.cache_config(),
         );
         std::fs::write(&config, text).expect("the trial config is written");
         let mut rng = Rng::new(seed);
@@ -110,7 +112,7 @@ max_backoff_ms = 500
         Trial {
             name,
             broker,
-            redis,
+            store,
             topic,
             group,
             rng,
@@ -121,6 +123,32 @@ max_backoff_ms = 500
             spawned: 0,
             failed: Cell::new(false),
         }
+    }
+
+    /// The trial's single Redis; panics on a cluster trial.
+    pub fn redis(&mut self) -> &mut super::redis::RedisServer {
+        match &mut self.store {
+            Store::Redis(redis) => redis,
+            Store::Cluster(_) => panic!("{} runs on a cluster, not one Redis", self.name),
+        }
+    }
+
+    /// The trial's Redis Cluster; panics on a single-Redis trial.
+    pub fn cluster(&mut self) -> &mut super::cluster::RedisCluster {
+        match &mut self.store {
+            Store::Cluster(cluster) => cluster,
+            Store::Redis(_) => panic!("{} runs on one Redis, not a cluster", self.name),
+        }
+    }
+
+    /// Every daemon's log so far, one after another.
+    pub fn logs(&self) -> String {
+        (1..=self.spawned)
+            .map(|number| {
+                std::fs::read_to_string(self.dir.join(format!("daemon-{number}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     /// A line on stderr, stamped with the trial and its elapsed time.
@@ -178,7 +206,7 @@ max_backoff_ms = 500
 
     /// The counters in Redis, summed (to see that writes happen).
     pub async fn totals(&self) -> Tally {
-        match ledger::totals(&self.redis.url(0)).await {
+        match self.store.totals().await {
             Ok((_, totals)) => totals,
             Err(error) => panic!("reading the counters: {error}"),
         }
@@ -210,7 +238,7 @@ max_backoff_ms = 500
     pub async fn expect_writes_after(&self, since: Tally, moment: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let applied = || async {
-            let totals = ledger::totals(&self.redis.url(0)).await;
+            let totals = self.store.totals().await;
             totals.map_or(0, |(_, totals)| totals.n)
         };
         while applied().await <= since.n {
@@ -254,7 +282,7 @@ max_backoff_ms = 500
                 ));
             }
             let done = ends.iter().all(|(p, end)| committed.get(p) == Some(end));
-            let redis = ledger::totals(&self.redis.url(0)).await.ok();
+            let redis = self.store.totals().await.ok();
             let now = Some((committed, redis));
             if now != last || redis.is_none() {
                 (last, still_since) = (now, Instant::now());
@@ -294,7 +322,9 @@ max_backoff_ms = 500
             "the topic holds {in_topic} records but {produced} were produced (producer retries?)"
         );
         self.broker.assert_unbatched(&self.topic, 4).await;
-        let stored = ledger::read_counters(&self.redis.url(0))
+        let stored = self
+            .store
+            .read_counters()
             .await
             .expect("Redis answers at the end");
         let (comparison, expected) = {
