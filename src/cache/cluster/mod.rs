@@ -19,7 +19,6 @@
 
 mod commit;
 mod losses;
-mod operator;
 mod scan;
 pub mod slots;
 mod wire;
@@ -37,6 +36,7 @@ use redis::RedisError;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 
+use super::redis::operator::{self, KeyCommands};
 use super::redis::{masked_uri, validate_uri};
 use super::{
     Cache, CacheError, CacheResult, Claim, Commit, CommitOutcome, Connection, Floors, Partition,
@@ -262,21 +262,11 @@ impl Cache for ClusterCache {
     }
 
     async fn set_ttl(&self, key: &str, ttl: Ttl) -> CacheResult<bool> {
-        self.query(redis::cmd("PEXPIRE").arg(key).arg(ttl.as_millis()))
-            .await
-            .map_err(unavailable)
+        operator::set_ttl(self, key, ttl).await
     }
 
     async fn get_ttl(&self, key: &str) -> CacheResult<Option<RemainingTtl>> {
-        let millis: i64 = self
-            .query(redis::cmd("PTTL").arg(key))
-            .await
-            .map_err(unavailable)?;
-        Ok(match millis {
-            -1 => Some(RemainingTtl::Never),
-            left if left >= 0 => Some(RemainingTtl::Seconds(left as f64 / 1000.0)),
-            _ => None,
-        })
+        operator::get_ttl(self, key).await
     }
 
     async fn get_many_versioned(
@@ -345,14 +335,24 @@ impl Cache for ClusterCache {
     }
 
     async fn applied(&self, scope: &str, partition: &Partition) -> CacheResult<Option<i64>> {
-        self.applied_offset(scope, partition).await
+        operator::applied_offset(self, scope, partition).await
     }
 
     async fn paused(&self, group: &str) -> CacheResult<BTreeSet<String>> {
-        self.paused_projections(group).await
+        operator::paused_projections(self, group).await
     }
 
     async fn set_paused(&self, group: &str, projection: &str, paused: bool) -> CacheResult<()> {
-        self.mark_paused(group, projection, paused).await
+        operator::mark_paused(self, group, projection, paused).await
+    }
+}
+
+#[async_trait]
+impl KeyCommands for ClusterCache {
+    async fn query_key<T: redis::FromRedisValue + Send>(
+        &self,
+        command: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        ClusterCache::query(self, command).await
     }
 }

@@ -10,7 +10,7 @@
 //! database alone (never `FLUSHALL`/`FLUSHDB`).
 
 pub(crate) mod checkpoint;
-mod operator;
+pub(crate) mod operator;
 mod uri;
 mod wire;
 
@@ -343,23 +343,11 @@ impl Cache for RedisCache {
     }
 
     async fn set_ttl(&self, key: &str, ttl: Ttl) -> CacheResult<bool> {
-        // PEXPIRE never creates a key, so a missing or expired one stays absent.
-        self.query(redis::cmd("PEXPIRE").arg(key).arg(ttl.as_millis()))
-            .await
-            .map_err(unavailable)
+        operator::set_ttl(self, key, ttl).await
     }
 
     async fn get_ttl(&self, key: &str) -> CacheResult<Option<RemainingTtl>> {
-        let millis: i64 = self
-            .query(redis::cmd("PTTL").arg(key))
-            .await
-            .map_err(unavailable)?;
-        Ok(match millis {
-            -1 => Some(RemainingTtl::Never),
-            left if left >= 0 => Some(RemainingTtl::Seconds(left as f64 / 1000.0)),
-            // -2: no such key (or an answer no Redis gives).
-            _ => None,
-        })
+        operator::get_ttl(self, key).await
     }
 
     async fn get_many_versioned(
@@ -436,15 +424,15 @@ impl Cache for RedisCache {
     }
 
     async fn applied(&self, scope: &str, partition: &Partition) -> CacheResult<Option<i64>> {
-        self.applied_offset(scope, partition).await
+        operator::applied_offset(self, scope, partition).await
     }
 
     async fn paused(&self, group: &str) -> CacheResult<BTreeSet<String>> {
-        self.paused_projections(group).await
+        operator::paused_projections(self, group).await
     }
 
     async fn set_paused(&self, group: &str, projection: &str, paused: bool) -> CacheResult<()> {
-        self.mark_paused(group, projection, paused).await
+        operator::mark_paused(self, group, projection, paused).await
     }
 }
 
@@ -478,3 +466,13 @@ for i = checked + 1, #KEYS do
 end
 return 1
 "#;
+
+#[async_trait]
+impl operator::KeyCommands for RedisCache {
+    async fn query_key<T: redis::FromRedisValue + Send>(
+        &self,
+        command: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        RedisCache::query(self, command).await
+    }
+}

@@ -1,49 +1,83 @@
-//! What operators and waiting readers ask Redis for beside the projections:
-//! a checkpoint's applied position, and the paused projections of a group
-//! (a set under [`pauses_key`]).
+//! The operations that touch one key, written once for one Redis and for a
+//! cluster (where a one-key command goes to its slot's primary, as on one
+//! Redis): TTLs, a checkpoint's applied position (what operators and waiting
+//! readers ask for), and the paused projections of a group (a set under
+//! [`pauses_key`]).
 
 use std::collections::BTreeSet;
 
-use super::{RedisCache, unavailable};
-use crate::cache::{CacheError, CacheResult, Partition, checkpoint_key, pauses_key};
+use async_trait::async_trait;
+use redis::{Cmd, FromRedisValue, RedisResult};
 
-impl RedisCache {
-    pub(super) async fn applied_offset(
-        &self,
-        scope: &str,
-        partition: &Partition,
-    ) -> CacheResult<Option<i64>> {
-        let key = checkpoint_key(scope);
-        let mut command = redis::cmd("HGET");
-        command.arg(&key).arg(format!("n/{}", partition.field()));
-        let stored: Option<String> = self.query(&command).await.map_err(unavailable)?;
-        match stored {
-            None => Ok(None),
-            Some(text) => text
-                .parse()
-                .map(Some)
-                .map_err(|_| CacheError::CorruptValue {
-                    key,
-                    reason: format!("applied position {text:?} is not an offset"),
-                }),
-        }
-    }
+use super::unavailable;
+use crate::cache::{
+    CacheError, CacheResult, Partition, RemainingTtl, Ttl, checkpoint_key, pauses_key,
+};
 
-    pub(super) async fn paused_projections(&self, group: &str) -> CacheResult<BTreeSet<String>> {
-        let mut command = redis::cmd("SMEMBERS");
-        command.arg(pauses_key(group));
-        self.query(&command).await.map_err(unavailable)
-    }
+/// One command to wherever its key lives: each adapter's own retry rules.
+#[async_trait]
+pub(crate) trait KeyCommands: Sync {
+    async fn query_key<T: FromRedisValue + Send>(&self, command: &Cmd) -> RedisResult<T>;
+}
 
-    pub(super) async fn mark_paused(
-        &self,
-        group: &str,
-        projection: &str,
-        paused: bool,
-    ) -> CacheResult<()> {
-        let mut command = redis::cmd(if paused { "SADD" } else { "SREM" });
-        command.arg(pauses_key(group)).arg(projection);
-        self.query::<i64>(&command).await.map_err(unavailable)?;
-        Ok(())
+pub(crate) async fn set_ttl(on: &impl KeyCommands, key: &str, ttl: Ttl) -> CacheResult<bool> {
+    // PEXPIRE never creates a key, so a missing or expired one stays absent.
+    on.query_key(redis::cmd("PEXPIRE").arg(key).arg(ttl.as_millis()))
+        .await
+        .map_err(unavailable)
+}
+
+pub(crate) async fn get_ttl(on: &impl KeyCommands, key: &str) -> CacheResult<Option<RemainingTtl>> {
+    let millis: i64 = on
+        .query_key(redis::cmd("PTTL").arg(key))
+        .await
+        .map_err(unavailable)?;
+    Ok(match millis {
+        -1 => Some(RemainingTtl::Never),
+        left if left >= 0 => Some(RemainingTtl::Seconds(left as f64 / 1000.0)),
+        // -2: no such key (or an answer no Redis gives).
+        _ => None,
+    })
+}
+
+pub(crate) async fn applied_offset(
+    on: &impl KeyCommands,
+    scope: &str,
+    partition: &Partition,
+) -> CacheResult<Option<i64>> {
+    let key = checkpoint_key(scope);
+    let mut command = redis::cmd("HGET");
+    command.arg(&key).arg(format!("n/{}", partition.field()));
+    let stored: Option<String> = on.query_key(&command).await.map_err(unavailable)?;
+    match stored {
+        None => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| CacheError::CorruptValue {
+                key,
+                reason: format!("applied position {text:?} is not an offset"),
+            }),
     }
+}
+
+pub(crate) async fn paused_projections(
+    on: &impl KeyCommands,
+    group: &str,
+) -> CacheResult<BTreeSet<String>> {
+    let mut command = redis::cmd("SMEMBERS");
+    command.arg(pauses_key(group));
+    on.query_key(&command).await.map_err(unavailable)
+}
+
+pub(crate) async fn mark_paused(
+    on: &impl KeyCommands,
+    group: &str,
+    projection: &str,
+    paused: bool,
+) -> CacheResult<()> {
+    let mut command = redis::cmd(if paused { "SADD" } else { "SREM" });
+    command.arg(pauses_key(group)).arg(projection);
+    on.query_key::<i64>(&command).await.map_err(unavailable)?;
+    Ok(())
 }
