@@ -69,12 +69,15 @@ impl Pipeline {
             if spans.is_empty() {
                 return Ok(());
             }
-            let (states, versions, corrupt) = self.load(cache, &work).await?;
+            // The distinct keys, once: loaded, then asked for their floors.
+            let mut keys = distinct_keys(&work);
+            let (states, versions, corrupt) = self.load(cache, &keys).await?;
             if !corrupt.is_empty() {
                 self.letter_corrupt(plan, &mut work, &corrupt, reported)
                     .await?;
+                keys.retain(|key| !corrupt.contains_key(key));
             }
-            let mut floors = self.floors(cache, &work, &spans).await?;
+            let mut floors = self.floors(cache, &keys, &spans).await?;
             if let Some(floors) = &mut floors {
                 for (partition, span) in &spans {
                     if span.end < span.to {
@@ -222,19 +225,13 @@ impl Pipeline {
     async fn floors(
         &self,
         cache: usize,
-        work: &[Work],
+        keys: &[String],
         spans: &[(Partition, Span)],
     ) -> Result<Option<Floors>, PipelineError> {
         let slot = &self.caches[cache];
-        if !self.positions.positioning().checkpoints() || work.is_empty() {
+        if !self.positions.positioning().checkpoints() || keys.is_empty() {
             return Ok(None);
         }
-        let mut seen = HashSet::new();
-        let keys: Vec<String> = work
-            .iter()
-            .filter(|item| seen.insert(item.key.as_str()))
-            .map(|item| item.key.clone())
-            .collect();
         let partitions: Vec<Partition> = spans
             .iter()
             .map(|(partition, _)| partition.clone())
@@ -243,7 +240,7 @@ impl Pipeline {
         let floors = self
             .retry
             .run("cache", || {
-                slot.cache.floors(&slot.scope, &keys, &partitions)
+                slot.cache.floors(&slot.scope, keys, &partitions)
             })
             .await
             .map_err(|error| self.cache_error(cache, error))?;
@@ -258,13 +255,7 @@ impl Pipeline {
     }
 
     /// Load the current state of every key `work` touches.
-    async fn load(&self, cache: usize, work: &[Work]) -> Result<Loaded, PipelineError> {
-        let mut seen = HashSet::new();
-        let keys: Vec<String> = work
-            .iter()
-            .filter(|item| seen.insert(item.key.as_str()))
-            .map(|item| item.key.clone())
-            .collect();
+    async fn load(&self, cache: usize, keys: &[String]) -> Result<Loaded, PipelineError> {
         let slot = &self.caches[cache];
         let mut states = HashMap::with_capacity(keys.len());
         let mut versions = HashMap::with_capacity(keys.len());
@@ -275,24 +266,24 @@ impl Pipeline {
         let timer = self.cache_timer(&slot.name, "get_many");
         let loaded = self
             .retry
-            .run("cache", || slot.cache.get_many_versioned(&keys))
+            .run("cache", || slot.cache.get_many_versioned(keys))
             .await;
         timer.observe_duration();
         let found = match loaded {
-            Ok(found) => keys.into_iter().zip(found).collect::<Vec<_>>(),
+            Ok(found) => keys.iter().cloned().zip(found).collect::<Vec<_>>(),
             Err(CacheError::CorruptValue { .. }) => {
                 // One bad value spoils a multi-get: find which keys, one by one.
                 let mut found = Vec::with_capacity(keys.len());
                 for key in keys {
-                    let single = std::slice::from_ref(&key);
+                    let single = std::slice::from_ref(key);
                     match self
                         .retry
                         .run("cache", || slot.cache.get_many_versioned(single))
                         .await
                     {
-                        Ok(mut one) => found.push((key, one.pop().unwrap_or((None, None)))),
+                        Ok(mut one) => found.push((key.clone(), one.pop().unwrap_or((None, None)))),
                         Err(error @ CacheError::CorruptValue { .. }) => {
-                            corrupt.insert(key, error.to_string());
+                            corrupt.insert(key.clone(), error.to_string());
                         }
                         Err(error) => return Err(self.cache_error(cache, error)),
                     }
@@ -367,4 +358,13 @@ impl Pipeline {
         }
         (writes, expected)
     }
+}
+
+/// Each key `work` touches, once, in first-touch order.
+fn distinct_keys(work: &[Work]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    work.iter()
+        .filter(|item| seen.insert(item.key.as_str()))
+        .map(|item| item.key.clone())
+        .collect()
 }

@@ -32,11 +32,11 @@ use redis::Value as Reply;
 use super::slots;
 use super::wire::SlotShare;
 use super::{ClusterCache, concurrently, unavailable};
-use crate::cache::redis::checkpoint::{CLAIM_SCRIPT, foreign_checkpoint, outcome, parse_claims};
+use crate::cache::redis::checkpoint::{foreign_checkpoint, outcome};
 use crate::cache::redis::{ArgWriter, checked_keys, checked_values};
 use crate::cache::{
-    Advance, BOOKKEEPING_PREFIX, CacheResult, Claim, Commit, CommitOutcome, Floors, Partition,
-    Version, WriteOp, checkpoint_key,
+    Advance, BOOKKEEPING_PREFIX, CacheResult, Commit, CommitOutcome, Floors, Version, WriteOp,
+    checkpoint_key,
 };
 
 /// `KEYS[1]`: the checkpoint hash. `ARGV[1]`: '1' to advance, '0' to check
@@ -195,24 +195,6 @@ fn text(offset: Option<i64>) -> String {
 }
 
 impl ClusterCache {
-    pub(super) async fn claim_partitions(
-        &self,
-        scope: &str,
-        partitions: &[Partition],
-    ) -> CacheResult<Vec<Claim>> {
-        if partitions.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The checkpoint is one key: the claim is the single-Redis script.
-        let mut command = redis::cmd("EVAL");
-        command.arg(CLAIM_SCRIPT).arg(1).arg(checkpoint_key(scope));
-        for partition in partitions {
-            command.arg(partition.field());
-        }
-        let reply: Vec<String> = self.query(&command).await.map_err(unavailable)?;
-        parse_claims(scope, partitions.len(), &reply)
-    }
-
     /// The three steps of a commit (see the module docs). Without `floors`,
     /// every slot must still stand at the batch start.
     pub(super) async fn commit_slots(

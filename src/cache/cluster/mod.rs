@@ -37,7 +37,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 
 use super::redis::operator::{self, KeyCommands};
-use super::redis::{masked_uri, validate_uri};
+use super::redis::{decode_page, masked_uri, missing_of, validate_uri};
 use super::{
     Cache, CacheError, CacheResult, Claim, Commit, CommitOutcome, Connection, Floors, Partition,
     Projection, RemainingTtl, Ttl, Version, WriteOp, check_page_size, decode_value,
@@ -213,31 +213,8 @@ impl Cache for ClusterCache {
             return Ok(Vec::new());
         }
         let texts = self.texts(&page).await?;
-        // MGET answers nil both for a key deleted since the SCAN and for a key
-        // of another type; only the first may be skipped silently.
-        let missing: Vec<&String> = page
-            .iter()
-            .zip(&texts)
-            .filter(|(_, text)| text.is_none())
-            .map(|(key, _)| *key)
-            .collect();
-        let mut missing_types = self.types_of(&missing).await?.into_iter();
-        let mut projections = Vec::with_capacity(page.len());
-        for (key, text) in page.into_iter().zip(texts) {
-            match text {
-                Some(text) => projections.push(decode_value(key, &text)?),
-                None => match missing_types.next() {
-                    Some(redis_type) if redis_type != "none" => {
-                        return Err(CacheError::CorruptValue {
-                            key: key.clone(),
-                            reason: format!("the key holds a Redis {redis_type}, not a string"),
-                        });
-                    }
-                    _ => {}
-                },
-            }
-        }
-        Ok(projections)
+        let missing_types = self.types_of(&missing_of(&page, &texts)).await?;
+        decode_page(page, texts, missing_types)
     }
 
     async fn count(&self, key_pattern: &str) -> CacheResult<usize> {
@@ -310,7 +287,7 @@ impl Cache for ClusterCache {
     }
 
     async fn claim(&self, scope: &str, partitions: &[Partition]) -> CacheResult<Vec<Claim>> {
-        self.claim_partitions(scope, partitions).await
+        crate::cache::redis::checkpoint::claim_partitions(self, scope, partitions).await
     }
 
     async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome> {

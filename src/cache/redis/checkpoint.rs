@@ -6,6 +6,7 @@
 use redis::Value as Reply;
 
 use super::ArgWriter;
+use super::operator::KeyCommands;
 use super::{RedisCache, checked_keys, checked_values, unavailable};
 use crate::cache::{
     CacheError, CacheResult, Claim, Commit, CommitOutcome, Partition, checkpoint_key,
@@ -16,7 +17,7 @@ use crate::cache::{
 /// so epochs keep growing even after Redis is rolled back to an older
 /// snapshot. Returns, per partition, the epoch and the stored next offset
 /// (`""` when none).
-pub(crate) const CLAIM_SCRIPT: &str = r#"
+const CLAIM_SCRIPT: &str = r#"
 local now = redis.call('TIME')
 local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local claims = {}
@@ -84,24 +85,26 @@ end
 return {0}
 "#;
 
-impl RedisCache {
-    pub(super) async fn claim_partitions(
-        &self,
-        scope: &str,
-        partitions: &[Partition],
-    ) -> CacheResult<Vec<Claim>> {
-        if partitions.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut command = redis::cmd("EVAL");
-        command.arg(CLAIM_SCRIPT).arg(1).arg(checkpoint_key(scope));
-        for partition in partitions {
-            command.arg(partition.field());
-        }
-        let reply: Vec<String> = self.query(&command).await.map_err(unavailable)?;
-        parse_claims(scope, partitions.len(), &reply)
+/// Claim `partitions` in `scope`'s checkpoint: one key, so one script on one
+/// Redis and on a cluster (on the primary of that key's slot) alike.
+pub(crate) async fn claim_partitions(
+    on: &impl KeyCommands,
+    scope: &str,
+    partitions: &[Partition],
+) -> CacheResult<Vec<Claim>> {
+    if partitions.is_empty() {
+        return Ok(Vec::new());
     }
+    let mut command = redis::cmd("EVAL");
+    command.arg(CLAIM_SCRIPT).arg(1).arg(checkpoint_key(scope));
+    for partition in partitions {
+        command.arg(partition.field());
+    }
+    let reply: Vec<String> = on.query_key(&command).await.map_err(unavailable)?;
+    parse_claims(scope, partitions.len(), &reply)
+}
 
+impl RedisCache {
     pub(super) async fn commit_batch(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome> {
         if commit.advances.is_empty() && commit.writes.is_empty() {
             return Ok(CommitOutcome::Applied);
@@ -139,7 +142,7 @@ impl RedisCache {
 }
 
 /// A claim script's answer: per partition its epoch and stored next offset.
-pub(crate) fn parse_claims(
+fn parse_claims(
     scope: &str,
     expected: usize,
     reply: &[String],

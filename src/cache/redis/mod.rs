@@ -284,32 +284,8 @@ impl Cache for RedisCache {
             .query(redis::cmd("MGET").arg(&page))
             .await
             .map_err(unavailable)?;
-        // MGET answers nil both for a key deleted since the SCAN and for a key of
-        // another type; only the first may be skipped silently.
-        let missing: Vec<&String> = page
-            .iter()
-            .zip(&texts)
-            .filter(|(_, text)| text.is_none())
-            .map(|(key, _)| *key)
-            .collect();
-        let missing_types = self.types_of(&missing).await?;
-        let mut missing_types = missing_types.into_iter();
-        let mut projections = Vec::with_capacity(page.len());
-        for (key, text) in page.into_iter().zip(texts) {
-            match text {
-                Some(text) => projections.push(decode_value(key, &text)?),
-                None => match missing_types.next() {
-                    Some(redis_type) if redis_type != "none" => {
-                        return Err(CacheError::CorruptValue {
-                            key: key.clone(),
-                            reason: format!("the key holds a Redis {redis_type}, not a string"),
-                        });
-                    }
-                    _ => {}
-                },
-            }
-        }
-        Ok(projections)
+        let missing_types = self.types_of(&missing_of(&page, &texts)).await?;
+        decode_page(page, texts, missing_types)
     }
 
     async fn count(&self, key_pattern: &str) -> CacheResult<usize> {
@@ -416,7 +392,7 @@ impl Cache for RedisCache {
     }
 
     async fn claim(&self, scope: &str, partitions: &[Partition]) -> CacheResult<Vec<Claim>> {
-        self.claim_partitions(scope, partitions).await
+        checkpoint::claim_partitions(self, scope, partitions).await
     }
 
     async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome> {
@@ -475,4 +451,42 @@ impl operator::KeyCommands for RedisCache {
     ) -> redis::RedisResult<T> {
         RedisCache::query(self, command).await
     }
+}
+
+/// The keys of a page that MGET answered nil for. MGET answers nil both for
+/// a key deleted since the SCAN and for a key of another type; only the
+/// first may be skipped silently, so their types are asked next.
+pub(crate) fn missing_of<'a>(page: &[&'a String], texts: &[Option<Vec<u8>>]) -> Vec<&'a String> {
+    page.iter()
+        .zip(texts)
+        .filter(|(_, text)| text.is_none())
+        .map(|(key, _)| *key)
+        .collect()
+}
+
+/// A page's projections from its MGET answers and the types of the keys
+/// that answered nil (see [`missing_of`]): a vanished key is skipped, a key of
+/// another type is a corrupt value.
+pub(crate) fn decode_page(
+    page: Vec<&String>,
+    texts: Vec<Option<Vec<u8>>>,
+    missing_types: Vec<String>,
+) -> CacheResult<Vec<Projection>> {
+    let mut missing_types = missing_types.into_iter();
+    let mut projections = Vec::with_capacity(page.len());
+    for (key, text) in page.into_iter().zip(texts) {
+        match text {
+            Some(text) => projections.push(decode_value(key, &text)?),
+            None => match missing_types.next() {
+                Some(redis_type) if redis_type != "none" => {
+                    return Err(CacheError::CorruptValue {
+                        key: key.clone(),
+                        reason: format!("the key holds a Redis {redis_type}, not a string"),
+                    });
+                }
+                _ => {}
+            },
+        }
+    }
+    Ok(projections)
 }
