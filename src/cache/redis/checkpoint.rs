@@ -142,11 +142,7 @@ impl RedisCache {
 }
 
 /// A claim script's answer: per partition its epoch and stored next offset.
-fn parse_claims(
-    scope: &str,
-    expected: usize,
-    reply: &[String],
-) -> CacheResult<Vec<Claim>> {
+fn parse_claims(scope: &str, expected: usize, reply: &[String]) -> CacheResult<Vec<Claim>> {
     let claims: Option<Vec<Claim>> = reply
         .chunks(2)
         .map(|pair| {
