@@ -170,6 +170,7 @@ async fn write_fresh(cache: &Arc<dyn Cache>, count: usize, write: Write) -> f64 
                         advances: &advances,
                         expected: &expected,
                         writes: batch,
+                        generation: 0,
                     };
                     let keys: Vec<String> = expected.iter().map(|(key, _)| key.clone()).collect();
                     let started = Instant::now();

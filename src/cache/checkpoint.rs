@@ -24,6 +24,13 @@ pub const BOOKKEEPING_PREFIX: &str = "@projectionist/";
 /// rolled back to an older snapshot.
 pub type Epoch = u64;
 
+/// Which definitions a scope's writers must fold with: a count that a
+/// promotion of a rebuilt projection advances (field `g` of the checkpoint
+/// hash, 0 when absent). A commit folded under another generation is refused
+/// ([`CommitOutcome::Outdated`]), so no batch folded with the old definition
+/// lands after the switch.
+pub type Generation = u64;
+
 /// One partition of one topic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Partition {
@@ -99,6 +106,9 @@ pub struct Commit<'a> {
     /// Keys the batch read, with what they held then.
     pub expected: &'a [(String, Version)],
     pub writes: &'a [WriteOp],
+    /// The definitions' generation the batch was folded under; checked only
+    /// where partitions advance (a file's replay has no checkpoint).
+    pub generation: Generation,
 }
 
 /// Why a commit wrote nothing, or that it landed.
@@ -122,6 +132,11 @@ pub enum CommitOutcome {
     },
     /// A key the batch read changed meanwhile (another partition's writer).
     Conflict,
+    /// The scope's definitions changed (a rebuilt projection was promoted, or
+    /// is being promoted): load them again and fold again.
+    Outdated {
+        stored: Generation,
+    },
 }
 
 /// Where each key's own writes stand, per partition, in a store whose batch
@@ -186,6 +201,21 @@ impl Floors {
 
     pub fn partitions(&self) -> &[Partition] {
         &self.partitions
+    }
+
+    /// The same floors, each key renamed by `rename` (a shadow keyspace's
+    /// keys stand for live keys).
+    pub fn renamed(&self, rename: impl Fn(&str) -> String) -> Floors {
+        Floors {
+            partitions: self.partitions.clone(),
+            marks: self
+                .marks
+                .iter()
+                .map(|(key, marks)| (rename(key), marks.clone()))
+                .collect(),
+            lost: self.lost.clone(),
+            ends: self.ends.clone(),
+        }
     }
 
     /// Record `key`'s marks, one per partition in [`Floors::partitions`] order.

@@ -6,6 +6,13 @@ use serde_json::Value;
 /// so an identifier may itself contain `:::`.
 pub const KEY_SEPARATOR: &str = ":::";
 
+/// Whether `key` is a projection entry the seed's methods see: it has a
+/// `:::`, and it is not one of our own bookkeeping keys (a rebuild's shadow
+/// keys hold a projection key inside them).
+pub fn is_entry_key(key: &str) -> bool {
+    key.contains(KEY_SEPARATOR) && !key.starts_with(super::BOOKKEEPING_PREFIX)
+}
+
 /// Split a key into `(projection_name, identifier)`, or `None` when it has no `:::`.
 pub fn split_key(key: &str) -> Option<(&str, &str)> {
     key.split_once(KEY_SEPARATOR)

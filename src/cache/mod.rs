@@ -19,6 +19,7 @@ pub mod glob;
 mod key;
 pub mod memory;
 pub mod redis;
+mod rotation;
 mod ttl;
 
 use std::collections::BTreeSet;
@@ -29,10 +30,11 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 pub use checkpoint::{
-    Advance, BOOKKEEPING_PREFIX, Claim, Commit, CommitOutcome, Epoch, Floors, Partition,
-    checkpoint_key, checkpoint_scope, pauses_key,
+    Advance, BOOKKEEPING_PREFIX, Claim, Commit, CommitOutcome, Epoch, Floors, Generation,
+    Partition, checkpoint_key, checkpoint_scope, pauses_key,
 };
-pub use key::{KEY_SEPARATOR, Projection, split_key};
+pub use key::{KEY_SEPARATOR, Projection, is_entry_key, split_key};
+pub use rotation::{RotateWhen, Rotation, check_note_key};
 pub use ttl::{Expiry, RemainingTtl, Ttl, TtlError};
 
 /// What went wrong in a cache operation, classified once, where it is born.
@@ -229,6 +231,35 @@ pub trait Cache: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// The note under `key` (a [`BOOKKEEPING_PREFIX`] key without `:::`).
+    async fn note(&self, key: &str) -> CacheResult<Option<String>>;
+
+    /// Write (or, with `None`, remove) the note under `key`.
+    async fn set_note(&self, key: &str, text: Option<&str>) -> CacheResult<()>;
+
+    /// Advance `scope`'s [`Generation`] by one and return it: every commit
+    /// folded under an earlier one is refused from now on.
+    async fn advance_generation(&self, scope: &str) -> CacheResult<Generation>;
+
+    /// Keys starting with `prefix` (one of ours), a page at a time from
+    /// `cursor` (`None` to begin); the next cursor is `None` at the end. Keys
+    /// written while listing may be missed and a key may come twice.
+    async fn keys_with_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+    ) -> CacheResult<(Vec<String>, Option<String>)> {
+        let _ = cursor;
+        Err(unsupported("listing keys by prefix", prefix))
+    }
+
+    /// Make the `rotations` that `when` selects, each atomically; returns how
+    /// many moved.
+    async fn rotate(&self, rotations: &[Rotation], when: RotateWhen) -> CacheResult<usize> {
+        let _ = (rotations, when);
+        Err(unsupported("rotating keys", "a promotion"))
+    }
+
     /// [`Cache::commit`] of a batch folded past `floors` (from
     /// [`Cache::floors`]): each slot lands only while its floors still hold.
     async fn commit_over(
@@ -238,6 +269,13 @@ pub trait Cache: Send + Sync + fmt::Debug {
     ) -> CacheResult<CommitOutcome> {
         self.commit(commit).await
     }
+}
+
+/// What an adapter refuses to do (yet), said plainly.
+fn unsupported(what: &str, subject: &str) -> CacheError {
+    CacheError::InvalidArgument(format!(
+        "{what} ({subject}) is not supported by this cache provider; rebuilds need provider memory or redis"
+    ))
 }
 
 /// Parse stored JSON text into a projection, naming the key when it is not an object.

@@ -53,6 +53,7 @@ async fn commit(
         advances,
         expected,
         writes,
+        generation: 0,
     };
     fixture.cache.commit(commit).await.unwrap()
 }

@@ -139,6 +139,7 @@ async fn a_slot_that_landed_a_batch_is_skipped_by_its_floor() {
         advances: &advance,
         expected: &expected,
         writes: &writes,
+        generation: 0,
     };
     let outcome = cache.commit_over(commit, Some(&floors)).await.unwrap();
     assert_eq!(outcome, CommitOutcome::Applied);
@@ -177,6 +178,7 @@ async fn a_slot_that_landed_a_batch_is_skipped_by_its_floor() {
         advances: &advance,
         expected: &expected_b,
         writes: &writes_b,
+        generation: 0,
     };
     // Without the floors it read, a writer would apply 10..20 to `a` again.
     let stale = [upsert(&name, a_id, 3), upsert(&name, b_id, 2)];
@@ -190,6 +192,7 @@ async fn a_slot_that_landed_a_batch_is_skipped_by_its_floor() {
         advances: &advance,
         expected: &expected_stale,
         writes: &stale,
+        generation: 0,
     };
     assert_eq!(cache.commit(blind).await.unwrap(), CommitOutcome::Conflict);
     let outcome = cache.commit_over(retry, Some(&floors)).await.unwrap();
@@ -279,6 +282,7 @@ async fn a_migrated_slot_is_followed_with_its_marks() {
         advances: &advance,
         expected: &expected,
         writes: &writes,
+        generation: 0,
     };
     assert_eq!(cache.commit(commit).await.unwrap(), CommitOutcome::Applied);
     let from = cluster.primary_of(slot);
@@ -322,6 +326,7 @@ async fn a_migrated_slot_is_followed_with_its_marks() {
         advances: &advance,
         expected: &expected,
         writes: &writes,
+        generation: 0,
     };
     let outcome = cache.commit_over(commit, Some(&floors)).await.unwrap();
     assert_eq!(outcome, CommitOutcome::Applied);

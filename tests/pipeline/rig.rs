@@ -168,6 +168,15 @@ impl Cache for Flaky {
     async fn set_paused(&self, group: &str, projection: &str, paused: bool) -> CacheResult<()> {
         self.inner().set_paused(group, projection, paused).await
     }
+    async fn note(&self, key: &str) -> CacheResult<Option<String>> {
+        self.inner().note(key).await
+    }
+    async fn set_note(&self, key: &str, text: Option<&str>) -> CacheResult<()> {
+        self.inner().set_note(key, text).await
+    }
+    async fn advance_generation(&self, scope: &str) -> CacheResult<u64> {
+        self.inner().advance_generation(scope).await
+    }
 }
 
 impl Flaky {
@@ -315,6 +324,8 @@ pub async fn pipeline_over(
         dead_letters,
         group: "test".to_owned(),
         positioning,
+        catalog: None,
+        bound: None,
     });
     pipeline
         .deliver(Delivery::Assigned(assigned_partitions()))

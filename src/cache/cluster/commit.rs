@@ -40,15 +40,18 @@ use crate::cache::{
 };
 
 /// `KEYS[1]`: the checkpoint hash. `ARGV[1]`: '1' to advance, '0' to check
-/// only; `ARGV[2]`: how many partitions; then per partition its field,
-/// epoch, expected next offset (`""`: none) and new next offset. Answers as
-/// the single-Redis commit script: `{0}` fine (and advanced when asked),
-/// `{1, i, epoch}` fenced, `{2, i}` unclaimed, `{3, i, next}` moved.
+/// only; `ARGV[2]`: the generation folded under; `ARGV[3]`: how many
+/// partitions; then per partition its field, epoch, expected next offset
+/// (`""`: none) and new next offset. Answers as the single-Redis commit
+/// script: `{0}` fine (and advanced when asked), `{1, i, epoch}` fenced,
+/// `{2, i}` unclaimed, `{3, i, next}` moved, `{5, generation}` outdated.
 const CHECKPOINT_SCRIPT: &str = r#"
 local checkpoint = KEYS[1]
-local advances = tonumber(ARGV[2])
+local advances = tonumber(ARGV[3])
+local generation = redis.call('HGET', checkpoint, 'g') or '0'
+if generation ~= ARGV[2] then return {5, generation} end
 for i = 0, advances - 1 do
-  local at = 3 + 4 * i
+  local at = 4 + 4 * i
   local field, epoch, from = ARGV[at], ARGV[at + 1], ARGV[at + 2]
   local owner = redis.call('HGET', checkpoint, 'e/' .. field)
   if owner ~= epoch then
@@ -60,7 +63,7 @@ for i = 0, advances - 1 do
 end
 if ARGV[1] == '1' then
   for i = 0, advances - 1 do
-    local at = 3 + 4 * i
+    local at = 4 + 4 * i
     redis.call('HSET', checkpoint, 'n/' .. ARGV[at], ARGV[at + 3])
   end
 end
@@ -219,10 +222,7 @@ impl ClusterCache {
                 }
             }
         };
-        let (checkpoint, slots_hold) = tokio::join!(
-            self.checkpoint(commit.scope, commit.advances, false),
-            check_slots,
-        );
+        let (checkpoint, slots_hold) = tokio::join!(self.checkpoint(&commit, false), check_slots,);
         let checkpoint = checkpoint?;
         if checkpoint != CommitOutcome::Applied {
             return Ok(checkpoint);
@@ -236,16 +236,12 @@ impl ClusterCache {
         {
             return Ok(CommitOutcome::Conflict);
         }
-        self.checkpoint(commit.scope, commit.advances, true).await
+        self.checkpoint(&commit, true).await
     }
 
     /// Check the checkpoint for `advances`, and move it when `advance`.
-    async fn checkpoint(
-        &self,
-        scope: &str,
-        advances: &[Advance],
-        advance: bool,
-    ) -> CacheResult<CommitOutcome> {
+    async fn checkpoint(&self, commit: &Commit<'_>, advance: bool) -> CacheResult<CommitOutcome> {
+        let (scope, advances) = (commit.scope, commit.advances);
         if advances.is_empty() {
             return Ok(CommitOutcome::Applied);
         }
@@ -255,6 +251,7 @@ impl ClusterCache {
             .arg(1)
             .arg(checkpoint_key(scope))
             .arg(if advance { "1" } else { "0" })
+            .arg(commit.generation)
             .arg(advances.len());
         for step in advances {
             command

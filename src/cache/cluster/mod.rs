@@ -39,8 +39,8 @@ use redis::cluster_async::ClusterConnection;
 use super::redis::operator::{self, KeyCommands};
 use super::redis::{decode_page, masked_uri, missing_of, validate_uri};
 use super::{
-    Cache, CacheError, CacheResult, Claim, Commit, CommitOutcome, Connection, Floors, Partition,
-    Projection, RemainingTtl, Ttl, Version, WriteOp, check_page_size, decode_value,
+    Cache, CacheError, CacheResult, Claim, Commit, CommitOutcome, Connection, Floors, Generation,
+    Partition, Projection, RemainingTtl, Ttl, Version, WriteOp, check_page_size, decode_value,
 };
 
 /// `ping` answers `false` after this long without every primary's `PONG`.
@@ -321,6 +321,18 @@ impl Cache for ClusterCache {
 
     async fn set_paused(&self, group: &str, projection: &str, paused: bool) -> CacheResult<()> {
         operator::mark_paused(self, group, projection, paused).await
+    }
+
+    async fn note(&self, key: &str) -> CacheResult<Option<String>> {
+        operator::note(self, key).await
+    }
+
+    async fn set_note(&self, key: &str, text: Option<&str>) -> CacheResult<()> {
+        operator::set_note(self, key, text).await
+    }
+
+    async fn advance_generation(&self, scope: &str) -> CacheResult<Generation> {
+        operator::advance_generation(self, scope).await
     }
 }
 

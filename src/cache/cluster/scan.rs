@@ -9,7 +9,7 @@ use redis::Value;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 use super::{ClusterCache, concurrently, unavailable};
-use crate::cache::{CacheError, CacheResult, KEY_SEPARATOR, glob};
+use crate::cache::{CacheError, CacheResult, glob};
 
 /// Keys Redis examines per `SCAN` call, as on a single Redis.
 const SCAN_COUNT: usize = 1000;
@@ -114,7 +114,7 @@ impl ClusterCache {
                 raw_keys
                     .into_iter()
                     .filter_map(|raw| String::from_utf8(raw).ok())
-                    .filter(|key| key.contains(KEY_SEPARATOR)),
+                    .filter(|key| crate::cache::is_entry_key(key)),
             );
             if next == 0 {
                 return Ok(keys);

@@ -33,19 +33,25 @@ return claims
 "#;
 
 /// `KEYS`: the checkpoint hash, the checked keys, the written keys. `ARGV[1]`:
-/// how many partitions advance; then per partition its field, epoch, expected
+/// how many partitions advance; `ARGV[2]`: the generation the batch was
+/// folded under (checked only when partitions advance); then per partition its field, epoch, expected
 /// next offset (`""`: none stored) and new next offset; then one byte per
 /// checked key ('1' held a value when read, '0' absent) followed by the text
 /// each held; then per written key its JSON ("" deletes) and TTL in ms (0:
 /// none). Returns `{0}` applied, `{1, i, epoch}` fenced by a newer owner of
 /// partition i (0-based), `{2, i}` partition i unclaimed (or claimed by an older
 /// epoch: the store lost our claim), `{3, i, next}` partition i moved, `{4}` a
-/// checked key changed. Nothing is written unless it returns `{0}`.
+/// checked key changed, `{5, generation}` the definitions changed. Nothing is
+/// written unless it returns `{0}`.
 const COMMIT_SCRIPT: &str = r#"
 local checkpoint = KEYS[1]
 local advances = tonumber(ARGV[1])
+if advances > 0 then
+  local generation = redis.call('HGET', checkpoint, 'g') or '0'
+  if generation ~= ARGV[2] then return {5, generation} end
+end
 for i = 0, advances - 1 do
-  local at = 2 + 4 * i
+  local at = 3 + 4 * i
   local field, epoch, from = ARGV[at], ARGV[at + 1], ARGV[at + 2]
   local owner = redis.call('HGET', checkpoint, 'e/' .. field)
   if owner ~= epoch then
@@ -55,7 +61,7 @@ for i = 0, advances - 1 do
   local next = redis.call('HGET', checkpoint, 'n/' .. field) or ''
   if next ~= from then return {3, i, next} end
 end
-local base = 2 + 4 * advances
+local base = 3 + 4 * advances
 local present = ARGV[base]
 local checked = #present
 for i = 1, checked do
@@ -79,7 +85,7 @@ for i = checked + 1, #KEYS - 1 do
   end
 end
 for i = 0, advances - 1 do
-  local at = 2 + 4 * i
+  local at = 3 + 4 * i
   redis.call('HSET', checkpoint, 'n/' .. ARGV[at], ARGV[at + 3])
 end
 return {0}
@@ -116,7 +122,7 @@ impl RedisCache {
             .arg(checkpoint_key(commit.scope));
         let mut args = ArgWriter::default();
         checked_keys(&mut command, &mut args, commit.expected, commit.writes);
-        command.arg(commit.advances.len());
+        command.arg(commit.advances.len()).arg(commit.generation);
         for advance in commit.advances {
             command
                 .arg(advance.partition.field())
@@ -189,6 +195,9 @@ pub(crate) fn outcome(reply: &[Reply]) -> Option<CommitOutcome> {
             stored: parse_next(text(2)?)?,
         },
         4 => CommitOutcome::Conflict,
+        5 => CommitOutcome::Outdated {
+            stored: text(1)?.parse().ok()?,
+        },
         _ => return None,
     })
 }

@@ -10,6 +10,7 @@
 //! database alone (never `FLUSHALL`/`FLUSHDB`).
 
 pub(crate) mod checkpoint;
+mod keyspace;
 pub(crate) mod operator;
 mod uri;
 mod wire;
@@ -27,8 +28,9 @@ pub(crate) use wire::ArgWriter;
 use wire::ScanPages;
 
 use super::{
-    Cache, CacheError, CacheResult, Claim, Commit, CommitOutcome, Connection, Expiry, Partition,
-    Projection, RemainingTtl, Ttl, Version, WriteOp, check_page_size, decode_value,
+    Cache, CacheError, CacheResult, Claim, Commit, CommitOutcome, Connection, Expiry, Generation,
+    Partition, Projection, RemainingTtl, RotateWhen, Rotation, Ttl, Version, WriteOp,
+    check_page_size, decode_value,
 };
 
 /// `ping` answers `false` after this long without a `PONG`.
@@ -409,6 +411,30 @@ impl Cache for RedisCache {
 
     async fn set_paused(&self, group: &str, projection: &str, paused: bool) -> CacheResult<()> {
         operator::mark_paused(self, group, projection, paused).await
+    }
+
+    async fn note(&self, key: &str) -> CacheResult<Option<String>> {
+        operator::note(self, key).await
+    }
+
+    async fn set_note(&self, key: &str, text: Option<&str>) -> CacheResult<()> {
+        operator::set_note(self, key, text).await
+    }
+
+    async fn advance_generation(&self, scope: &str) -> CacheResult<Generation> {
+        operator::advance_generation(self, scope).await
+    }
+
+    async fn keys_with_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+    ) -> CacheResult<(Vec<String>, Option<String>)> {
+        self.keys_page(prefix, cursor).await
+    }
+
+    async fn rotate(&self, rotations: &[Rotation], when: RotateWhen) -> CacheResult<usize> {
+        self.rotate_keys(rotations, when).await
     }
 }
 

@@ -2,7 +2,8 @@
 //! cluster (where a one-key command goes to its slot's primary, as on one
 //! Redis): TTLs, a checkpoint's applied position (what operators and waiting
 //! readers ask for), and the paused projections of a group (a set under
-//! [`pauses_key`]).
+//! [`pauses_key`]), notes, and a scope's generation (field `g` of its
+//! checkpoint hash).
 
 use std::collections::BTreeSet;
 
@@ -11,7 +12,8 @@ use redis::{Cmd, FromRedisValue, RedisResult};
 
 use super::unavailable;
 use crate::cache::{
-    CacheError, CacheResult, Partition, RemainingTtl, Ttl, checkpoint_key, pauses_key,
+    CacheError, CacheResult, Generation, Partition, RemainingTtl, Ttl, check_note_key,
+    checkpoint_key, pauses_key,
 };
 
 /// One command to wherever its key lives: each adapter's own retry rules.
@@ -80,4 +82,37 @@ pub(crate) async fn mark_paused(
     command.arg(pauses_key(group)).arg(projection);
     on.query_key::<i64>(&command).await.map_err(unavailable)?;
     Ok(())
+}
+
+pub(crate) async fn note(on: &impl KeyCommands, key: &str) -> CacheResult<Option<String>> {
+    check_note_key(key)?;
+    on.query_key(redis::cmd("GET").arg(key))
+        .await
+        .map_err(unavailable)
+}
+
+pub(crate) async fn set_note(
+    on: &impl KeyCommands,
+    key: &str,
+    text: Option<&str>,
+) -> CacheResult<()> {
+    check_note_key(key)?;
+    let command = match text {
+        Some(text) => redis::cmd("SET").arg(key).arg(text).clone(),
+        None => redis::cmd("DEL").arg(key).clone(),
+    };
+    on.query_key::<redis::Value>(&command)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+pub(crate) async fn advance_generation(
+    on: &impl KeyCommands,
+    scope: &str,
+) -> CacheResult<Generation> {
+    let mut command = redis::cmd("HINCRBY");
+    command.arg(checkpoint_key(scope)).arg("g").arg(1);
+    let generation: i64 = on.query_key(&command).await.map_err(unavailable)?;
+    Ok(u64::try_from(generation).unwrap_or(0))
 }

@@ -89,7 +89,7 @@ impl ScanPages {
         let keys = raw_keys
             .into_iter()
             .filter_map(|raw| String::from_utf8(raw).ok())
-            .filter(|key| key.contains(KEY_SEPARATOR))
+            .filter(|key| crate::cache::is_entry_key(key))
             .collect();
         Ok(Some(keys))
     }

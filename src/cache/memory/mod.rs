@@ -6,6 +6,8 @@
 //! with dead keys. All state sits behind one `RwLock` that is never held across
 //! an `.await`.
 
+mod keyspace;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
@@ -15,8 +17,8 @@ use tokio::time::Instant;
 
 use super::{
     Advance, Cache, CacheResult, Claim, Commit, CommitOutcome, Connection, Epoch, Expiry,
-    KEY_SEPARATOR, Partition, Projection, RemainingTtl, Ttl, Version, WriteOp, check_page_size,
-    decode_value, glob,
+    Generation, Partition, Projection, RemainingTtl, RotateWhen, Rotation, Ttl, Version, WriteOp,
+    check_note_key, check_page_size, decode_value, glob,
 };
 
 /// How often the sweep looks for expired entries.
@@ -51,6 +53,10 @@ struct Inner {
     last_epoch: Epoch,
     /// Group -> paused projections; like the checkpoints, gone with the process.
     paused: HashMap<String, BTreeSet<String>>,
+    /// Scope -> the generation of its definitions (absent: 0).
+    generations: HashMap<String, Generation>,
+    /// Our own notes (rebuild states, stored definitions), by key.
+    notes: HashMap<String, String>,
 }
 
 impl Inner {
@@ -100,6 +106,10 @@ impl Inner {
     /// Why `commit` cannot land, or `None` when every check holds.
     fn refusal(&self, commit: &Commit<'_>, now: Instant) -> Option<CommitOutcome> {
         let stored = self.checkpoints.get(commit.scope);
+        let generation = self.generations.get(commit.scope).copied().unwrap_or(0);
+        if !commit.advances.is_empty() && generation != commit.generation {
+            return Some(CommitOutcome::Outdated { stored: generation });
+        }
         for (
             index,
             Advance {
@@ -169,7 +179,7 @@ impl Inner {
             ))
             .take_while(move |(key, _)| key.starts_with(prefix))
             .filter(move |(key, entry)| {
-                key.contains(KEY_SEPARATOR) && entry.is_live(now) && glob::matches(pattern, key)
+                crate::cache::is_entry_key(key) && entry.is_live(now) && glob::matches(pattern, key)
             })
     }
 }
@@ -454,6 +464,43 @@ impl Cache for MemoryCache {
             .get(scope)
             .and_then(|scope| scope.get(partition));
         Ok(stored.and_then(|(_, next)| *next))
+    }
+
+    async fn note(&self, key: &str) -> CacheResult<Option<String>> {
+        check_note_key(key)?;
+        Ok(self.store.read().notes.get(key).cloned())
+    }
+
+    async fn set_note(&self, key: &str, text: Option<&str>) -> CacheResult<()> {
+        check_note_key(key)?;
+        let mut inner = self.store.write();
+        match text {
+            Some(text) => inner.notes.insert(key.to_owned(), text.to_owned()),
+            None => inner.notes.remove(key),
+        };
+        Ok(())
+    }
+
+    async fn advance_generation(&self, scope: &str) -> CacheResult<Generation> {
+        let mut inner = self.store.write();
+        let generation = inner.generations.entry(scope.to_owned()).or_default();
+        *generation += 1;
+        Ok(*generation)
+    }
+
+    async fn keys_with_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+    ) -> CacheResult<(Vec<String>, Option<String>)> {
+        Ok(self
+            .store
+            .read()
+            .keys_with_prefix(prefix, cursor, Instant::now()))
+    }
+
+    async fn rotate(&self, rotations: &[Rotation], when: RotateWhen) -> CacheResult<usize> {
+        Ok(self.store.write().rotate(rotations, when, Instant::now()))
     }
 
     async fn paused(&self, group: &str) -> CacheResult<BTreeSet<String>> {
