@@ -98,6 +98,9 @@ pub struct PipelineSettings {
     pub max_backoff: Duration,
     /// Batches fetched ahead of the one being written (bounds memory).
     pub queue_batches: usize,
+    /// The share of the time a shadow build (a rebuild) may be busy, so the
+    /// live version keeps its freshness while the shadow catches up.
+    pub rebuild_share: f64,
 }
 
 impl Default for PipelineSettings {
@@ -108,6 +111,7 @@ impl Default for PipelineSettings {
             drain_timeout: Duration::from_secs(20),
             max_backoff: Duration::from_secs(10),
             queue_batches: 4,
+            rebuild_share: 0.5,
         }
     }
 }

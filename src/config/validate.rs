@@ -197,7 +197,28 @@ fn validate_pipeline(raw: RawPipeline, errors: &mut Vec<String>) -> PipelineSett
         defaults.queue_batches as u64,
         1024,
     );
+    let rebuild_share = match &raw.rebuild_share {
+        None => defaults.rebuild_share,
+        Some(value) => {
+            let share = match value {
+                RawScalar::Int(number) => Some(*number as f64),
+                RawScalar::Float(number) => Some(*number),
+                RawScalar::Text(text) => text.trim().parse::<f64>().ok(),
+                RawScalar::Bool(_) => None,
+            };
+            match share {
+                Some(share) if share > 0.0 && share <= 1.0 => share,
+                _ => {
+                    errors.push(format!(
+                        "pipeline.rebuild_share = {value} is not a share of the time above 0 and at most 1 (0.5 is half)"
+                    ));
+                    defaults.rebuild_share
+                }
+            }
+        }
+    };
     PipelineSettings {
+        rebuild_share,
         batch_size: batch_size as usize,
         batch_timeout: Duration::from_millis(batch_timeout_ms),
         drain_timeout: Duration::from_secs(drain_timeout_secs),

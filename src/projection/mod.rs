@@ -27,6 +27,16 @@ pub use identifier::Template;
 pub struct Definition {
     /// The key prefix: keys are `{name}:::{identifier}`.
     pub name: String,
+    /// Which version of the projection this is (`version`, 1 when absent): a
+    /// new version is rebuilt beside the live one before it replaces it.
+    pub version: u32,
+    /// Whether the TTL counts from the newest event's time instead of from
+    /// the write (`ttl_from = "event"`): a rebuild then does not bring back
+    /// projections that had expired.
+    pub ttl_from_event: bool,
+    /// The definition's TOML text: stored with the live version, so every
+    /// replica folds with the same definition whatever its files say.
+    pub text: Arc<str>,
     pub cache: String,
     pub expiry: Expiry,
     pub topics: BTreeSet<String>,
@@ -42,6 +52,7 @@ impl std::fmt::Debug for Definition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Definition")
             .field("name", &self.name)
+            .field("version", &self.version)
             .field("cache", &self.cache)
             .field("expiry", &self.expiry)
             .field("topics", &self.topics)
@@ -62,6 +73,9 @@ impl Definition {
 #[serde(deny_unknown_fields)]
 struct RawDefinition {
     name: String,
+    version: Option<i64>,
+    /// `"write"` (the default: a sliding TTL) or `"event"`.
+    ttl_from: Option<String>,
     cache: Option<String>,
     /// Seconds, or `"never"`; absent = the cache's TTL.
     ttl: Option<RawScalar>,
@@ -133,7 +147,20 @@ pub fn load_file(
 ) -> Result<Definition, Vec<String>> {
     let shown = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|error| vec![format!("{shown}: {error}")])?;
-    let raw: RawDefinition = toml::from_str(&text)
+    load_text(&text, file, settings, registry)
+}
+
+/// Load and validate a definition from its TOML `text`; `origin` names it in
+/// messages (its file, or where a stored version came from).
+pub fn load_text(
+    text: &str,
+    origin: &Path,
+    settings: &Settings,
+    registry: &Registry,
+) -> Result<Definition, Vec<String>> {
+    let file = origin;
+    let shown = origin.display().to_string();
+    let raw: RawDefinition = toml::from_str(text)
         .map_err(|error| vec![format!("{shown}: {}", error.to_string().trim_end())])?;
     let mut errors = Vec::new();
     let name = raw.name.clone();
@@ -167,6 +194,38 @@ pub fn load_file(
                 Expiry::CacheDefault
             }
         },
+    };
+    let version = match raw.version {
+        None => 1,
+        Some(version) => u32::try_from(version)
+            .ok()
+            .filter(|&version| version >= 1)
+            .unwrap_or_else(|| {
+                fail(format!(
+                    "version = {version} is not a whole number from 1 up"
+                ));
+                1
+            }),
+    };
+    let ttl_from_event = match raw.ttl_from.as_deref() {
+        None | Some("write") => false,
+        Some("event") => {
+            if matches!(expiry, Expiry::Never) {
+                fail("ttl_from = \"event\" needs a ttl: \"never\" has nothing to count".to_owned());
+            }
+            true
+        }
+        Some(other) => {
+            fail(format!(
+                "ttl_from = {other:?} is not \"write\" or \"event\""
+            ));
+            false
+        }
+    };
+    // Counted from the event, the cache's TTL is this projection's own.
+    let expiry = match (expiry, settings.caches.get(&cache)) {
+        (Expiry::CacheDefault, Some(cache)) if ttl_from_event => Expiry::After(cache.ttl),
+        (expiry, _) => expiry,
     };
     if raw.topics.is_empty() {
         fail("topics is empty: name the Kafka topics it consumes".to_owned());
@@ -206,6 +265,9 @@ pub fn load_file(
     let folding = folding.expect("a projector that could not be made was reported above");
     Ok(Definition {
         name: raw.name,
+        version,
+        ttl_from_event,
+        text: Arc::from(text),
         cache,
         expiry,
         topics: raw.topics.into_iter().collect(),
