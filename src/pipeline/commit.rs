@@ -17,8 +17,8 @@ use super::plan::Plan;
 use super::positions::Span;
 use super::{Pipeline, PipelineError};
 use crate::cache::{
-    Advance, CacheError, Claim, Commit, CommitOutcome, Floors, Partition, Projection, Version,
-    WriteOp, split_key,
+    Advance, CacheError, Claim, Commit, CommitOutcome, Expiry, Floors, Partition, Projection, Ttl,
+    Version, WriteOp, split_key,
 };
 
 /// Loaded states, their versions, and the keys whose stored value is unreadable.
@@ -50,6 +50,14 @@ fn skip_held(plan: &Plan, work: &mut Vec<Work>, floors: &Floors) {
     });
 }
 
+/// How a cache's share ended.
+pub(super) enum Committed {
+    Done,
+    /// A new version went live for one of its projections: the chunk must be
+    /// routed again before it is folded.
+    Replan,
+}
+
 /// Failures already reported in this chunk, by (event, route), so folding again
 /// never letters or counts one twice.
 pub(super) type Reported = HashSet<(usize, usize)>;
@@ -62,12 +70,12 @@ impl Pipeline {
         plan: &Plan,
         cache: usize,
         reported: &mut Reported,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<Committed, PipelineError> {
         let mut conflicts: u32 = 0;
         loop {
             let Share { spans, mut work } = self.share(plan, cache, reported);
             if spans.is_empty() {
-                return Ok(());
+                return Ok(Committed::Done);
             }
             // The distinct keys, once: loaded, then asked for their floors.
             let mut keys = distinct_keys(&work);
@@ -104,6 +112,7 @@ impl Pipeline {
                 advances: &advances,
                 expected: &expected,
                 writes: &writes,
+                generation: slot.generation,
             };
             let timer = self.cache_timer(&slot.name, "commit");
             let outcome = self
@@ -135,6 +144,12 @@ impl Pipeline {
                     self.positions.fence(&advances[index].partition);
                     continue;
                 }
+                CommitOutcome::Outdated { stored } => {
+                    if self.adopt(cache, stored).await? {
+                        return Ok(Committed::Replan);
+                    }
+                    continue;
+                }
                 CommitOutcome::Conflict => {
                     conflicts += 1;
                     self.metrics.retries.with_label_values(&["conflict"]).inc();
@@ -150,7 +165,7 @@ impl Pipeline {
             self.count_writes(&writes);
             self.count_outcomes(&folded);
             self.observe_freshness(&folded);
-            return Ok(());
+            return Ok(Committed::Done);
         }
     }
 
@@ -337,27 +352,52 @@ impl Pipeline {
     ) -> (Vec<WriteOp>, Vec<(String, Version)>) {
         let mut writes = Vec::with_capacity(folded.writes.len());
         let mut expected = Vec::with_capacity(folded.writes.len());
+        let now = chrono::Utc::now();
         for Write {
-            route, key, state, ..
+            route,
+            key,
+            state,
+            event_time,
         } in &folded.writes
         {
             let definition = &self.router.route(*route).definition;
-            let op = match state {
-                Some(value) => {
+            let expiry = if definition.ttl_from_event {
+                expiry_from_event(definition.expiry, *event_time, now)
+            } else {
+                Some(definition.expiry)
+            };
+            let op = match (state, expiry) {
+                (Some(value), Some(expiry)) => {
                     let projection = Projection::from_key(key, value.clone())
                         .expect("names are validated at load and the fold keeps only objects");
-                    WriteOp::Upsert {
-                        projection,
-                        expiry: definition.expiry,
-                    }
+                    WriteOp::Upsert { projection, expiry }
                 }
-                None => WriteOp::Delete { key: key.clone() },
+                // Deleted, or expired already by its events' time.
+                _ => WriteOp::Delete { key: key.clone() },
             };
             writes.push(op);
             expected.push((key.clone(), versions.get(key).cloned().unwrap_or(None)));
         }
         (writes, expected)
     }
+}
+
+/// What is left of `expiry` counted from the newest event's time; `None`
+/// when it has run out (the projection had expired: a rebuild must not bring
+/// it back). Without an event time the TTL counts from the write.
+fn expiry_from_event(
+    expiry: Expiry,
+    event_time: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Expiry> {
+    let (Expiry::After(ttl), Some(time)) = (expiry, event_time) else {
+        return Some(expiry);
+    };
+    let age = (now - time).to_std().unwrap_or_default();
+    let left = ttl.as_duration().checked_sub(age)?;
+    Ttl::from_secs_f64(left.as_secs_f64())
+        .ok()
+        .map(Expiry::After)
 }
 
 /// Each key `work` touches, once, in first-touch order.
@@ -367,4 +407,31 @@ fn distinct_keys(work: &[Work]) -> Vec<String> {
         .filter(|item| seen.insert(item.key.as_str()))
         .map(|item| item.key.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration as Age, Utc};
+
+    #[test]
+    fn a_ttl_from_the_event_counts_its_age_and_runs_out() {
+        let hour = Expiry::After(Ttl::from_secs(3600).unwrap());
+        let now = Utc::now();
+        let left = expiry_from_event(hour, Some(now - Age::minutes(45)), now);
+        let Some(Expiry::After(ttl)) = left else {
+            panic!("{left:?}")
+        };
+        assert!((ttl.as_secs_f64() - 900.0).abs() < 1.0, "{ttl:?}");
+        assert_eq!(
+            expiry_from_event(hour, Some(now - Age::hours(2)), now),
+            None
+        );
+        // No event time: the TTL counts from the write.
+        assert_eq!(expiry_from_event(hour, None, now), Some(hour));
+        assert_eq!(
+            expiry_from_event(Expiry::Never, Some(now), now),
+            Some(Expiry::Never)
+        );
+    }
 }

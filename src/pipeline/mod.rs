@@ -16,6 +16,7 @@
 //! (`customer_orders`) is read-modified-written from several partitions, and
 //! two concurrent folds of one key lose an update.
 
+mod bound;
 mod commit;
 mod fold;
 mod letters;
@@ -23,6 +24,7 @@ mod plan;
 mod positions;
 mod retry;
 mod router;
+mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,11 +33,13 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::cache::{Cache, CacheError, Claim, Partition};
+use crate::cache::{Cache, CacheError, Claim, Generation, Partition};
 use crate::event::Envelope;
 use crate::metrics::Metrics;
+use crate::rebuild::Catalog;
 use crate::source::{DeadLetters, Delivery, Offsets, SourceControl, SourceError};
 
+pub use bound::Bound;
 pub use fold::{Folded, Work, Write, fold};
 pub use positions::{Admitted, Positioning};
 pub use retry::{Classified, Retry};
@@ -56,6 +60,12 @@ pub struct Wiring {
     /// The consumer group: with a cache's name, whose checkpoint it is.
     pub group: String,
     pub positioning: Positioning,
+    /// Where the live versions are kept, for a pipeline that folds them
+    /// (the daemon's); `None` where definitions never change (a file, a
+    /// shadow build).
+    pub catalog: Option<Catalog>,
+    /// For a shadow build: the live checkpoint it follows.
+    pub bound: Option<Bound>,
 }
 
 /// One cache the pipeline writes, with its checkpoint's scope.
@@ -65,6 +75,8 @@ struct CacheSlot {
     scope: String,
     /// The topics whose partitions advance in this cache's checkpoint.
     topics: BTreeSet<String>,
+    /// The generation of definitions the routes into it fold with.
+    generation: Generation,
 }
 
 /// The batch path and the positions it keeps.
@@ -79,6 +91,8 @@ pub struct Pipeline {
     /// Route index -> index in `caches`.
     route_cache: Vec<usize>,
     positions: positions::Positions,
+    catalog: Option<Catalog>,
+    bound: Option<Bound>,
 }
 
 /// Why the pipeline stopped: only a permanent failure of a sink itself (the
@@ -89,6 +103,12 @@ pub enum PipelineError {
     Cache { cache: String, error: CacheError },
     #[error("dead-letter topic refused a batch: {0}")]
     DeadLetter(SourceError),
+    /// The live definitions changed and the new ones cannot be folded with.
+    #[error("cannot load the live definitions: {0}")]
+    Definitions(String),
+    /// A shadow build's scope was fenced: it was promoted or collected.
+    #[error("retired: the checkpoint scope in cache {0:?} moved on without this pipeline")]
+    Retired(String),
 }
 
 impl Pipeline {
@@ -106,6 +126,7 @@ impl Pipeline {
                         cache: Arc::clone(&route.cache),
                         scope: crate::cache::checkpoint_scope(&wiring.group, name),
                         topics: BTreeSet::new(),
+                        generation: 0,
                     });
                     caches.len() - 1
                 }
@@ -125,6 +146,8 @@ impl Pipeline {
             caches,
             route_cache,
             positions: positions::Positions::new(wiring.positioning),
+            catalog: wiring.catalog,
+            bound: wiring.bound,
         }
     }
 
@@ -252,13 +275,17 @@ impl Pipeline {
         let admitted = self
             .positions
             .admit(records, self.source.as_ref(), &self.metrics);
+        let (admitted, held) = self.hold_at_live(admitted).await?;
         if admitted.is_empty() {
+            self.release_held(&held, true).await;
             return Ok(());
         }
-        let plan = self.plan(admitted);
+        self.count_consumed(&admitted);
+        let mut plan = self.plan(admitted);
         self.dead_letter(&plan.letters).await?;
         let mut reported = commit::Reported::new();
-        for cache in 0..self.caches.len() {
+        let mut cache = 0;
+        while cache < self.caches.len() {
             // A pause holds the cache: nothing of it is written and its
             // checkpoint stays, so a resume reads these records again.
             if self
@@ -267,10 +294,22 @@ impl Pipeline {
                 .progress()
                 .is_held(&self.caches[cache].name)
             {
+                cache += 1;
                 continue;
             }
-            self.commit_cache(&plan, cache, &mut reported).await?;
+            match self.commit_cache(&plan, cache, &mut reported).await? {
+                commit::Committed::Done => cache += 1,
+                commit::Committed::Replan => {
+                    // A new version went live: route the chunk again. The
+                    // caches that committed their share have nothing left of
+                    // it; events and routes keep their indexes, so what was
+                    // reported stays reported.
+                    plan = self.replan(plan).await?;
+                    cache = 0;
+                }
+            }
         }
+        self.release_held(&held, false).await;
         self.store_offsets(plan.partitions.iter().map(|(partition, _)| partition));
         let newest: Vec<(Partition, Option<i64>)> = plan
             .partitions
@@ -291,6 +330,7 @@ impl Pipeline {
             .observe(started.elapsed().as_secs_f64());
         self.retry.health.beat();
         debug!(records = plan.records.len(), "chunk done");
+        self.pace(started).await;
         Ok(())
     }
 

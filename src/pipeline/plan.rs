@@ -34,6 +34,30 @@ impl Plan {
 }
 
 impl Pipeline {
+    /// Plan `plan`'s records again with the routes as they are now, and
+    /// dead-letter only the failures the first plan did not.
+    pub(super) async fn replan(&mut self, plan: Plan) -> Result<Plan, super::PipelineError> {
+        let letter_of = |letter: &DeadLetter| {
+            let position = &letter.record.position;
+            (
+                position.topic.clone(),
+                position.partition,
+                position.offset,
+                letter.projection.clone(),
+            )
+        };
+        let sent: std::collections::HashSet<_> = plan.letters.iter().map(letter_of).collect();
+        let replanned = self.plan(plan.records);
+        let fresh: Vec<DeadLetter> = replanned
+            .letters
+            .iter()
+            .filter(|letter| !sent.contains(&letter_of(letter)))
+            .cloned()
+            .collect();
+        self.dead_letter(&fresh).await?;
+        Ok(replanned)
+    }
+
     pub(super) fn plan(&self, records: Vec<Admitted>) -> Plan {
         let mut plan = Plan {
             events: Vec::with_capacity(records.len()),
@@ -43,7 +67,6 @@ impl Pipeline {
             partitions: Vec::new(),
             records: Vec::new(),
         };
-        self.count_consumed(&records);
         for (index, admitted) in records.iter().enumerate() {
             let record = &admitted.record;
             let position = &record.position;
@@ -99,7 +122,7 @@ impl Pipeline {
     }
 
     /// Counted per topic once a chunk: a labelled counter is a locked lookup.
-    fn count_consumed(&self, records: &[Admitted]) {
+    pub(super) fn count_consumed(&self, records: &[Admitted]) {
         let mut consumed: BTreeMap<&str, u64> = BTreeMap::new();
         for admitted in records {
             *consumed

@@ -383,6 +383,14 @@ impl Positions {
         stream.rewind(offset, source);
     }
 
+    /// Records of the partition from `offset` on must wait (a shadow build
+    /// reached the live version): read them again from there later.
+    pub fn hold_back(&mut self, partition: &Partition, offset: i64, source: &dyn SourceControl) {
+        if let Some(stream) = self.stream(partition) {
+            stream.rewind(offset, source);
+        }
+    }
+
     /// A newer owner claimed the partition: drop its records until Kafka
     /// assigns it to us again.
     pub fn fence(&mut self, partition: &Partition) {

@@ -25,6 +25,12 @@ impl Classified for crate::cache::CacheError {
     }
 }
 
+impl Classified for crate::rebuild::catalog::CatalogError {
+    fn is_transient(&self) -> bool {
+        crate::rebuild::catalog::CatalogError::is_transient(self)
+    }
+}
+
 impl Classified for crate::source::SourceError {
     fn is_transient(&self) -> bool {
         crate::source::SourceError::is_transient(self)

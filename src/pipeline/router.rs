@@ -83,4 +83,23 @@ impl Router {
         topics.dedup();
         topics
     }
+
+    /// Fold with `definition` instead of route `index`'s from now on (a newer
+    /// version went live). Its topics and cache are the same (a version may
+    /// not change them), but its event types may differ: the index is built
+    /// again.
+    pub fn replace(&mut self, index: usize, definition: Definition) {
+        let caches: BTreeMap<String, Arc<dyn Cache>> = self
+            .routes
+            .iter()
+            .map(|route| (route.definition.cache.clone(), Arc::clone(&route.cache)))
+            .collect();
+        let mut definitions: Vec<Definition> = self
+            .routes
+            .drain(..)
+            .map(|route| route.definition)
+            .collect();
+        definitions[index] = definition;
+        *self = Router::new(definitions, &caches);
+    }
 }

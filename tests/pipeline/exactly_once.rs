@@ -218,6 +218,8 @@ fn two_cache_pipeline(dir: &Path, a: &Arc<Flaky>, b: &Arc<Flaky>, log: &Log) -> 
         dead_letters: None,
         group: "test".to_owned(),
         positioning: Positioning::Seek,
+        catalog: None,
+        bound: None,
     })
 }
 
