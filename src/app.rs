@@ -22,6 +22,7 @@ use crate::metrics::{Metrics, PROJECTION_STATES};
 use crate::pipeline::{Pipeline, Positioning, Retry, Router, Wiring};
 use crate::projection;
 use crate::projector::Registry;
+use crate::rebuild::{self, Catalog};
 use crate::source::DeadLetters;
 use crate::source::kafka::{KafkaDeadLetters, KafkaSource};
 use crate::status::{load_pauses, watch_pauses};
@@ -77,7 +78,7 @@ pub async fn run(
     registry: &Registry,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let definitions = projection::load_dir(&settings, registry)?;
+    let files = projection::load_dir(&settings, registry)?;
     let metrics = Metrics::new();
     let health = Health::new();
     let retry = Retry {
@@ -87,6 +88,18 @@ pub async fn run(
     };
     let caches = tokio::select! {
         caches = connect_caches(&settings, &retry) => caches?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    // Every replica folds the live version recorded in the cache; a newer
+    // version in the files is rebuilt beside it.
+    let catalog = Catalog::new(
+        Arc::new(settings.clone()),
+        registry.clone(),
+        caches.clone(),
+        &files,
+    );
+    let definitions = tokio::select! {
+        live = retry.run("cache", || catalog.settle(files.clone())) => live.context("projection versions")?,
         () = shutdown.cancelled() => return Ok(()),
     };
     let projections: BTreeMap<String, Served> = definitions
@@ -143,6 +156,7 @@ pub async fn run(
                 topic: topic.clone(),
             })
         }),
+        rebuilds: Some(catalog.clone()),
     };
     let names: Vec<&str> = app_state.projections.keys().map(String::as_str).collect();
     let cache_names: Vec<&str> = caches.keys().map(String::as_str).collect();
@@ -199,8 +213,11 @@ pub async fn run(
         dead_letters,
         group: settings.kafka.group_id.clone(),
         positioning: Positioning::Seek,
+        catalog: Some(catalog.clone()),
+        bound: None,
     });
     let mut processing = tokio::spawn(async move { pipeline.run(deliveries).await });
+    let shadows = tokio::spawn(rebuild::runner::run(catalog, fetching.clone()));
 
     let stopped_early = tokio::select! {
         finished = &mut processing => Some(finished),
@@ -233,6 +250,8 @@ pub async fn run(
             .and_then(|result| result.map_err(anyhow::Error::from)),
         None => Ok(()),
     };
+    // The shadow builds stop with the fetching; each finishes its batch.
+    let _ = shadows.await;
     tokio::task::spawn_blocking(move || source.close()).await?;
     serving.cancel();
     reporter.abort();

@@ -105,6 +105,20 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_ADMIN)]
         admin: String,
     },
+    /// Rebuild a projection beside its live version, follow it, promote it,
+    /// roll it back or drop it. Token (for all but status and watch) from
+    /// PROJECTIONIST_ADMIN_TOKEN.
+    Rebuild {
+        name: String,
+        #[arg(value_enum, default_value = "start")]
+        action: crate::admin::rebuild_cli::Action,
+        /// For promote and rollback: how long to wait for the shadow to reach
+        /// the live version once the live writers hold (default 30).
+        #[arg(long)]
+        wait_secs: Option<u64>,
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+    },
 }
 
 /// Parse the command line and run it with `registry`'s projectors.
@@ -148,6 +162,12 @@ pub fn main_with(registry: Registry) -> ExitCode {
             offset,
             admin,
         } => crate::admin::cli::dead_letter(&admin, partition, offset),
+        Command::Rebuild {
+            name,
+            action,
+            wait_secs,
+            admin,
+        } => crate::admin::rebuild_cli::rebuild(&admin, &name, action, wait_secs),
         Command::Dev {
             listen,
             projections,

@@ -40,6 +40,9 @@ pub struct AppState {
     pub admin_token: Option<AdminToken>,
     /// Where the admin API reads dead letters from, when there is a topic.
     pub dead_letters: Option<Arc<DeadLetterTopic>>,
+    /// The projections' versions, for the admin API's rebuilds; `None` where
+    /// nothing is rebuilt.
+    pub rebuilds: Option<crate::rebuild::Catalog>,
 }
 
 /// A projection as the endpoints serve it.

@@ -13,6 +13,9 @@
 //! - [`pipeline`]: batch processing: route, load, fold, write, checkpoint.
 //! - [`source`]: the ports the pipeline reads from and commits to, and
 //!   [`source::kafka`], their Kafka adapter (consumer thread, dead letters).
+//! - [`rebuild`]: projection versions: shadow builds beside the live
+//!   version, promotion and rollback key by key, the live definitions kept
+//!   in the cache.
 //! - [`metrics`]: every Prometheus metric, on the program's own registry.
 //! - [`health`]: liveness (heartbeat) and readiness state.
 //! - [`status`]: the progress board (applied positions against the end of each
@@ -43,5 +46,6 @@ pub mod offline;
 pub mod pipeline;
 pub mod projection;
 pub mod projector;
+pub mod rebuild;
 pub mod source;
 pub mod status;

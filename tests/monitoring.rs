@@ -120,6 +120,7 @@ async fn liveness_fails_when_the_loop_stops_beating() {
         group: "group".to_owned(),
         admin_token: None,
         dead_letters: None,
+        rebuilds: None,
     };
     let status = |app: axum::Router| async move {
         let request = Request::get("/healthz").body(Body::empty()).unwrap();

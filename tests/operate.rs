@@ -405,6 +405,7 @@ async fn mutations_are_refused_without_the_token_and_without_a_configured_one() 
             settings.admin.token.unwrap()
         }),
         dead_letters: None,
+        rebuilds: None,
     };
     let call = |state, path: &str, token: Option<&str>| {
         let mut request = Request::post(path);

@@ -35,6 +35,9 @@ pub enum ClientError {
 pub struct AdminClient {
     authority: String,
     token: Option<String>,
+    /// How long an answer may take: longer for a promotion, which waits for
+    /// its shadow.
+    timeout: Duration,
 }
 
 impl AdminClient {
@@ -49,7 +52,14 @@ impl AdminClient {
         Ok(AdminClient {
             authority: authority.to_owned(),
             token,
+            timeout: TIMEOUT,
         })
+    }
+
+    /// Wait up to `patience` more than usual for each answer.
+    pub fn patient(mut self, patience: Duration) -> AdminClient {
+        self.timeout = TIMEOUT + patience;
+        self
     }
 
     /// Send `method path`; the status code and the JSON body.
@@ -60,7 +70,7 @@ impl AdminClient {
         };
         let mut stream = TcpStream::connect(&self.authority).map_err(unreachable)?;
         stream
-            .set_read_timeout(Some(TIMEOUT))
+            .set_read_timeout(Some(self.timeout))
             .map_err(unreachable)?;
         stream
             .set_write_timeout(Some(TIMEOUT))

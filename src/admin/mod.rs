@@ -2,13 +2,16 @@
 //! sits behind the metrics Service: `GET /admin/status` (every projection and
 //! partition this replica owns: state, lag in offsets and seconds, pauses) and
 //! `POST /admin/projections/{name}/pause|resume`, and the dead letters
-//! ([`letters`]: list, show one). Mutations demand
+//! ([`letters`]: list, show one), and rebuilds ([`rebuilds`]: progress,
+//! start, promote, roll back, collect). Mutations demand
 //! `Authorization: Bearer <admin.token>`; without a configured token they are
 //! all refused. [`cli`] is the command line over it, [`client`] its HTTP.
 
 pub mod cli;
 pub mod client;
 pub mod letters;
+pub mod rebuild_cli;
+pub mod rebuilds;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -26,6 +29,22 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/status", get(status))
         .route("/admin/projections/{name}/pause", post(pause))
         .route("/admin/projections/{name}/resume", post(resume))
+        .route(
+            "/admin/projections/{name}/rebuild",
+            get(rebuilds::show).post(rebuilds::start),
+        )
+        .route(
+            "/admin/projections/{name}/rebuild/promote",
+            post(rebuilds::promote),
+        )
+        .route(
+            "/admin/projections/{name}/rebuild/rollback",
+            post(rebuilds::rollback),
+        )
+        .route(
+            "/admin/projections/{name}/rebuild/collect",
+            post(rebuilds::collect),
+        )
         .route("/admin/dead-letters", get(letters::list))
         .route(
             "/admin/dead-letters/{partition}/{offset}",

@@ -111,6 +111,8 @@ pub async fn fold_stream(
         dead_letters: Some(Arc::clone(&failures) as Arc<dyn DeadLetters>),
         group: "offline".to_owned(),
         positioning: Positioning::InOrder,
+        catalog: None,
+        bound: None,
     });
     let batch_size = settings.pipeline.batch_size;
     let mut assigned: BTreeSet<Partition> = BTreeSet::new();

@@ -239,7 +239,11 @@ pub async fn redis_projections(url: &str) -> BTreeMap<String, Value> {
         let mut iter: redis::AsyncIter<'_, String> = connection.scan_match("*:::*").await.unwrap();
         let mut keys = Vec::new();
         while let Some(key) = iter.next_item().await {
-            keys.push(key.unwrap());
+            let key = key.unwrap();
+            // A rebuild's shadow keys hold projection keys; they are not one.
+            if !key.starts_with("@projectionist/") {
+                keys.push(key);
+            }
         }
         keys
     };

@@ -13,6 +13,7 @@ mod config;
 mod context;
 mod dead_letter;
 mod outbox;
+mod topics;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -39,6 +40,7 @@ pub use config::{CONSUMER_DEFAULTS, FETCH_MAX_BYTES, FETCH_WAIT_MAX_MS, client_c
 pub use context::SourceContext;
 pub use dead_letter::{KafkaDeadLetters, Letter, list_letters, read_letter};
 pub use outbox::Outbox;
+pub use topics::partitions_of;
 
 /// How long one poll may block, so shutdown, seeks and batch deadlines are noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);

@@ -1,0 +1,314 @@
+//! Promotion, rollback, starting and collecting a shadow (see the module
+//! docs of [`super`] for why each step is where it is).
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tracing::info;
+
+use super::catalog::{Catalog, CatalogError};
+use super::progress::{Progress, measure};
+use super::state::{Role, Shadow, State, live_key_of};
+use crate::cache::{
+    Advance, Cache, Commit, KEY_SEPARATOR, Partition, RotateWhen, Rotation, WriteOp,
+    checkpoint_scope,
+};
+
+/// How often a promotion looks whether the shadow reached the live version.
+const LEVEL_POLL: Duration = Duration::from_millis(100);
+
+/// What a promotion did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Promoted {
+    pub live: u32,
+    pub previous: u32,
+    /// Live keys the new version replaced or created.
+    pub replaced: usize,
+    /// Live keys only the old version had: moved to its keyspace.
+    pub retired: usize,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn invalid(name: &str, reason: impl Into<String>) -> CatalogError {
+    CatalogError::Invalid {
+        name: name.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+async fn settled(catalog: &Catalog, name: &str) -> Result<State, CatalogError> {
+    catalog.state(name).await?.ok_or_else(|| {
+        invalid(
+            name,
+            "no live version is recorded yet (the daemon has not started with it)",
+        )
+    })
+}
+
+/// Build the live version again from the start (a fix in a Rust projector,
+/// a changed TTL rule): a candidate of the same version.
+pub async fn start(catalog: &Catalog, name: &str) -> Result<Shadow, CatalogError> {
+    let mut state = settled(catalog, name).await?;
+    match &state.shadow {
+        Some(shadow) if shadow.role == Role::Candidate => {
+            return Err(invalid(
+                name,
+                format!("version {} is being rebuilt already", shadow.version),
+            ));
+        }
+        Some(shadow) => {
+            return Err(invalid(
+                name,
+                format!(
+                    "version {} is kept for a rollback; collect it first (projectionist rebuild collect {name})",
+                    shadow.version
+                ),
+            ));
+        }
+        None => {}
+    }
+    let shadow = Shadow {
+        version: state.live,
+        role: Role::Candidate,
+        build: now_ms(),
+        promoting: false,
+        outgoing: None,
+        rotating: false,
+    };
+    state.shadow = Some(shadow.clone());
+    catalog.write_state(name, &state).await?;
+    info!(projection = %name, version = shadow.version, "rebuild started");
+    Ok(shadow)
+}
+
+/// Promote `name`'s shadow (a candidate, or the previous version: a
+/// rollback) over `partitions` (every partition of its topics), waiting up
+/// to `wait` for it to reach the live version once the live writers hold.
+pub async fn promote(
+    catalog: &Catalog,
+    name: &str,
+    partitions: &[Partition],
+    wait: Duration,
+) -> Result<Promoted, CatalogError> {
+    let mut state = settled(catalog, name).await?;
+    let Some(mut shadow) = state.shadow.clone() else {
+        return Err(invalid(
+            name,
+            "there is no rebuilt version to promote or roll back to",
+        ));
+    };
+    let cache = catalog.cache(name)?.clone();
+    let cache_name = catalog.cache_name(name).unwrap_or_default().to_owned();
+    let live_scope = checkpoint_scope(&catalog.group, &cache_name);
+    // 1. Hold the live writers: from the generation's advance on, nothing
+    //    folded with the old definition lands.
+    if !shadow.promoting {
+        shadow.promoting = true;
+        shadow.outgoing = Some(now_ms());
+        state.shadow = Some(shadow.clone());
+        catalog.write_state(name, &state).await?;
+    }
+    cache.advance_generation(&live_scope).await?;
+    info!(projection = %name, version = shadow.version, "promotion: live writers hold");
+    // 2. Wait for the shadow to stand exactly where the live version stands.
+    let progress = match wait_level(catalog, name, &shadow, partitions, wait).await {
+        Ok(progress) => progress,
+        Err(error) => {
+            if !shadow.rotating {
+                shadow.promoting = false;
+                shadow.outgoing = None;
+                state.shadow = Some(shadow);
+                catalog.write_state(name, &state).await?;
+            }
+            return Err(error);
+        }
+    };
+    // Its build stops here: whatever it would still write is past the swap.
+    cache
+        .advance_generation(&shadow.scope(&catalog.group, name, &cache_name))
+        .await?;
+    let outgoing = Shadow {
+        version: state.live,
+        role: Role::Previous,
+        build: shadow.outgoing.unwrap_or_else(now_ms),
+        promoting: false,
+        outgoing: None,
+        rotating: false,
+    };
+    let group = &catalog.group;
+    let incoming_prefix = shadow.prefix(group, name);
+    let outgoing_prefix = outgoing.prefix(group, name);
+    let rotation = |live: &str| Rotation {
+        live: live.to_owned(),
+        incoming: super::state::shadow_key(&incoming_prefix, live),
+        outgoing: super::state::shadow_key(&outgoing_prefix, live),
+    };
+    // 3. Retire the live keys the new version does not have, then move every
+    //    new value in: a key both versions have is never missing.
+    let mut retired = 0;
+    if !shadow.rotating {
+        let live_prefix = format!("{name}{KEY_SEPARATOR}");
+        retired = rotate_all(
+            cache.as_ref(),
+            &live_prefix,
+            RotateWhen::IncomingAbsent,
+            |key| Some(rotation(key)),
+        )
+        .await?;
+        shadow.rotating = true;
+        state.shadow = Some(shadow.clone());
+        catalog.write_state(name, &state).await?;
+    }
+    let replaced = rotate_all(
+        cache.as_ref(),
+        &incoming_prefix,
+        RotateWhen::IncomingPresent,
+        |key| live_key_of(&incoming_prefix, key).map(rotation),
+    )
+    .await?;
+    // 4. The previous version goes on from the live checkpoint, for a rollback.
+    let previous_scope = outgoing.scope(group, name, &cache_name);
+    place_checkpoint(cache.as_ref(), &previous_scope, &progress, partitions).await?;
+    // 5. The new version is live: the held writers load it and fold again.
+    let promoted = Promoted {
+        live: shadow.version,
+        previous: state.live,
+        replaced,
+        retired,
+    };
+    catalog
+        .write_state(
+            name,
+            &State {
+                live: shadow.version,
+                shadow: Some(outgoing),
+            },
+        )
+        .await?;
+    info!(projection = %name, live = promoted.live, previous = promoted.previous, replaced, retired, "promoted");
+    Ok(promoted)
+}
+
+async fn wait_level(
+    catalog: &Catalog,
+    name: &str,
+    shadow: &Shadow,
+    partitions: &[Partition],
+    wait: Duration,
+) -> Result<Progress, CatalogError> {
+    let started = Instant::now();
+    loop {
+        let progress = measure(catalog, name, shadow, partitions).await?;
+        if progress.level() {
+            return Ok(progress);
+        }
+        if started.elapsed() >= wait {
+            return Err(invalid(
+                name,
+                format!(
+                    "version {} did not reach the live version within {wait:?} ({} records behind); the live version goes on, try again when it has caught up",
+                    shadow.version, progress.remaining
+                ),
+            ));
+        }
+        tokio::time::sleep(LEVEL_POLL).await;
+    }
+}
+
+/// Rotate every key listed under `prefix`, a page per atomic script.
+async fn rotate_all(
+    cache: &dyn Cache,
+    prefix: &str,
+    when: RotateWhen,
+    rotation: impl Fn(&str) -> Option<Rotation>,
+) -> Result<usize, CatalogError> {
+    let mut moved = 0;
+    let mut cursor = None;
+    loop {
+        let (keys, next) = cache.keys_with_prefix(prefix, cursor).await?;
+        let rotations: Vec<Rotation> = keys.iter().filter_map(|key| rotation(key)).collect();
+        moved += cache.rotate(&rotations, when).await?;
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(moved),
+        }
+    }
+}
+
+/// Make `scope`'s checkpoint stand where the live one stood at the swap.
+async fn place_checkpoint(
+    cache: &dyn Cache,
+    scope: &str,
+    progress: &Progress,
+    partitions: &[Partition],
+) -> Result<(), CatalogError> {
+    let claims = cache.claim(scope, partitions).await?;
+    let advances: Vec<Advance> = partitions
+        .iter()
+        .zip(claims)
+        .zip(&progress.partitions)
+        .filter_map(|((partition, claim), standing)| {
+            Some(Advance {
+                partition: partition.clone(),
+                epoch: claim.epoch,
+                from: claim.next,
+                to: standing.live?,
+            })
+        })
+        .collect();
+    let commit = Commit {
+        scope,
+        advances: &advances,
+        expected: &[],
+        writes: &[],
+        generation: 0,
+    };
+    cache.commit(commit).await?;
+    Ok(())
+}
+
+/// Drop `name`'s shadow: a candidate (the rebuild is cancelled) or the
+/// previous version (no rollback after this). Its checkpoint scope is
+/// fenced first, so no replica's build writes another key; then its keys are
+/// removed. Returns how many went.
+pub async fn collect(catalog: &Catalog, name: &str) -> Result<usize, CatalogError> {
+    let mut state = settled(catalog, name).await?;
+    let Some(shadow) = state.shadow.take() else {
+        return Err(invalid(name, "there is no shadow to collect"));
+    };
+    if shadow.promoting {
+        return Err(invalid(
+            name,
+            "a promotion is under way; promote again to finish it",
+        ));
+    }
+    catalog.write_state(name, &state).await?;
+    let cache = catalog.cache(name)?;
+    let cache_name = catalog.cache_name(name).unwrap_or_default();
+    cache
+        .advance_generation(&shadow.scope(&catalog.group, name, cache_name))
+        .await?;
+    let prefix = shadow.prefix(&catalog.group, name);
+    let mut removed = 0;
+    let mut cursor = None;
+    loop {
+        let (keys, next) = cache.keys_with_prefix(&prefix, cursor).await?;
+        removed += keys.len();
+        let deletes: Vec<WriteOp> = keys
+            .into_iter()
+            .map(|key| WriteOp::Delete { key })
+            .collect();
+        if !deletes.is_empty() {
+            cache.apply(&deletes).await?;
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    info!(projection = %name, version = shadow.version, removed, "shadow collected");
+    Ok(removed)
+}
