@@ -69,7 +69,7 @@ impl RedisCluster {
     }
 
     /// The ports of the nodes still running.
-    fn live_ports(&self) -> Vec<u16> {
+    pub fn live_ports(&self) -> Vec<u16> {
         self.nodes
             .iter()
             .filter(|node| node.child.is_some())
@@ -114,6 +114,29 @@ impl RedisCluster {
             .find(|(first, (last, _, _))| *first <= slot && slot <= *last)
             .map(|(_, (_, primary, _))| primary)
             .expect("every slot is served")
+    }
+
+    /// Who serves `slot` in each live node's view: node port -> primary port
+    /// (`None` where the node knows no owner).
+    pub fn owners_of(&self, slot: u16) -> BTreeMap<u16, Option<u16>> {
+        self.live_ports()
+            .into_iter()
+            .map(|port| {
+                let owner = slot_map(&mut connection(port))
+                    .into_iter()
+                    .find(|(first, (last, _, _))| *first <= slot && slot <= *last)
+                    .map(|(_, (_, primary, _))| primary);
+                (port, owner)
+            })
+            .collect()
+    }
+
+    /// `CLUSTER NODES` as the node on `port` sees it (epochs included).
+    pub fn nodes_seen_by(&self, port: u16) -> String {
+        redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut connection(port))
+            .expect("CLUSTER NODES succeeds")
     }
 
     /// The process id of the node on `port`.
@@ -365,7 +388,8 @@ fn spawn_node() -> Node {
         // Replicas sync at once instead of waiting 5 s for others to join.
         .args(["--repl-diskless-sync-delay", "0"])
         .args(["--save", "", "--appendonly", "no"])
-        .args(["--daemonize", "no", "--logfile", ""])
+        .args(["--daemonize", "no", "--logfile", &log_file(port)])
+        .args(["--loglevel", log_level()])
         .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::null())
@@ -376,6 +400,32 @@ fn spawn_node() -> Node {
         port,
         child: Some(child),
         _dir: dir,
+    }
+}
+
+/// Where a node logs: nowhere, unless `CLUSTER_NODE_LOGS` names a folder,
+/// where each node writes `<port>.log` (the nodes' own account of slot
+/// ownership and config epochs, for a trial that went wrong).
+fn log_file(port: u16) -> String {
+    match std::env::var_os("CLUSTER_NODE_LOGS") {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).expect("a folder for the nodes' logs");
+            PathBuf::from(dir)
+                .join(format!("{port}.log"))
+                .to_string_lossy()
+                .into_owned()
+        }
+        None => String::new(),
+    }
+}
+
+/// Verbose where the nodes log to files: the level that records an `UPDATE`
+/// message about slot ownership.
+fn log_level() -> &'static str {
+    if std::env::var_os("CLUSTER_NODE_LOGS").is_some() {
+        "verbose"
+    } else {
+        "notice"
     }
 }
 
