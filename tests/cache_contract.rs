@@ -16,6 +16,8 @@ mod support;
 mod cases;
 #[path = "contract/checkpoints.rs"]
 mod checkpoints;
+#[path = "contract/cluster_marks.rs"]
+mod cluster_marks;
 #[path = "contract/cluster_only.rs"]
 mod cluster_only;
 #[path = "contract/expiry.rs"]

@@ -69,7 +69,7 @@ impl RedisCluster {
     }
 
     /// The ports of the nodes still running.
-    fn live_ports(&self) -> Vec<u16> {
+    pub fn live_ports(&self) -> Vec<u16> {
         self.nodes
             .iter()
             .filter(|node| node.child.is_some())
@@ -114,6 +114,29 @@ impl RedisCluster {
             .find(|(first, (last, _, _))| *first <= slot && slot <= *last)
             .map(|(_, (_, primary, _))| primary)
             .expect("every slot is served")
+    }
+
+    /// Who serves `slot` in each live node's view: node port -> primary port
+    /// (`None` where the node knows no owner).
+    pub fn owners_of(&self, slot: u16) -> BTreeMap<u16, Option<u16>> {
+        self.live_ports()
+            .into_iter()
+            .map(|port| {
+                let owner = slot_map(&mut connection(port))
+                    .into_iter()
+                    .find(|(first, (last, _, _))| *first <= slot && slot <= *last)
+                    .map(|(_, (_, primary, _))| primary);
+                (port, owner)
+            })
+            .collect()
+    }
+
+    /// `CLUSTER NODES` as the node on `port` sees it (epochs included).
+    pub fn nodes_seen_by(&self, port: u16) -> String {
+        redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut connection(port))
+            .expect("CLUSTER NODES succeeds")
     }
 
     /// The process id of the node on `port`.
@@ -191,7 +214,22 @@ impl RedisCluster {
     /// reshard` does: mark it importing and migrating, `MIGRATE` its keys in
     /// batches (clients meanwhile get `ASK` redirections), then assign it to
     /// `to` on every primary. Returns how many keys moved.
+    ///
+    /// Like `redis-cli`, which refuses to reshard until "all nodes agree
+    /// about slots configuration", it starts only once every node (replicas
+    /// too) agrees; and it returns only once they agree again. Moves back to
+    /// back without that race the cluster bus on Redis 7.0: the new owner
+    /// claims the slot with the config epoch it bumped on import, but a node
+    /// not told by `SETSLOT` (a replica) may still credit the old owner,
+    /// whose epoch the next move bumps above the new owner's. That node then
+    /// refuses the new owner's claim and sends it an `UPDATE` naming the old
+    /// owner; if the new owner reads it before the old owner's own news, it
+    /// hands the slot back and deletes its keys, while the old owner points
+    /// at the new one: `MOVED` between the two for good (a CI run of the
+    /// migration trial bounced a command on slot 14706 for 36 s). Redis 7.2
+    /// fixed the `UPDATE` (redis/redis#12344); Debian's 7.0 has not.
     pub fn migrate_slot(&self, slot: u16, to: u16) -> usize {
+        self.wait_until_agreed();
         let from = self.primary_of(slot);
         assert_ne!(from, to, "slot {slot} is on {to} already");
         let mut source = connection(from);
@@ -243,7 +281,31 @@ impl RedisCluster {
                 setslot(&mut node, "NODE", &target_id);
             }
         }
+        self.wait_until_agreed();
         moved
+    }
+
+    /// Wait until every live node describes the cluster alike: the same
+    /// nodes with the same config epochs, serving the same slots.
+    pub fn wait_until_agreed(&self) {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let views: BTreeMap<u16, Vec<NodeView>> = self
+                .live_ports()
+                .into_iter()
+                .map(|port| (port, cluster_view(&mut connection(port))))
+                .collect();
+            let mut all = views.values();
+            let first = all.next().expect("a live node");
+            if all.all(|view| view == first) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the nodes did not come to agree on the cluster in {SETTLE_TIMEOUT:?}: {views:#?}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Wait until every live node says the cluster is fine and agrees on
@@ -365,7 +427,8 @@ fn spawn_node() -> Node {
         // Replicas sync at once instead of waiting 5 s for others to join.
         .args(["--repl-diskless-sync-delay", "0"])
         .args(["--save", "", "--appendonly", "no"])
-        .args(["--daemonize", "no", "--logfile", ""])
+        .args(["--daemonize", "no", "--logfile", &log_file(port)])
+        .args(["--loglevel", log_level()])
         .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::null())
@@ -376,6 +439,32 @@ fn spawn_node() -> Node {
         port,
         child: Some(child),
         _dir: dir,
+    }
+}
+
+/// Where a node logs: nowhere, unless `CLUSTER_NODE_LOGS` names a folder,
+/// where each node writes `<port>.log` (the nodes' own account of slot
+/// ownership and config epochs, for a trial that went wrong).
+fn log_file(port: u16) -> String {
+    match std::env::var_os("CLUSTER_NODE_LOGS") {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).expect("a folder for the nodes' logs");
+            PathBuf::from(dir)
+                .join(format!("{port}.log"))
+                .to_string_lossy()
+                .into_owned()
+        }
+        None => String::new(),
+    }
+}
+
+/// Verbose where the nodes log to files: the level that records an `UPDATE`
+/// message about slot ownership.
+fn log_level() -> &'static str {
+    if std::env::var_os("CLUSTER_NODE_LOGS").is_some() {
+        "verbose"
+    } else {
+        "notice"
     }
 }
 
@@ -405,6 +494,36 @@ fn cluster_ok(node: &mut redis::Connection) -> bool {
         .arg("INFO")
         .query::<String>(node)
         .is_ok_and(|info| info.contains("cluster_state:ok"))
+}
+
+/// One node of the cluster as another sees it: id, config epoch and the
+/// slot ranges it serves (open migrations, `[...]`, left out: only the two
+/// nodes involved list them).
+type NodeView = (String, u64, Vec<String>);
+
+/// `CLUSTER NODES` without what legitimately differs between observers
+/// (flags such as `myself`, ping times, link state), sorted by node id.
+fn cluster_view(node: &mut redis::Connection) -> Vec<NodeView> {
+    let text: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(node)
+        .expect("CLUSTER NODES succeeds");
+    let mut view: Vec<NodeView> = text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let epoch = fields.get(6)?.parse().ok()?;
+            let slots = fields
+                .iter()
+                .skip(8)
+                .filter(|range| !range.starts_with('['))
+                .map(|range| (*range).to_owned())
+                .collect();
+            Some((fields[0].to_owned(), epoch, slots))
+        })
+        .collect();
+    view.sort();
+    view
 }
 
 fn node_id(node: &mut redis::Connection) -> String {
