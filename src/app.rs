@@ -141,6 +141,10 @@ pub async fn run(
             Arc::new(DeadLetterTopic {
                 kafka: settings.kafka.clone(),
                 topic: topic.clone(),
+                router: router.clone(),
+                envelope: settings.envelope.clone(),
+                pipeline: settings.pipeline.clone(),
+                busy: Arc::default(),
             })
         }),
     };

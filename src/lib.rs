@@ -13,6 +13,8 @@
 //! - [`pipeline`]: batch processing: route, load, fold, write, checkpoint.
 //! - [`source`]: the ports the pipeline reads from and commits to, and
 //!   [`source::kafka`], their Kafka adapter (consumer thread, dead letters).
+//! - [`letters`]: dead letters taken up again: replayed exactly once after a
+//!   fix, or purged (a checkpoint of their own beside the data).
 //! - [`metrics`]: every Prometheus metric, on the program's own registry.
 //! - [`health`]: liveness (heartbeat) and readiness state.
 //! - [`status`]: the progress board (applied positions against the end of each
@@ -38,6 +40,7 @@ pub mod event;
 pub mod fixtures;
 pub mod health;
 pub mod http;
+pub mod letters;
 pub mod metrics;
 pub mod offline;
 pub mod pipeline;

@@ -35,6 +35,7 @@ pub enum ClientError {
 pub struct AdminClient {
     authority: String,
     token: Option<String>,
+    timeout: Duration,
 }
 
 impl AdminClient {
@@ -49,7 +50,14 @@ impl AdminClient {
         Ok(AdminClient {
             authority: authority.to_owned(),
             token,
+            timeout: TIMEOUT,
         })
+    }
+
+    /// Wait this long for the answer (a replay answers when it is done).
+    pub fn with_timeout(mut self, timeout: Duration) -> AdminClient {
+        self.timeout = timeout;
+        self
     }
 
     /// Send `method path`; the status code and the JSON body.
@@ -60,7 +68,7 @@ impl AdminClient {
         };
         let mut stream = TcpStream::connect(&self.authority).map_err(unreachable)?;
         stream
-            .set_read_timeout(Some(TIMEOUT))
+            .set_read_timeout(Some(self.timeout))
             .map_err(unreachable)?;
         stream
             .set_write_timeout(Some(TIMEOUT))

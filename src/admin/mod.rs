@@ -2,13 +2,14 @@
 //! sits behind the metrics Service: `GET /admin/status` (every projection and
 //! partition this replica owns: state, lag in offsets and seconds, pauses) and
 //! `POST /admin/projections/{name}/pause|resume`, and the dead letters
-//! ([`letters`]: list, show one). Mutations demand
+//! ([`letters`]: list, show one; [`replay`]: replay, purge). Mutations demand
 //! `Authorization: Bearer <admin.token>`; without a configured token they are
 //! all refused. [`cli`] is the command line over it, [`client`] its HTTP.
 
 pub mod cli;
 pub mod client;
 pub mod letters;
+pub mod replay;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -31,6 +32,8 @@ pub fn router(state: AppState) -> Router {
             "/admin/dead-letters/{partition}/{offset}",
             get(letters::show),
         )
+        .route("/admin/dead-letters/replay", post(replay::replay))
+        .route("/admin/dead-letters/purge", post(replay::purge))
         .with_state(state)
 }
 

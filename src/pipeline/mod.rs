@@ -21,6 +21,7 @@ mod fold;
 mod letters;
 mod plan;
 mod positions;
+mod replayed;
 mod retry;
 mod router;
 
@@ -38,6 +39,7 @@ use crate::source::{DeadLetters, Delivery, Offsets, SourceControl, SourceError};
 
 pub use fold::{Folded, Work, Write, fold};
 pub use positions::{Admitted, Positioning};
+pub use replayed::DUPLICATE_OF;
 pub use retry::{Classified, Retry};
 pub use router::{Route, Router};
 
@@ -79,6 +81,9 @@ pub struct Pipeline {
     /// Route index -> index in `caches`.
     route_cache: Vec<usize>,
     positions: positions::Positions,
+    /// The dead-letter topic, when this pipeline replays its letters
+    /// ([`Pipeline::replaying_letters`]).
+    letters: Option<String>,
 }
 
 /// Why the pipeline stopped: only a permanent failure of a sink itself (the
@@ -125,6 +130,7 @@ impl Pipeline {
             caches,
             route_cache,
             positions: positions::Positions::new(wiring.positioning),
+            letters: None,
         }
     }
 

@@ -59,7 +59,11 @@ impl Pipeline {
                     vec![index],
                 )),
             }
-            let event = match decode(record, &self.envelope) {
+            if let Some(letter) = self.unreplayable(record) {
+                plan.letters.push(letter);
+                continue;
+            }
+            let mut event = match decode(record, &self.envelope) {
                 Ok(event) => event,
                 Err(error) => {
                     let letter = self.failure(record, None, error.reason(), error.to_string());
@@ -67,7 +71,13 @@ impl Pipeline {
                     continue;
                 }
             };
-            let routes = self.router.routes_for(&position.topic, &event.event_type);
+            let routes = match self.routes_of(record, &mut event) {
+                Ok(routes) => routes,
+                Err(letter) => {
+                    plan.letters.push(letter);
+                    continue;
+                }
+            };
             if routes.is_empty() {
                 self.metrics
                     .events_skipped
@@ -75,7 +85,7 @@ impl Pipeline {
                     .inc();
                 continue;
             }
-            for &route in routes {
+            for &route in routes.iter() {
                 let definition = &self.router.route(route).definition;
                 match definition.identifier.render(&event) {
                     Ok(identifier) => plan.work.push(Work {

@@ -10,6 +10,7 @@
 //! applied lives in each cache's checkpoint (see [`crate::cache::checkpoint`]);
 //! the offsets stored here are only Kafka's copy, for lag and tooling.
 
+pub mod headers;
 pub mod kafka;
 
 use async_trait::async_trait;

@@ -37,7 +37,9 @@ use crate::metrics::Metrics;
 use config::consumer_config;
 pub use config::{CONSUMER_DEFAULTS, FETCH_MAX_BYTES, FETCH_WAIT_MAX_MS, client_config};
 pub use context::SourceContext;
-pub use dead_letter::{KafkaDeadLetters, Letter, list_letters, read_letter};
+pub use dead_letter::{
+    KafkaDeadLetters, KafkaLetterLog, Letter, letter_partitions, list_letters, read_letter,
+};
 pub use outbox::Outbox;
 
 /// How long one poll may block, so shutdown, seeks and batch deadlines are noticed.

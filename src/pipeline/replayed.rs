@@ -1,0 +1,107 @@
+//! The pipeline over dead letters (see [`crate::letters`]): records are read
+//! from the dead-letter topic and checkpointed there, in a scope of their own,
+//! so the ordinary commit (writes and advance, one atomic step) applies each
+//! letter once. What differs is only which projections a letter feeds:
+//!
+//! - it is routed by the topic its record came from, not the one it is read
+//!   from, and the event carries its original position;
+//! - only to the projection it failed for (its `projectionist.projection`
+//!   header): the other projections of that record applied it when it first
+//!   came. A letter that names none failed before any projection ran, so
+//!   every projection of its type missed it;
+//! - a letter whose original payload was cut (too large for the topic) is not
+//!   the event, and fails again rather than being applied as something else.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use super::Pipeline;
+use crate::event::{Event, RawRecord};
+use crate::source::DeadLetter;
+use crate::source::headers::{self, Origin};
+
+/// A header the replay puts on a letter it read before under the same
+/// origin (the same record, failed for the same projection): sent twice by a
+/// crash between the letter and the checkpoint. It is passed over, so the
+/// event is applied once.
+pub const DUPLICATE_OF: &str = "projectionist.replay.duplicate_of";
+
+impl Pipeline {
+    /// This pipeline applies dead letters read from `topic`: every cache
+    /// checkpoints that topic's partitions (in the scope of the group the
+    /// pipeline was wired with).
+    pub fn replaying_letters(mut self, topic: &str) -> Pipeline {
+        for slot in &mut self.caches {
+            slot.topics = BTreeSet::from([topic.to_owned()]);
+        }
+        self.letters = Some(topic.to_owned());
+        self
+    }
+
+    /// A letter that cannot be replayed as it is, before it is decoded.
+    pub(super) fn unreplayable(&self, record: &RawRecord) -> Option<DeadLetter> {
+        self.letters.as_ref()?;
+        let Some(origin) = Origin::of(&record.headers) else {
+            let error = format!(
+                "the record has no {} header: it is not a dead letter",
+                headers::SOURCE_TOPIC
+            );
+            return Some(self.failure(record, None, "not_a_letter", error));
+        };
+        if !origin.truncated {
+            return None;
+        }
+        let size = headers::text(&record.headers, headers::ORIGINAL_SIZE).unwrap_or("?");
+        let error = format!(
+            "the letter holds only part of the original record ({size} bytes): read it from {} \
+             while the topic keeps it",
+            origin.position
+        );
+        Some(self.failure(
+            record,
+            origin.projection.as_deref(),
+            "truncated_letter",
+            error,
+        ))
+    }
+
+    /// The routes `event` feeds. A letter's event is given its original
+    /// position; a letter naming a projection that no longer exists fails
+    /// again.
+    pub(super) fn routes_of(
+        &self,
+        record: &RawRecord,
+        event: &mut Event,
+    ) -> Result<Cow<'_, [usize]>, DeadLetter> {
+        if self.letters.is_none() {
+            let position = &record.position;
+            return Ok(Cow::Borrowed(
+                self.router.routes_for(&position.topic, &event.event_type),
+            ));
+        }
+        let origin = Origin::of(&record.headers)
+            .expect("a letter without an origin is refused before it is decoded");
+        if headers::text(&record.headers, DUPLICATE_OF).is_some() {
+            return Ok(Cow::Owned(Vec::new()));
+        }
+        event.position = origin.position.clone();
+        let routes = self
+            .router
+            .routes_for(&origin.position.topic, &event.event_type);
+        let Some(projection) = &origin.projection else {
+            return Ok(Cow::Borrowed(routes));
+        };
+        let known = (0..self.router.len())
+            .any(|route| &self.router.route(route).definition.name == projection);
+        if !known {
+            let error = format!("no projection named {projection:?} is defined any more");
+            return Err(self.failure(record, Some(projection), "unknown_projection", error));
+        }
+        let named = routes
+            .iter()
+            .copied()
+            .filter(|&route| &self.router.route(route).definition.name == projection)
+            .collect();
+        Ok(Cow::Owned(named))
+    }
+}
