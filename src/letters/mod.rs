@@ -29,6 +29,8 @@ pub mod log;
 pub mod purge;
 pub mod reletter;
 pub mod replay;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -39,7 +41,7 @@ use crate::source::SourceError;
 
 pub use log::{LetterLog, Polled};
 pub use purge::{PurgeReport, purge};
-pub use replay::{Replay, ReplayReport, replay};
+pub use replay::{Replay, ReplayReport, replay, router_caches};
 
 /// The consumer group whose checkpoints say which letters of `group` are handled.
 pub fn letters_group(group: &str) -> String {
@@ -191,7 +193,7 @@ pub async fn handled(
 }
 
 #[cfg(test)]
-mod tests {
+mod targets {
     use super::*;
 
     fn ends() -> BTreeMap<i32, i64> {
