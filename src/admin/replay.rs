@@ -55,7 +55,7 @@ pub async fn replay(
 ) -> Response {
     let letters = match admit(&state, &headers) {
         Ok(letters) => letters,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if taking.all {
         return error(
@@ -116,7 +116,7 @@ pub async fn purge(
 ) -> Response {
     let letters = match admit(&state, &headers) {
         Ok(letters) => letters,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if taking.partition.is_none() && !taking.all {
         return error(
@@ -156,11 +156,12 @@ pub async fn purge(
 }
 
 /// The dead-letter topic, for a caller with the token.
-fn admit(state: &AppState, headers: &HeaderMap) -> Result<DeadLetterTopic, Response> {
+fn admit(state: &AppState, headers: &HeaderMap) -> Result<DeadLetterTopic, Box<Response>> {
     if let Some(refused) = refusal(state, headers) {
-        return Err(refused);
+        return Err(Box::new(refused));
     }
-    state.dead_letters.as_deref().cloned().ok_or_else(no_topic)
+    let topic = state.dead_letters.as_deref().cloned();
+    topic.ok_or_else(|| Box::new(no_topic()))
 }
 
 fn busy_here() -> Response {

@@ -74,7 +74,7 @@ impl Pipeline {
             let routes = match self.routes_of(record, &mut event) {
                 Ok(routes) => routes,
                 Err(letter) => {
-                    plan.letters.push(letter);
+                    plan.letters.push(*letter);
                     continue;
                 }
             };

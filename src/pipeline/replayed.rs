@@ -72,7 +72,7 @@ impl Pipeline {
         &self,
         record: &RawRecord,
         event: &mut Event,
-    ) -> Result<Cow<'_, [usize]>, DeadLetter> {
+    ) -> Result<Cow<'_, [usize]>, Box<DeadLetter>> {
         if self.letters.is_none() {
             let position = &record.position;
             return Ok(Cow::Borrowed(
@@ -95,7 +95,8 @@ impl Pipeline {
             .any(|route| &self.router.route(route).definition.name == projection);
         if !known {
             let error = format!("no projection named {projection:?} is defined any more");
-            return Err(self.failure(record, Some(projection), "unknown_projection", error));
+            let letter = self.failure(record, Some(projection), "unknown_projection", error);
+            return Err(Box::new(letter));
         }
         let named = routes
             .iter()

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -152,7 +152,10 @@ pub(super) fn reader_config(kafka: &KafkaSettings) -> rdkafka::ClientConfig {
     config
 }
 
-pub(super) fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, SourceError> {
+pub(super) fn partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<Vec<i32>, SourceError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(|error| SourceError::Unavailable(format!("metadata of {topic}: {error}")))?;
@@ -164,8 +167,8 @@ pub(super) fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32
         .collect())
 }
 
-pub(super) fn assign(
-    consumer: &BaseConsumer,
+pub(super) fn assign<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     assignment: &TopicPartitionList,
 ) -> Result<(), SourceError> {
     consumer.assign(assignment).map_err(|error| {

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tracing::warn;
 
 use super::browse::{METADATA_TIMEOUT, assign, partitions, reader_config};
 use crate::config::KafkaSettings;
@@ -22,11 +23,27 @@ const END_TIMEOUT: Duration = Duration::from_secs(10);
 const SEEK_TIMEOUT: Duration = Duration::from_secs(1);
 const SEEK_ATTEMPTS: usize = 20;
 
+type Reader = BaseConsumer<EndsExpected>;
+
 pub struct KafkaLetterLog {
     kafka: KafkaSettings,
     topic: String,
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<Reader>,
 }
+
+/// librdkafka reports a partition's end as a client error too; here the end
+/// is what the reader waits for, not worth an error line.
+struct EndsExpected;
+
+impl ClientContext for EndsExpected {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            warn!(%error, reason, "dead-letter reader: librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for EndsExpected {}
 
 impl KafkaLetterLog {
     pub fn new(kafka: &KafkaSettings, topic: &str) -> Result<KafkaLetterLog, SourceError> {
@@ -40,7 +57,7 @@ impl KafkaLetterLog {
     /// Run a blocking librdkafka call off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
-        call: impl FnOnce(&BaseConsumer, &str) -> Result<T, SourceError> + Send + 'static,
+        call: impl FnOnce(&Reader, &str) -> Result<T, SourceError> + Send + 'static,
     ) -> Result<T, SourceError> {
         let consumer = Arc::clone(&self.consumer);
         let topic = self.topic.clone();
@@ -51,10 +68,10 @@ impl KafkaLetterLog {
 }
 
 /// A reader that reports each partition's end.
-fn eof_consumer(kafka: &KafkaSettings) -> Result<BaseConsumer, SourceError> {
+fn eof_consumer(kafka: &KafkaSettings) -> Result<Reader, SourceError> {
     reader_config(kafka)
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(EndsExpected)
         .map_err(|error| SourceError::Permanent(format!("dead-letter reader: {error}")))
 }
 
@@ -119,7 +136,7 @@ impl LetterLog for KafkaLetterLog {
 /// that batch holds several letters; their fetches report the true end.
 fn ends(
     kafka: &KafkaSettings,
-    client: &BaseConsumer,
+    client: &Reader,
     topic: &str,
 ) -> Result<BTreeMap<i32, i64>, SourceError> {
     let mut ends = BTreeMap::new();
