@@ -145,6 +145,7 @@ pub async fn run(
                 envelope: settings.envelope.clone(),
                 pipeline: settings.pipeline.clone(),
                 busy: Arc::default(),
+                stop: shutdown.clone(),
             })
         }),
     };

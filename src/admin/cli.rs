@@ -186,12 +186,14 @@ pub fn replay_letters(admin: &str, partition: Option<i32>, to: Option<i64>) -> E
         "  {:<10} {:>10} {:>10} {:>10}",
         "PARTITION", "FROM", "TO", "END"
     ));
+    // No checkpoint yet: pending from the partition's first letter.
+    let offset = |value: &Value| value.as_i64().map_or("-".to_owned(), |n| n.to_string());
     for partition in body["partitions"].as_array().into_iter().flatten() {
         lines.push(format!(
             "  {:<10} {:>10} {:>10} {:>10}  {}",
             partition["partition"],
-            partition["from"],
-            partition["to"],
+            offset(&partition["from"]),
+            offset(&partition["to"]),
             partition["end"],
             if partition["finished"] == Value::Bool(true) {
                 "done"
@@ -240,9 +242,12 @@ pub fn purge_letters(admin: &str, partition: Option<i32>, to: Option<i64>, all: 
         body["purged"],
     )];
     for partition in body["partitions"].as_array().into_iter().flatten() {
+        let was = partition["from"]
+            .as_i64()
+            .map_or("its first letter".to_owned(), |from| from.to_string());
         lines.push(format!(
-            "  partition {}: pending from {} now (was {})",
-            partition["partition"], partition["to"], partition["from"],
+            "  partition {}: pending from {} now (was {was})",
+            partition["partition"], partition["to"],
         ));
     }
     print(&lines)

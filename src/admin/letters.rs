@@ -13,8 +13,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracing::warn;
 
 use super::error;
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{KafkaSettings, PipelineSettings};
 use crate::event::Envelope;
 use crate::http::AppState;
@@ -38,6 +41,8 @@ pub struct DeadLetterTopic {
     /// Held by the replay or purge running on this replica: one at a time
     /// here (two replicas fence each other by epoch).
     pub busy: Arc<tokio::sync::Mutex<()>>,
+    /// Cancelled when the daemon shuts down: a replay stops between batches.
+    pub stop: CancellationToken,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,15 +78,21 @@ pub async fn list(State(state): State<AppState>, Query(listing): Query<Listing>)
     let limit = listing.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let topic = letters.topic.clone();
     let caches = letter_caches(&state);
-    // Every partition's, known or not: a partition is found by reading it.
+    // Without the checkpoints the letters are still worth listing, with
+    // their state unknown; a listing of the pending ones needs them.
     let checkpoints = match pending_from(&caches, &state.group, &letters).await {
-        Ok(checkpoints) => checkpoints,
-        Err(failure) => return error(StatusCode::SERVICE_UNAVAILABLE, failure),
+        Ok(checkpoints) => Some(checkpoints),
+        Err(failure) if listing.pending => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, failure);
+        }
+        Err(failure) => {
+            warn!(error = %failure, "dead-letter checkpoints unreadable; listing without states");
+            None
+        }
     };
-    let from = if listing.pending {
-        checkpoints.clone()
-    } else {
-        BTreeMap::new()
+    let from = match (&checkpoints, listing.pending) {
+        (Some(checkpoints), true) => checkpoints.clone(),
+        _ => BTreeMap::new(),
     };
     // librdkafka's calls block: off the async threads.
     let read = tokio::task::spawn_blocking(move || {
@@ -95,11 +106,17 @@ pub async fn list(State(state): State<AppState>, Query(listing): Query<Listing>)
     };
     let mut listed = Vec::with_capacity(found.len());
     for letter in found {
-        let pending = checkpoints
-            .get(&letter.partition)
-            .is_none_or(|&next| letter.offset >= next);
+        let pending = checkpoints.as_ref().map(|checkpoints| {
+            checkpoints
+                .get(&letter.partition)
+                .is_none_or(|&next| letter.offset >= next)
+        });
         let mut value = serde_json::to_value(&letter).unwrap_or(Value::Null);
-        value["state"] = json!(if pending { "pending" } else { "handled" });
+        value["state"] = match pending {
+            Some(true) => json!("pending"),
+            Some(false) => json!("handled"),
+            None => Value::Null,
+        };
         listed.push(value);
     }
     axum::Json(json!({

@@ -216,5 +216,6 @@ async fn replay_of(
         batch_size: letters.pipeline.batch_size,
         max_backoff: letters.pipeline.max_backoff,
         idle: IDLE,
+        stop: letters.stop.clone(),
     })
 }

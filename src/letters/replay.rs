@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::reletter::{Reletter, Relettered};
@@ -45,8 +46,10 @@ pub struct Replay {
     pub sink: Arc<dyn DeadLetters>,
     pub batch_size: usize,
     pub max_backoff: Duration,
-    /// The replay stops, unfinished, when the topic sends nothing for this long.
+    /// The replay stops, unfinished, when the topic sends nothing for this long...
     pub idle: Duration,
+    /// ...or between two batches once this is cancelled (the daemon stops).
+    pub stop: CancellationToken,
 }
 
 /// What a replay did, by the checkpoints.
@@ -287,6 +290,11 @@ async fn read_and_apply(
     let mut batch = Vec::new();
     let mut heard = Instant::now();
     loop {
+        if replay.stop.is_cancelled() {
+            return Ok(Some(
+                "the daemon is shutting down; run the replay again".to_owned(),
+            ));
+        }
         let polled = if reading.done() {
             None
         } else {

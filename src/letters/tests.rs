@@ -240,6 +240,7 @@ fn replay_over(log: MemoryLog, router: &Router, batch_size: usize) -> Replay {
         batch_size,
         max_backoff: Duration::from_millis(10),
         idle: Duration::from_secs(2),
+        stop: tokio_util::sync::CancellationToken::new(),
     }
 }
 
@@ -441,5 +442,19 @@ async fn a_cut_letter_or_an_unknown_projection_fails_again_instead_of_being_appl
     assert_eq!((report.replayed, report.failed_again), (0, 2), "{report:?}");
     let reasons: Vec<&str> = report.failures.iter().map(|f| f.reason).collect();
     assert_eq!(reasons, ["truncated_letter", "unknown_projection"]);
+    assert_eq!(stored(&cache, "counters:::a").await, Value::Null);
+}
+
+#[tokio::test]
+async fn a_replay_stopped_by_a_shutdown_is_unfinished_and_says_so() {
+    let cache = memory();
+    let router = router(&cache);
+    let log = MemoryLog::new(1);
+    log.append(0, &deposit(0, "a", 5, Some("counters")));
+    let stopping = replay_over(log.reader(), &router, 10);
+    stopping.stop.cancel();
+    let report = replay(stopping, everything()).await.unwrap();
+    assert!(!report.finished);
+    assert!(report.note.unwrap().contains("shutting down"));
     assert_eq!(stored(&cache, "counters:::a").await, Value::Null);
 }

@@ -10,6 +10,9 @@
 //!    and the checkpoint's advance as one atomic, compared step;
 //! 4. **store offsets**: Kafka's copy of the progress, for lag and tooling.
 //!
+//! The same pipeline replays dead letters ([`Pipeline::replaying_letters`]):
+//! the dead-letter topic is its source, checkpointed in a scope of its own.
+//!
 //! Chunks are processed one at a time, each mixing records of every owned
 //! partition in their partition order. Running partitions side by side would
 //! race: a projection keyed differently from the partition key
