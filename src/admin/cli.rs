@@ -191,10 +191,10 @@ pub fn replay_letters(admin: &str, partition: Option<i32>, to: Option<i64>) -> E
     for partition in body["partitions"].as_array().into_iter().flatten() {
         lines.push(format!(
             "  {:<10} {:>10} {:>10} {:>10}  {}",
-            partition["partition"],
+            offset(&partition["partition"]),
             offset(&partition["from"]),
             offset(&partition["to"]),
-            partition["end"],
+            offset(&partition["end"]),
             if partition["finished"] == Value::Bool(true) {
                 "done"
             } else {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::Pipeline;
 use super::fold::Work;
 use super::positions::Admitted;
+use super::replayed::Replayable;
 use crate::cache::{KEY_SEPARATOR, Partition};
 use crate::event::{Event, decode};
 use crate::metrics::NO_PROJECTION;
@@ -59,9 +60,13 @@ impl Pipeline {
                     vec![index],
                 )),
             }
-            if let Some(letter) = self.unreplayable(record) {
-                plan.letters.push(letter);
-                continue;
+            match self.replayable(record) {
+                Replayable::Yes => {}
+                Replayable::Duplicate => continue,
+                Replayable::Refused(letter) => {
+                    plan.letters.push(*letter);
+                    continue;
+                }
             }
             let mut event = match decode(record, &self.envelope) {
                 Ok(event) => event,

@@ -26,6 +26,15 @@ use crate::source::headers::{self, Origin};
 /// event is applied once.
 pub const DUPLICATE_OF: &str = "projectionist.replay.duplicate_of";
 
+/// What becomes of a record before it is decoded.
+pub(super) enum Replayable {
+    Yes,
+    /// A second letter about one failure: passed over, its checkpoint moves.
+    Duplicate,
+    /// It fails again, as this letter.
+    Refused(Box<DeadLetter>),
+}
+
 impl Pipeline {
     /// This pipeline applies dead letters read from `topic`: every cache
     /// checkpoints that topic's partitions (in the scope of the group the
@@ -38,18 +47,26 @@ impl Pipeline {
         self
     }
 
-    /// A letter that cannot be replayed as it is, before it is decoded.
-    pub(super) fn unreplayable(&self, record: &RawRecord) -> Option<DeadLetter> {
-        self.letters.as_ref()?;
+    /// Whether a record is taken up, before it is decoded: always, unless
+    /// this pipeline replays letters and this one is a duplicate or cannot
+    /// be replayed as it is.
+    pub(super) fn replayable(&self, record: &RawRecord) -> Replayable {
+        if self.letters.is_none() {
+            return Replayable::Yes;
+        }
         let Some(origin) = Origin::of(&record.headers) else {
             let error = format!(
                 "the record has no {} header: it is not a dead letter",
                 headers::SOURCE_TOPIC
             );
-            return Some(self.failure(record, None, "not_a_letter", error));
+            let letter = self.failure(record, None, "not_a_letter", error);
+            return Replayable::Refused(Box::new(letter));
         };
+        if headers::text(&record.headers, DUPLICATE_OF).is_some() {
+            return Replayable::Duplicate;
+        }
         if !origin.truncated {
-            return None;
+            return Replayable::Yes;
         }
         let size = headers::text(&record.headers, headers::ORIGINAL_SIZE).unwrap_or("?");
         let error = format!(
@@ -57,12 +74,9 @@ impl Pipeline {
              while the topic keeps it",
             origin.position
         );
-        Some(self.failure(
-            record,
-            origin.projection.as_deref(),
-            "truncated_letter",
-            error,
-        ))
+        let projection = origin.projection.as_deref();
+        let letter = self.failure(record, projection, "truncated_letter", error);
+        Replayable::Refused(Box::new(letter))
     }
 
     /// The routes `event` feeds. A letter's event is given its original
@@ -81,9 +95,6 @@ impl Pipeline {
         }
         let origin = Origin::of(&record.headers)
             .expect("a letter without an origin is refused before it is decoded");
-        if headers::text(&record.headers, DUPLICATE_OF).is_some() {
-            return Ok(Cow::Owned(Vec::new()));
-        }
         event.position = origin.position.clone();
         let routes = self
             .router
