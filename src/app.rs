@@ -154,6 +154,11 @@ pub async fn run(
             Arc::new(DeadLetterTopic {
                 kafka: settings.kafka.clone(),
                 topic: topic.clone(),
+                router: router.clone(),
+                envelope: settings.envelope.clone(),
+                pipeline: settings.pipeline.clone(),
+                busy: Arc::default(),
+                stop: shutdown.clone(),
             })
         }),
         rebuilds: Some(catalog.clone()),

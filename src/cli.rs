@@ -1,5 +1,6 @@
 //! The command line: `run`, `dev`, `check`, `test`, `replay`, and the admin
-//! API's `status`, `pause` and `resume`, over the library. A user who
+//! API's `status`, `pause`, `resume` and `dead-letters` (list, `replay`,
+//! `purge`), over the library. A user who
 //! registers projectors of their own builds a binary that calls [`main_with`].
 
 use std::io::{IsTerminal as _, Write as _};
@@ -91,12 +92,19 @@ pub enum Command {
         admin: String,
     },
     /// The dead letters, from the start of the dead-letter topic: where each
-    /// sits (partition/offset), why it failed and where it came from.
+    /// sits (partition/offset), why it failed, where it came from, and
+    /// whether it is pending or handled (replayed or purged). `replay` and
+    /// `purge` take them up.
     DeadLetters {
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        #[arg(long, default_value = DEFAULT_ADMIN)]
+        /// Only the pending letters, from where they start.
+        #[arg(long)]
+        pending: bool,
+        #[arg(long, default_value = DEFAULT_ADMIN, global = true)]
         admin: String,
+        #[command(subcommand)]
+        action: Option<LettersAction>,
     },
     /// One dead letter whole: the original record and every header, as JSON.
     DeadLetter {
@@ -118,6 +126,35 @@ pub enum Command {
         wait_secs: Option<u64>,
         #[arg(long, default_value = DEFAULT_ADMIN)]
         admin: String,
+    },
+}
+
+/// What to do with pending dead letters. Token from PROJECTIONIST_ADMIN_TOKEN.
+#[derive(Debug, Subcommand)]
+pub enum LettersAction {
+    /// Apply the pending letters, each once, to the projection it failed for
+    /// (after the fixed definition is deployed). A letter that fails again
+    /// goes back to the dead-letter topic, pending again.
+    Replay {
+        /// Only this partition of the dead-letter topic.
+        #[arg(long)]
+        partition: Option<i32>,
+        /// Up to and including this offset of the partition.
+        #[arg(long, requires = "partition")]
+        to: Option<i64>,
+    },
+    /// Mark letters handled without applying them. The records stay in the
+    /// topic until its retention removes them.
+    Purge {
+        /// Only this partition of the dead-letter topic.
+        #[arg(long, required_unless_present = "all")]
+        partition: Option<i32>,
+        /// Up to and including this offset of the partition.
+        #[arg(long, requires = "partition")]
+        to: Option<i64>,
+        /// Every pending letter of every partition.
+        #[arg(long, conflicts_with_all = ["partition", "to"])]
+        all: bool,
     },
 }
 
@@ -156,7 +193,20 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Command::Status { admin, json } => crate::admin::cli::status(&admin, json),
         Command::Pause { name, admin } => crate::admin::cli::set_paused(&admin, &name, true),
         Command::Resume { name, admin } => crate::admin::cli::set_paused(&admin, &name, false),
-        Command::DeadLetters { limit, admin } => crate::admin::cli::dead_letters(&admin, limit),
+        Command::DeadLetters {
+            limit,
+            pending,
+            admin,
+            action,
+        } => match action {
+            None => crate::admin::cli::dead_letters(&admin, limit, pending),
+            Some(LettersAction::Replay { partition, to }) => {
+                crate::admin::cli::replay_letters(&admin, partition, to)
+            }
+            Some(LettersAction::Purge { partition, to, all }) => {
+                crate::admin::cli::purge_letters(&admin, partition, to, all)
+            }
+        },
         Command::DeadLetter {
             partition,
             offset,

@@ -16,6 +16,8 @@
 //! - [`rebuild`]: projection versions: shadow builds beside the live
 //!   version, promotion and rollback key by key, the live definitions kept
 //!   in the cache.
+//! - [`letters`]: dead letters taken up again: replayed exactly once after a
+//!   fix, or purged (a checkpoint of their own beside the data).
 //! - [`metrics`]: every Prometheus metric, on the program's own registry.
 //! - [`health`]: liveness (heartbeat) and readiness state.
 //! - [`status`]: the progress board (applied positions against the end of each
@@ -41,6 +43,7 @@ pub mod event;
 pub mod fixtures;
 pub mod health;
 pub mod http;
+pub mod letters;
 pub mod metrics;
 pub mod offline;
 pub mod pipeline;

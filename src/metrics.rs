@@ -34,6 +34,9 @@ pub const FAILURE_REASONS: [&str; 15] = [
     "corrupt_state",
 ];
 
+/// What became of a dead letter a replay or purge took up.
+pub const LETTER_OUTCOMES: [&str; 4] = ["replayed", "failed_again", "duplicate", "purged"];
+
 /// Freshness spans milliseconds (live) to days (a replay of old events).
 const FRESHNESS_BUCKETS: [f64; 20] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -61,6 +64,9 @@ pub struct Metrics {
     /// Dead letters sent without all of the original record, because the
     /// whole of it exceeded the dead-letter topic's message size.
     pub dead_letters_truncated: IntCounter,
+    /// Dead letters taken up again by operators, by outcome (see
+    /// [`LETTER_OUTCOMES`]).
+    pub dead_letters_handled: IntCounterVec,
     /// Now minus event time when a projection is written, by projection.
     pub projection_freshness: HistogramVec,
     /// 1 for a projection's current state, 0 for the others.
@@ -183,6 +189,11 @@ impl Metrics {
                 &["projection", "reason"],
             ),
             dead_letters_truncated,
+            dead_letters_handled: counter(
+                "projectionist_dead_letters_handled_total",
+                "Dead letters taken up by a replay or a purge: replayed, failed_again (sent anew), duplicate (a second letter of one failure), purged",
+                &["outcome"],
+            ),
             projection_freshness: histogram(
                 "projectionist_projection_freshness_seconds",
                 "Now minus event time when a projection is written",
@@ -316,6 +327,9 @@ impl Metrics {
                 self.cache_operation_duration
                     .with_label_values(&[cache, operation]);
             }
+        }
+        for outcome in LETTER_OUTCOMES {
+            self.dead_letters_handled.with_label_values(&[outcome]);
         }
         for component in ["cache", "dead_letter", "kafka"] {
             self.retries.with_label_values(&[component]);

@@ -1,5 +1,5 @@
-//! `projectionist status | pause NAME | resume NAME | dead-letters |
-//! dead-letter P O`: the admin API for a person at a terminal. Each prints what the daemon answered and exits 0
+//! `projectionist status | pause NAME | resume NAME | dead-letters [replay |
+//! purge] | dead-letter P O`: the admin API for a person at a terminal. Each prints what the daemon answered and exits 0
 //! only on success.
 
 use std::io::Write as _;
@@ -88,9 +88,10 @@ fn print(lines: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One line per dead letter: where it sits, why, and where it came from.
-pub fn dead_letters(admin: &str, limit: usize) -> ExitCode {
-    let path = format!("/admin/dead-letters?limit={limit}");
+/// One line per dead letter: where it sits, whether it is pending, why,
+/// and where it came from.
+pub fn dead_letters(admin: &str, limit: usize, pending: bool) -> ExitCode {
+    let path = format!("/admin/dead-letters?limit={limit}&pending={pending}");
     let Some((status, body)) = call(admin, None, "GET", &path) else {
         return ExitCode::FAILURE;
     };
@@ -99,14 +100,15 @@ pub fn dead_letters(admin: &str, limit: usize) -> ExitCode {
     }
     let text = |value: &Value| value.as_str().unwrap_or("-").to_owned();
     let mut lines = vec![format!(
-        "{:<12} {:<20} {:<20} {:<32} ERROR",
-        "LETTER", "REASON", "PROJECTION", "FROM"
+        "{:<12} {:<8} {:<20} {:<20} {:<32} ERROR",
+        "LETTER", "STATE", "REASON", "PROJECTION", "FROM"
     )];
     for letter in body["letters"].as_array().into_iter().flatten() {
         let source = &letter["source"];
         lines.push(format!(
-            "{:<12} {:<20} {:<20} {:<32} {}",
+            "{:<12} {:<8} {:<20} {:<20} {:<32} {}",
             format!("{}/{}", letter["partition"], letter["offset"]),
+            text(&letter["state"]),
             text(&letter["reason"]),
             text(&letter["projection"]),
             format!(
@@ -165,6 +167,134 @@ pub fn set_paused(admin: &str, name: &str, paused: bool) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Replay the pending letters (of one partition, up to an offset).
+pub fn replay_letters(admin: &str, partition: Option<i32>, to: Option<i64>) -> ExitCode {
+    let path = format!("/admin/dead-letters/replay{}", query(partition, to, false));
+    let Some(body) = take_up(admin, &path) else {
+        return ExitCode::FAILURE;
+    };
+    let mut lines = vec![format!(
+        "{}: {} replayed, {} failed again (sent back to the topic), {} duplicates passed over",
+        body["topic"].as_str().unwrap_or("?"),
+        body["replayed"],
+        body["failed_again"],
+        body["duplicates"],
+    )];
+    lines.push(format!(
+        "  {:<10} {:>10} {:>10} {:>10}",
+        "PARTITION", "FROM", "TO", "END"
+    ));
+    // No checkpoint yet: pending from the partition's first letter.
+    let offset = |value: &Value| value.as_i64().map_or("-".to_owned(), |n| n.to_string());
+    for partition in body["partitions"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "  {:<10} {:>10} {:>10} {:>10}  {}",
+            offset(&partition["partition"]),
+            offset(&partition["from"]),
+            offset(&partition["to"]),
+            offset(&partition["end"]),
+            if partition["finished"] == Value::Bool(true) {
+                "done"
+            } else {
+                "UNFINISHED"
+            },
+        ));
+    }
+    let failures = body["failures"].as_array().cloned().unwrap_or_default();
+    if !failures.is_empty() {
+        lines.push("failed again (pending again, as new letters):".to_owned());
+    }
+    for failure in &failures {
+        lines.push(format!(
+            "  {}/{} from {} {} {}: {}",
+            failure["partition"],
+            failure["offset"],
+            failure["source"].as_str().unwrap_or("?"),
+            failure["projection"].as_str().unwrap_or("-"),
+            failure["reason"].as_str().unwrap_or("?"),
+            failure["error"].as_str().unwrap_or(""),
+        ));
+    }
+    if let Some(note) = body["note"].as_str() {
+        lines.push(note.to_owned());
+    }
+    print(&lines);
+    // A script must notice a replay that left letters pending.
+    let clean = body["finished"] == Value::Bool(true) && failures.is_empty();
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Mark letters handled without applying them.
+pub fn purge_letters(admin: &str, partition: Option<i32>, to: Option<i64>, all: bool) -> ExitCode {
+    let path = format!("/admin/dead-letters/purge{}", query(partition, to, all));
+    let Some(body) = take_up(admin, &path) else {
+        return ExitCode::FAILURE;
+    };
+    let mut lines = vec![format!(
+        "{}: {} letters purged (they stay in the topic until its retention)",
+        body["topic"].as_str().unwrap_or("?"),
+        body["purged"],
+    )];
+    for partition in body["partitions"].as_array().into_iter().flatten() {
+        let was = partition["from"]
+            .as_i64()
+            .map_or("its first letter".to_owned(), |from| from.to_string());
+        lines.push(format!(
+            "  partition {}: pending from {} now (was {was})",
+            partition["partition"], partition["to"],
+        ));
+    }
+    print(&lines)
+}
+
+fn query(partition: Option<i32>, to: Option<i64>, all: bool) -> String {
+    let mut pairs = Vec::new();
+    if let Some(partition) = partition {
+        pairs.push(format!("partition={partition}"));
+    }
+    if let Some(to) = to {
+        pairs.push(format!("to={to}"));
+    }
+    if all {
+        pairs.push("all=true".to_owned());
+    }
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", pairs.join("&"))
+    }
+}
+
+/// How long a replay or purge may take to answer.
+const TAKE_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// POST a replay or purge with the token; the answer when it succeeded.
+fn take_up(admin: &str, path: &str) -> Option<Value> {
+    let token = std::env::var(TOKEN_ENV).ok();
+    if token.is_none() {
+        eprintln!("projectionist: set {TOKEN_ENV} to the admin token");
+        return None;
+    }
+    let answered = AdminClient::new(admin, token)
+        .map(|client| client.with_timeout(TAKE_UP_TIMEOUT))
+        .and_then(|client| client.request("POST", path));
+    match answered {
+        Ok((200, body)) => Some(body),
+        Ok((status, body)) => {
+            refused(status, &body);
+            None
+        }
+        Err(error) => {
+            eprintln!("projectionist: {error}");
+            None
+        }
+    }
 }
 
 fn call(admin: &str, token: Option<String>, method: &str, path: &str) -> Option<(u16, Value)> {

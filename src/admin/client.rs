@@ -35,8 +35,7 @@ pub enum ClientError {
 pub struct AdminClient {
     authority: String,
     token: Option<String>,
-    /// How long an answer may take: longer for a promotion, which waits for
-    /// its shadow.
+    /// How long an answer may take: longer for a promotion or a replay.
     timeout: Duration,
 }
 
@@ -56,9 +55,9 @@ impl AdminClient {
         })
     }
 
-    /// Wait up to `patience` more than usual for each answer.
-    pub fn patient(mut self, patience: Duration) -> AdminClient {
-        self.timeout = TIMEOUT + patience;
+    /// Wait this long for the answer (a replay answers when it is done).
+    pub fn with_timeout(mut self, timeout: Duration) -> AdminClient {
+        self.timeout = timeout;
         self
     }
 

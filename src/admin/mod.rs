@@ -2,8 +2,8 @@
 //! sits behind the metrics Service: `GET /admin/status` (every projection and
 //! partition this replica owns: state, lag in offsets and seconds, pauses) and
 //! `POST /admin/projections/{name}/pause|resume`, and the dead letters
-//! ([`letters`]: list, show one), and rebuilds ([`rebuilds`]: progress,
-//! start, promote, roll back, collect). Mutations demand
+//! ([`letters`]: list, show one; [`replay`]: replay, purge), and rebuilds
+//! ([`rebuilds`]: progress, start, promote, roll back, collect). Mutations demand
 //! `Authorization: Bearer <admin.token>`; without a configured token they are
 //! all refused. [`cli`] is the command line over it, [`client`] its HTTP.
 
@@ -12,6 +12,7 @@ pub mod client;
 pub mod letters;
 pub mod rebuild_cli;
 pub mod rebuilds;
+pub mod replay;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -50,6 +51,8 @@ pub fn router(state: AppState) -> Router {
             "/admin/dead-letters/{partition}/{offset}",
             get(letters::show),
         )
+        .route("/admin/dead-letters/replay", post(replay::replay))
+        .route("/admin/dead-letters/purge", post(replay::purge))
         .with_state(state)
 }
 

@@ -57,7 +57,7 @@ pub fn rebuild(admin: &str, name: &str, action: Action, wait_secs: Option<u64>) 
     // The daemon waits up to 30 s (or --wait-secs) for the shadow.
     let patience = Duration::from_secs(wait_secs.unwrap_or(30));
     let client = match AdminClient::new(admin, token) {
-        Ok(client) => client.patient(patience),
+        Ok(client) => client.with_timeout(Duration::from_secs(10) + patience),
         Err(error) => {
             eprintln!("projectionist: {error}");
             return ExitCode::FAILURE;

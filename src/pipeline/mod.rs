@@ -10,6 +10,9 @@
 //!    and the checkpoint's advance as one atomic, compared step;
 //! 4. **store offsets**: Kafka's copy of the progress, for lag and tooling.
 //!
+//! The same pipeline replays dead letters ([`Pipeline::replaying_letters`]):
+//! the dead-letter topic is its source, checkpointed in a scope of its own.
+//!
 //! Chunks are processed one at a time, each mixing records of every owned
 //! partition in their partition order. Running partitions side by side would
 //! race: a projection keyed differently from the partition key
@@ -22,6 +25,7 @@ mod fold;
 mod letters;
 mod plan;
 mod positions;
+mod replayed;
 mod retry;
 mod router;
 mod versions;
@@ -42,6 +46,7 @@ use crate::source::{DeadLetters, Delivery, Offsets, SourceControl, SourceError};
 pub use bound::Bound;
 pub use fold::{Folded, Work, Write, fold};
 pub use positions::{Admitted, Positioning};
+pub use replayed::DUPLICATE_OF;
 pub use retry::{Classified, Retry};
 pub use router::{Route, Router};
 
@@ -93,6 +98,9 @@ pub struct Pipeline {
     positions: positions::Positions,
     catalog: Option<Catalog>,
     bound: Option<Bound>,
+    /// The dead-letter topic, when this pipeline replays its letters
+    /// ([`Pipeline::replaying_letters`]).
+    letters: Option<String>,
 }
 
 /// Why the pipeline stopped: only a permanent failure of a sink itself (the
@@ -148,6 +156,7 @@ impl Pipeline {
             positions: positions::Positions::new(wiring.positioning),
             catalog: wiring.catalog,
             bound: wiring.bound,
+            letters: None,
         }
     }
 

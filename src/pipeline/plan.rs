@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::Pipeline;
 use super::fold::Work;
 use super::positions::Admitted;
+use super::replayed::Replayable;
 use crate::cache::{KEY_SEPARATOR, Partition};
 use crate::event::{Event, decode};
 use crate::metrics::NO_PROJECTION;
@@ -82,7 +83,15 @@ impl Pipeline {
                     vec![index],
                 )),
             }
-            let event = match decode(record, &self.envelope) {
+            match self.replayable(record) {
+                Replayable::Yes => {}
+                Replayable::Duplicate => continue,
+                Replayable::Refused(letter) => {
+                    plan.letters.push(*letter);
+                    continue;
+                }
+            }
+            let mut event = match decode(record, &self.envelope) {
                 Ok(event) => event,
                 Err(error) => {
                     let letter = self.failure(record, None, error.reason(), error.to_string());
@@ -90,7 +99,13 @@ impl Pipeline {
                     continue;
                 }
             };
-            let routes = self.router.routes_for(&position.topic, &event.event_type);
+            let routes = match self.routes_of(record, &mut event) {
+                Ok(routes) => routes,
+                Err(letter) => {
+                    plan.letters.push(*letter);
+                    continue;
+                }
+            };
             if routes.is_empty() {
                 self.metrics
                     .events_skipped
@@ -98,7 +113,7 @@ impl Pipeline {
                     .inc();
                 continue;
             }
-            for &route in routes {
+            for &route in routes.iter() {
                 let definition = &self.router.route(route).definition;
                 match definition.identifier.render(&event) {
                     Ok(identifier) => plan.work.push(Work {

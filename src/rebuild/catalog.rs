@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::state::{Role, Shadow, State, definition_key, state_key};
 use crate::cache::{Cache, CacheError};
 use crate::config::Settings;
+use crate::pipeline::Router;
 use crate::projection::{self, Definition};
 use crate::projector::Registry;
 
@@ -130,6 +131,21 @@ impl Catalog {
         let origin = PathBuf::from(format!("{key} (stored)"));
         projection::load_text(&text, &origin, &self.settings, &self.registry)
             .map_err(|errors| CatalogError::invalid(name, errors.join("; ")))
+    }
+
+    /// `router` with every route folding its projection's live version.
+    pub async fn live_router(&self, router: &Router) -> Result<Router, CatalogError> {
+        let mut live = router.clone();
+        for index in 0..router.len() {
+            let definition = &router.route(index).definition;
+            let Some(state) = self.state(&definition.name).await? else {
+                continue;
+            };
+            if state.live != definition.version {
+                live.replace(index, self.load(&definition.name, state.live).await?);
+            }
+        }
+        Ok(live)
     }
 
     /// The live definitions, given this replica's files: a projection seen for

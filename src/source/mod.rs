@@ -9,7 +9,11 @@
 //! [`Delivery::Sought`] was fetched before the seek. The truth of what was
 //! applied lives in each cache's checkpoint (see [`crate::cache::checkpoint`]);
 //! the offsets stored here are only Kafka's copy, for lag and tooling.
+//!
+//! [`headers`] names what a dead letter carries besides its record, for the
+//! producer, the reader and a replay alike.
 
+pub mod headers;
 pub mod kafka;
 
 use async_trait::async_trait;

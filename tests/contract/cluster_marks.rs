@@ -65,6 +65,7 @@ async fn marks_are_bounded_by_slots_times_partitions_not_by_keys() {
             advances: &advances,
             expected: &[],
             writes: &writes,
+            generation: 0,
         };
         assert_eq!(cache.commit(commit).await.unwrap(), CommitOutcome::Applied);
         next = advances.iter().map(|advance| Some(advance.to)).collect();

@@ -38,7 +38,9 @@ use crate::metrics::Metrics;
 use config::consumer_config;
 pub use config::{CONSUMER_DEFAULTS, FETCH_MAX_BYTES, FETCH_WAIT_MAX_MS, client_config};
 pub use context::SourceContext;
-pub use dead_letter::{KafkaDeadLetters, Letter, list_letters, read_letter};
+pub use dead_letter::{
+    KafkaDeadLetters, KafkaLetterLog, Letter, letter_partitions, list_letters, read_letter,
+};
 pub use outbox::Outbox;
 pub use topics::partitions_of;
 

@@ -3,24 +3,25 @@
 //! whole. A throwaway consumer that joins no group and commits nothing, so
 //! reading never moves anything.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use super::super::client_config;
 use crate::config::KafkaSettings;
-use crate::source::SourceError;
+use crate::source::{SourceError, headers};
 
 /// A listing ends once no letter arrived for this long (tansu and Kafka hold
 /// an empty fetch for `fetch.wait.max.ms`, 500 ms by default)...
 const IDLE: Duration = Duration::from_millis(1500);
 /// ...or after this long in all.
 const READ_LIMIT: Duration = Duration::from_secs(10);
-const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a failed record came from.
 #[derive(Debug, Clone, Serialize)]
@@ -56,19 +57,23 @@ pub struct Original {
     pub headers: Vec<(String, Option<String>)>,
 }
 
-/// Up to `limit` letters of `topic`, from its start, in partition and offset
-/// order.
+/// Up to `limit` letters of `topic`, in partition and offset order: from
+/// the offset `from` names for a partition, else from its start.
 pub fn list_letters(
     kafka: &KafkaSettings,
     topic: &str,
     limit: usize,
+    from: &BTreeMap<i32, i64>,
 ) -> Result<Vec<Letter>, SourceError> {
     let consumer = consumer(kafka)?;
     let partitions = partitions(&consumer, topic)?;
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {
+        let start = from
+            .get(&partition)
+            .map_or(Offset::Beginning, |&offset| Offset::Offset(offset));
         assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
+            .add_partition_offset(topic, partition, start)
             .map_err(|error| SourceError::Permanent(error.to_string()))?;
     }
     assign(&consumer, &assignment)?;
@@ -87,6 +92,11 @@ pub fn list_letters(
     }
     letters.sort_by_key(|letter| (letter.partition, letter.offset));
     Ok(letters)
+}
+
+/// The partitions of `topic`.
+pub fn letter_partitions(kafka: &KafkaSettings, topic: &str) -> Result<Vec<i32>, SourceError> {
+    partitions(&consumer(kafka)?, topic)
 }
 
 /// The letter at `partition`/`offset` of `topic`, whole; `None` when there is
@@ -122,19 +132,30 @@ pub fn read_letter(
 }
 
 fn consumer(kafka: &KafkaSettings) -> Result<BaseConsumer, SourceError> {
+    reader_config(kafka)
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(|error| SourceError::Permanent(format!("dead-letter reader: {error}")))
+}
+
+/// A reader of assigned partitions that commits nothing.
+pub(super) fn reader_config(kafka: &KafkaSettings) -> rdkafka::ClientConfig {
     let mut config = client_config(kafka);
     // No group is joined (the partitions are assigned), but librdkafka wants one.
     config
         .set("group.id", format!("{}-dead-letter-reader", kafka.group_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false");
+        // An offset the topic no longer holds (retention) reads from its
+        // first letter, never from its end.
+        .set("auto.offset.reset", "earliest");
     config
-        .create()
-        .map_err(|error| SourceError::Permanent(format!("dead-letter reader: {error}")))
 }
 
-fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, SourceError> {
+pub(super) fn partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<Vec<i32>, SourceError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(|error| SourceError::Unavailable(format!("metadata of {topic}: {error}")))?;
@@ -146,7 +167,10 @@ fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, SourceEr
         .collect())
 }
 
-fn assign(consumer: &BaseConsumer, assignment: &TopicPartitionList) -> Result<(), SourceError> {
+pub(super) fn assign<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    assignment: &TopicPartitionList,
+) -> Result<(), SourceError> {
     consumer.assign(assignment).map_err(|error| {
         SourceError::Unavailable(format!("assigning the dead-letter topic: {error}"))
     })
@@ -189,13 +213,13 @@ fn letter(message: &BorrowedMessage<'_>, whole: bool) -> Letter {
     Letter {
         partition: message.partition(),
         offset: message.offset(),
-        reason: ours("projectionist.reason"),
-        projection: ours("projectionist.projection"),
-        error: ours("projectionist.error"),
+        reason: ours(headers::REASON),
+        projection: ours(headers::PROJECTION),
+        error: ours(headers::ERROR),
         source: Source {
-            topic: ours("projectionist.source.topic"),
-            partition: number("projectionist.source.partition").and_then(|n| i32::try_from(n).ok()),
-            offset: number("projectionist.source.offset"),
+            topic: ours(headers::SOURCE_TOPIC),
+            partition: number(headers::SOURCE_PARTITION).and_then(|n| i32::try_from(n).ok()),
+            offset: number(headers::SOURCE_OFFSET),
         },
         record,
     }

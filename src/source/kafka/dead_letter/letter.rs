@@ -16,13 +16,10 @@ const HEADER_OVERHEAD: usize = 20;
 /// The error text a cut letter keeps: a projector error may quote a whole state.
 const MAX_ERROR_BYTES: usize = 1024;
 
-/// Marks a letter whose original payload (and maybe key or headers) was cut.
-pub const TRUNCATED: &str = "projectionist.truncated";
-/// The original payload's length in bytes.
-pub const ORIGINAL_SIZE: &str = "projectionist.original.size";
-/// The original payload's SHA-256, lowercase hex: with the source
-/// topic/partition/offset headers it identifies the record in the source topic.
-pub const ORIGINAL_SHA256: &str = "projectionist.original.sha256";
+use crate::source::headers::{
+    ERROR, PROJECTION, REASON, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC,
+};
+pub use crate::source::headers::{ORIGINAL_SHA256, ORIGINAL_SIZE, TRUNCATED};
 
 /// How much of the failed record a letter carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,15 +157,12 @@ fn ours(letter: &DeadLetter, error: &str) -> Headers {
     let partition = position.partition.to_string();
     let offset = position.offset.to_string();
     let pairs = [
-        ("projectionist.error", error),
-        ("projectionist.reason", letter.reason),
-        (
-            "projectionist.projection",
-            letter.projection.as_deref().unwrap_or(""),
-        ),
-        ("projectionist.source.topic", position.topic.as_str()),
-        ("projectionist.source.partition", partition.as_str()),
-        ("projectionist.source.offset", offset.as_str()),
+        (ERROR, error),
+        (REASON, letter.reason),
+        (PROJECTION, letter.projection.as_deref().unwrap_or("")),
+        (SOURCE_TOPIC, position.topic.as_str()),
+        (SOURCE_PARTITION, partition.as_str()),
+        (SOURCE_OFFSET, offset.as_str()),
     ];
     pairs
         .into_iter()

@@ -1,6 +1,7 @@
 //! The dead-letter topic: a failed record's original key, payload and headers,
 //! plus headers saying what failed, why, and where it came from; and reading
-//! it back for operators ([`list_letters`], [`read_letter`]).
+//! it back for operators ([`list_letters`], [`read_letter`]) and for a replay
+//! ([`KafkaLetterLog`]).
 //!
 //! Invariants: the line never stops for one letter, and no letter is sent
 //! twice.
@@ -15,6 +16,7 @@
 
 mod browse;
 mod letter;
+mod log;
 mod refusal;
 #[cfg(test)]
 mod tests;
@@ -30,8 +32,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tracing::warn;
 
-pub use self::browse::{Letter, list_letters, read_letter};
+pub use self::browse::{Letter, letter_partitions, list_letters, read_letter};
 use self::letter::{Encoded, Form};
+pub use self::log::KafkaLetterLog;
 use self::refusal::{Refusal, classify};
 use crate::config::KafkaSettings;
 use crate::metrics::Metrics;
