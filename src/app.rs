@@ -277,6 +277,7 @@ pub async fn run(
 /// readiness, the heartbeat and each projection's state (from its lag).
 async fn report_status(state: AppState, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(STATUS_INTERVAL);
+    let mut partitions = BTreeMap::new();
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -296,6 +297,9 @@ async fn report_status(state: AppState, stop: CancellationToken) {
                     .with_label_values(&[status.name.as_str(), candidate])
                     .set(i64::from(candidate == current));
             }
+        }
+        if let Some(catalog) = &state.rebuilds {
+            rebuild::progress::publish(catalog, metrics, &mut partitions).await;
         }
     }
 }

@@ -124,6 +124,10 @@ pub enum Command {
         /// the live version once the live writers hold (default 30).
         #[arg(long)]
         wait_secs: Option<u64>,
+        /// For start: build from the first records at or after this time
+        /// (RFC 3339, e.g. 2026-11-01T00:00:00Z) instead of from the start.
+        #[arg(long)]
+        from: Option<String>,
         #[arg(long, default_value = DEFAULT_ADMIN)]
         admin: String,
     },
@@ -216,8 +220,9 @@ pub fn main_with(registry: Registry) -> ExitCode {
             name,
             action,
             wait_secs,
+            from,
             admin,
-        } => crate::admin::rebuild_cli::rebuild(&admin, &name, action, wait_secs),
+        } => crate::admin::rebuild_cli::rebuild(&admin, &name, action, wait_secs, from.as_deref()),
         Command::Dev {
             listen,
             projections,

@@ -71,6 +71,11 @@ pub struct Metrics {
     pub projection_freshness: HistogramVec,
     /// 1 for a projection's current state, 0 for the others.
     pub projection_state: IntGaugeVec,
+    /// Records a projection's shadow (a rebuild, or the previous version
+    /// kept for a rollback) has still to apply to reach the live version.
+    pub rebuild_remaining: IntGaugeVec,
+    /// The version a projection's shadow builds (0: none), and the live one.
+    pub rebuild_version: IntGaugeVec,
     /// Writes sent to a cache, by projection and operation.
     pub cache_writes: IntCounterVec,
     pub batch_duration: Histogram,
@@ -199,6 +204,16 @@ impl Metrics {
                 "Now minus event time when a projection is written",
                 &["projection"],
                 FRESHNESS_BUCKETS.to_vec(),
+            ),
+            rebuild_remaining: gauge(
+                "projectionist_rebuild_remaining_records",
+                "Records the projection's shadow build has still to apply to reach the live version",
+                &["projection"],
+            ),
+            rebuild_version: gauge(
+                "projectionist_rebuild_version",
+                "Version of the projection that is live, and that its shadow builds (0: none)",
+                &["projection", "role"],
             ),
             projection_state: gauge(
                 "projectionist_projection_state",

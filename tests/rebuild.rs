@@ -203,6 +203,25 @@ async fn a_new_version_is_rebuilt_promoted_without_a_missing_read_and_rolled_bac
         &redis_projections(&setup.redis_url).await,
         &reference_fold(&so_far, &setup.orders),
     );
+    let (_, status) = {
+        let output = cli(&setup, &["status"]);
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    assert!(
+        status.contains("version 1 live, version 2 rebuilding"),
+        "{status}"
+    );
+    wait_for("the rebuild gauges", Duration::from_secs(20), || async {
+        let metrics = setup.http("/metrics").1;
+        metrics.contains(
+            "projectionist_rebuild_version{projection=\"order_summary\",role=\"shadow\"} 2",
+        ) && metrics
+            .contains("projectionist_rebuild_remaining_records{projection=\"order_summary\"}")
+    })
+    .await;
     let watched = cli(&setup, &["rebuild", "order_summary", "watch"]);
     let shown = String::from_utf8_lossy(&watched.stdout);
     assert!(
@@ -294,6 +313,75 @@ async fn a_new_version_is_rebuilt_promoted_without_a_missing_read_and_rolled_bac
         .await
         .unwrap();
     assert!(shadows.is_empty(), "{shadows:?}");
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+/// Rebuilding the live version from a time keeps only what the records
+/// since then make: the projections only older records made are retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuild_from_a_time_keeps_only_what_later_records_make() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let setup = setup(broker, &redis.url(0), "").await;
+    let older = story(&setup.orders, &setup.inventory, 30, 6);
+    produce(broker, &older).await;
+    let (shutdown, daemon) = setup.spawn();
+    setup.wait_caught_up(broker, CATCH_UP).await;
+    // Record timestamps are the produce times: a second apart on each side.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let from = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let newer: Vec<ShopRecord> = story(&setup.orders, &setup.inventory, 60, 6)
+        .into_iter()
+        .filter(|record| {
+            let order = record.event["data"]["order_id"].as_str().unwrap_or("");
+            order
+                .strip_prefix("ord-")
+                .and_then(|number| number.parse::<usize>().ok())
+                .is_some_and(|number| number >= 30)
+        })
+        .collect();
+    assert!(!newer.is_empty());
+    produce(broker, &newer).await;
+    setup.wait_caught_up(broker, CATCH_UP).await;
+
+    let time = from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let started = cli(
+        &setup,
+        &["rebuild", "order_summary", "start", "--from", &time],
+    );
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let watched = cli(&setup, &["rebuild", "order_summary", "watch"]);
+    assert!(
+        watched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&watched.stderr)
+    );
+    let promoted = cli(&setup, &["rebuild", "order_summary", "promote"]);
+    assert!(
+        promoted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&promoted.stderr)
+    );
+
+    let all: Vec<ShopRecord> = [older.as_slice(), newer.as_slice()].concat();
+    let since = reference_fold(&newer, &setup.orders);
+    let mut expected: BTreeMap<String, Value> = reference_fold(&all, &setup.orders)
+        .into_iter()
+        .filter(|(key, _)| !key.starts_with("order_summary:::"))
+        .collect();
+    expected.extend(
+        since
+            .into_iter()
+            .filter(|(key, _)| key.starts_with("order_summary:::")),
+    );
+    settle(&setup, &expected).await;
+    assert_same_projections(&redis_projections(&setup.redis_url).await, &expected);
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
 }

@@ -76,6 +76,19 @@ pub fn status(admin: &str, json: bool) -> ExitCode {
             ));
         }
     }
+    for (name, versions) in body["versions"].as_object().into_iter().flatten() {
+        if let Some(shadow) = versions["shadow"].as_object() {
+            lines.push(format!(
+                "{name}: version {} live, version {} {} (projectionist rebuild {name} watch)",
+                versions["live"],
+                shadow["version"],
+                match shadow["role"].as_str() {
+                    Some("candidate") => "rebuilding",
+                    _ => "kept for a rollback",
+                }
+            ));
+        }
+    }
     print(&lines)
 }
 

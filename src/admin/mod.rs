@@ -73,10 +73,21 @@ pub fn statuses(state: &AppState) -> Vec<ProjectionStatus> {
 }
 
 async fn status(State(state): State<AppState>) -> Response {
+    let mut rebuilds = serde_json::Map::new();
+    if let Some(catalog) = &state.rebuilds {
+        for name in state.projections.keys() {
+            if let Ok(Some(versions)) = catalog.state(name).await {
+                rebuilds.insert(name.clone(), json!(versions));
+            }
+        }
+    }
     let body = json!({
         "group": state.group,
         "ready": crate::http::readiness(&state).await.is_empty(),
         "projections": statuses(&state),
+        // Each projection's live version and its shadow, if any; how far
+        // a shadow stands is at /admin/projections/{name}/rebuild.
+        "versions": rebuilds,
     });
     axum::Json(body).into_response()
 }

@@ -31,12 +31,24 @@ pub enum Action {
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 const BAR: usize = 30;
 
-pub fn rebuild(admin: &str, name: &str, action: Action, wait_secs: Option<u64>) -> ExitCode {
+pub fn rebuild(
+    admin: &str,
+    name: &str,
+    action: Action,
+    wait_secs: Option<u64>,
+    from: Option<&str>,
+) -> ExitCode {
     let path = format!("/admin/projections/{name}/rebuild");
     let token = || std::env::var(TOKEN_ENV).ok();
     let (method, path, token) = match action {
         Action::Status | Action::Watch => ("GET", path, None),
-        Action::Start => ("POST", path, token()),
+        Action::Start => {
+            // A `+01:00` offset would read as a space in a query.
+            let from = from
+                .map(|time| format!("?from={}", time.replace('+', "%2B")))
+                .unwrap_or_default();
+            ("POST", format!("{path}{from}"), token())
+        }
         Action::Collect => ("POST", format!("{path}/collect"), token()),
         Action::Promote | Action::Rollback => {
             let verb = if action == Action::Promote {

@@ -17,7 +17,7 @@ use crate::http::AppState;
 use crate::rebuild::catalog::CatalogError;
 use crate::rebuild::progress::measure;
 use crate::rebuild::{Catalog, Role, promote};
-use crate::source::kafka::partitions_of;
+use crate::source::kafka::{offsets_at, partitions_of};
 
 /// How long a promotion waits, unless asked, for the shadow to reach the
 /// live version once the live writers hold.
@@ -27,6 +27,12 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 #[derive(Debug, Deserialize)]
 pub struct Wait {
     wait_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct From {
+    /// RFC 3339: build from the first records at or after this time.
+    from: Option<String>,
 }
 
 fn failure(failure: CatalogError) -> Response {
@@ -97,15 +103,48 @@ pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
+    Query(from): Query<From>,
 ) -> Response {
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let (catalog, _) = match scope(&state, &name).await {
+    let time = match from
+        .from
+        .as_deref()
+        .map(chrono::DateTime::parse_from_rfc3339)
+    {
+        None => None,
+        Some(Ok(time)) => Some(time.timestamp_millis()),
+        Some(Err(problem)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "from = {:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z: {problem}",
+                    from.from.unwrap_or_default()
+                ),
+            );
+        }
+    };
+    let (catalog, partitions) = match scope(&state, &name).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    match promote::start(&catalog, &name).await {
+    let from = match time {
+        None => None,
+        Some(time) => {
+            let kafka = catalog.settings().kafka.clone();
+            let asked = partitions.clone();
+            let found = tokio::task::spawn_blocking(move || offsets_at(&kafka, &asked, time)).await;
+            match found {
+                Ok(Ok(offsets)) => Some((time, offsets)),
+                Ok(Err(broker)) => {
+                    return error(StatusCode::SERVICE_UNAVAILABLE, broker.to_string());
+                }
+                Err(joined) => return error(StatusCode::INTERNAL_SERVER_ERROR, joined.to_string()),
+            }
+        }
+    };
+    match promote::start(&catalog, &name, from, &partitions).await {
         Ok(shadow) => (
             StatusCode::ACCEPTED,
             axum::Json(json!({"projection": name, "shadow": shadow})),

@@ -192,6 +192,7 @@ impl Catalog {
                         promoting: false,
                         outgoing: None,
                         rotating: false,
+                        from_ms: None,
                     });
                     self.write_state(&name, &state).await?;
                     info!(projection = %name, live = state.live, candidate = file.version, "new version: rebuilding it beside the live one");

@@ -13,6 +13,7 @@ use crate::cache::{
     Advance, Cache, Commit, KEY_SEPARATOR, Partition, RotateWhen, Rotation, WriteOp,
     checkpoint_scope,
 };
+use crate::source::kafka::commit_offsets;
 
 /// How often a promotion looks whether the shadow reached the live version.
 const LEVEL_POLL: Duration = Duration::from_millis(100);
@@ -48,9 +49,16 @@ async fn settled(catalog: &Catalog, name: &str) -> Result<State, CatalogError> {
     })
 }
 
-/// Build the live version again from the start (a fix in a Rust projector,
-/// a changed TTL rule): a candidate of the same version.
-pub async fn start(catalog: &Catalog, name: &str) -> Result<Shadow, CatalogError> {
+/// Build the live version again (a fix in a Rust projector, a changed TTL
+/// rule): a candidate of the same version, from the start of its topics or,
+/// with `from`, from the offsets (one per partition of `partitions`) of the
+/// first records at a time.
+pub async fn start(
+    catalog: &Catalog,
+    name: &str,
+    from: Option<(i64, Vec<i64>)>,
+    partitions: &[Partition],
+) -> Result<Shadow, CatalogError> {
     let mut state = settled(catalog, name).await?;
     match &state.shadow {
         Some(shadow) if shadow.role == Role::Candidate => {
@@ -63,7 +71,7 @@ pub async fn start(catalog: &Catalog, name: &str) -> Result<Shadow, CatalogError
             return Err(invalid(
                 name,
                 format!(
-                    "version {} is kept for a rollback; collect it first (projectionist rebuild collect {name})",
+                    "version {} is kept for a rollback; collect it first (projectionist rebuild {name} collect)",
                     shadow.version
                 ),
             ));
@@ -77,10 +85,17 @@ pub async fn start(catalog: &Catalog, name: &str) -> Result<Shadow, CatalogError
         promoting: false,
         outgoing: None,
         rotating: false,
+        from_ms: from.as_ref().map(|(time, _)| *time),
     };
+    if let Some((_, offsets)) = &from {
+        // Placed before the state names the build, so its first claim
+        // finds where to begin.
+        let positions: Vec<Option<i64>> = offsets.iter().copied().map(Some).collect();
+        place_checkpoint(catalog, name, &shadow, &positions, partitions).await?;
+    }
     state.shadow = Some(shadow.clone());
     catalog.write_state(name, &state).await?;
-    info!(projection = %name, version = shadow.version, "rebuild started");
+    info!(projection = %name, version = shadow.version, from_ms = ?shadow.from_ms, "rebuild started");
     Ok(shadow)
 }
 
@@ -137,6 +152,7 @@ pub async fn promote(
         promoting: false,
         outgoing: None,
         rotating: false,
+        from_ms: None,
     };
     let group = &catalog.group;
     let incoming_prefix = shadow.prefix(group, name);
@@ -170,8 +186,12 @@ pub async fn promote(
     )
     .await?;
     // 4. The previous version goes on from the live checkpoint, for a rollback.
-    let previous_scope = outgoing.scope(group, name, &cache_name);
-    place_checkpoint(cache.as_ref(), &previous_scope, &progress, partitions).await?;
+    let live: Vec<Option<i64>> = progress
+        .partitions
+        .iter()
+        .map(|standing| standing.live)
+        .collect();
+    place_checkpoint(catalog, name, &outgoing, &live, partitions).await?;
     // 5. The new version is live: the held writers load it and fold again.
     let promoted = Promoted {
         live: shadow.version,
@@ -238,24 +258,31 @@ async fn rotate_all(
     }
 }
 
-/// Make `scope`'s checkpoint stand where the live one stood at the swap.
+/// Make `shadow`'s checkpoint stand at `positions` (one per partition;
+/// `None` leaves a partition as it is), and its consumer group's offsets
+/// with it, so its consumer starts right there.
 async fn place_checkpoint(
-    cache: &dyn Cache,
-    scope: &str,
-    progress: &Progress,
+    catalog: &Catalog,
+    name: &str,
+    shadow: &Shadow,
+    positions: &[Option<i64>],
     partitions: &[Partition],
 ) -> Result<(), CatalogError> {
+    let cache = catalog.cache(name)?;
+    let cache_name = catalog.cache_name(name).unwrap_or_default();
+    let scope = shadow.scope(&catalog.group, name, cache_name);
+    let scope = scope.as_str();
     let claims = cache.claim(scope, partitions).await?;
     let advances: Vec<Advance> = partitions
         .iter()
         .zip(claims)
-        .zip(&progress.partitions)
-        .filter_map(|((partition, claim), standing)| {
+        .zip(positions)
+        .filter_map(|((partition, claim), position)| {
             Some(Advance {
                 partition: partition.clone(),
                 epoch: claim.epoch,
                 from: claim.next,
-                to: standing.live?,
+                to: (*position)?,
             })
         })
         .collect();
@@ -267,7 +294,17 @@ async fn place_checkpoint(
         generation: 0,
     };
     cache.commit(commit).await?;
-    Ok(())
+    let kafka = catalog.settings().kafka.clone();
+    let group = shadow.group(&catalog.group, name);
+    let offsets: Vec<(Partition, i64)> = partitions
+        .iter()
+        .zip(positions)
+        .filter_map(|(partition, position)| Some((partition.clone(), (*position)?)))
+        .collect();
+    tokio::task::spawn_blocking(move || commit_offsets(&kafka, &group, &offsets))
+        .await
+        .map_err(|joined| invalid(name, format!("offset writer: {joined}")))?
+        .map_err(|failure| invalid(name, failure.to_string()))
 }
 
 /// Drop `name`'s shadow: a candidate (the rebuild is cancelled) or the

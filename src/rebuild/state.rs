@@ -34,6 +34,10 @@ pub struct Shadow {
     pub outgoing: Option<i64>,
     #[serde(default)]
     pub rotating: bool,
+    /// Built from the first records at or after this time (milliseconds
+    /// since the epoch), not from the start of the topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_ms: Option<i64>,
 }
 
 /// A projection's versions: the live one and its shadow, if any.
@@ -122,6 +126,7 @@ mod tests {
             promoting: false,
             outgoing: None,
             rotating: false,
+            from_ms: None,
         }
     }
 

@@ -42,7 +42,7 @@ pub use dead_letter::{
     KafkaDeadLetters, KafkaLetterLog, Letter, letter_partitions, list_letters, read_letter,
 };
 pub use outbox::Outbox;
-pub use topics::partitions_of;
+pub use topics::{commit_offsets, offsets_at, partitions_of};
 
 /// How long one poll may block, so shutdown, seeks and batch deadlines are noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);

@@ -44,3 +44,75 @@ pub fn partitions_of(
     partitions.sort();
     Ok(partitions)
 }
+
+/// Per partition of `partitions`, the first offset whose record's timestamp
+/// is at or after `time_ms` (the end of the partition when none is).
+/// Blocking, like [`partitions_of`].
+pub fn offsets_at(
+    kafka: &KafkaSettings,
+    partitions: &[Partition],
+    time_ms: i64,
+) -> Result<Vec<i64>, SourceError> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = client_config(kafka)
+        .set("group.id", format!("{}-metadata", kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|error| SourceError::Permanent(format!("offset reader: {error}")))?;
+    let mut asked = TopicPartitionList::new();
+    for partition in partitions {
+        asked
+            .add_partition_offset(&partition.topic, partition.number, Offset::Offset(time_ms))
+            .map_err(|error| SourceError::Permanent(format!("{partition}: {error}")))?;
+    }
+    let found = consumer
+        .offsets_for_times(asked, METADATA_TIMEOUT)
+        .map_err(|error| SourceError::Unavailable(format!("offsets for a time: {error}")))?;
+    partitions
+        .iter()
+        .map(|partition| {
+            let offset = found
+                .find_partition(&partition.topic, partition.number)
+                .map(|element| element.offset());
+            match offset {
+                Some(Offset::Offset(offset)) => Ok(offset),
+                // No record that late: from the end.
+                _ => consumer
+                    .fetch_watermarks(&partition.topic, partition.number, METADATA_TIMEOUT)
+                    .map(|(_, high)| high)
+                    .map_err(|error| {
+                        SourceError::Unavailable(format!("end of {partition}: {error}"))
+                    }),
+            }
+        })
+        .collect()
+}
+
+/// Commit `positions` as consumer group `group`'s offsets, from outside the
+/// group (it must have no members yet). A new group's consumer then starts
+/// there instead of resetting to the start of the log, which could land
+/// after the pipeline's seek to the same place and undo it. Blocking.
+pub fn commit_offsets(
+    kafka: &KafkaSettings,
+    group: &str,
+    positions: &[(Partition, i64)],
+) -> Result<(), SourceError> {
+    use rdkafka::consumer::CommitMode;
+    use rdkafka::{Offset, TopicPartitionList};
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let consumer: BaseConsumer = client_config(kafka)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|error| SourceError::Permanent(format!("offset writer: {error}")))?;
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in positions {
+        list.add_partition_offset(&partition.topic, partition.number, Offset::Offset(*offset))
+            .map_err(|error| SourceError::Permanent(format!("{partition}: {error}")))?;
+    }
+    consumer
+        .commit(&list, CommitMode::Sync)
+        .map_err(|error| SourceError::Unavailable(format!("offsets of group {group}: {error}")))
+}
