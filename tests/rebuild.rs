@@ -8,142 +8,20 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use support::daemon::{
-    ADMIN_TOKEN, Setup, assert_same_projections, http_request, redis_projections, setup, wait_for,
+    ADMIN_TOKEN, assert_same_projections, http_request, redis_projections, setup, wait_for,
 };
 use support::kafka::Broker;
+use support::rebuild::{
+    CATCH_UP, Reader, Target, cli, fold_version_two, produce, rebuild_state, rebuild_state_soon,
+    settle, write_version_two,
+};
 use support::redis::RedisServer;
 use support::shop::{ShopRecord, reference_fold, story};
-
-const CATCH_UP: Duration = Duration::from_secs(90);
-const STRUCTURED: [(&str, &[u8]); 1] = [("content-type", b"application/cloudevents+json")];
-
-async fn produce(broker: &Broker, records: &[ShopRecord]) {
-    for record in records {
-        broker
-            .produce(
-                &record.topic,
-                &record.key,
-                &record.payload(),
-                &STRUCTURED,
-                None,
-            )
-            .await;
-    }
-}
-
-/// Version 2 of `order_summary`: every order carries `schema = 2`.
-fn write_version_two(setup: &Setup) {
-    let file = setup.dir.path().join("projections/order_summary.toml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let text = text
-        .replacen(
-            "name = \"order_summary\"\n",
-            "name = \"order_summary\"\nversion = 2\n",
-            1,
-        )
-        .replace("do = [\n", "do = [\n  { set = \"schema\", value = 2 },\n");
-    assert!(text.contains("version = 2") && text.matches("schema").count() >= 5);
-    std::fs::write(file, text).unwrap();
-}
-
-/// The fold of `records` under version 2: version 1's, with the schema.
-fn fold_version_two(records: &[ShopRecord], orders: &str) -> BTreeMap<String, Value> {
-    let mut folded = reference_fold(records, orders);
-    for (key, value) in &mut folded {
-        if key.starts_with("order_summary:::") {
-            value["schema"] = Value::from(2);
-        }
-    }
-    folded
-}
-
-/// Polls `keys` in Redis until stopped; counts each key found missing.
-struct Reader {
-    stop: Arc<AtomicBool>,
-    reads: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<BTreeMap<String, usize>>,
-}
-
-impl Reader {
-    fn start(url: &str, keys: Vec<String>) -> Reader {
-        let stop = Arc::new(AtomicBool::new(false));
-        let reads = Arc::new(AtomicUsize::new(0));
-        let client = redis::Client::open(url).unwrap();
-        let task = tokio::spawn({
-            let (stop, reads) = (stop.clone(), reads.clone());
-            async move {
-                let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-                let mut missing: BTreeMap<String, usize> = BTreeMap::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let values: Vec<Option<String>> = redis::cmd("MGET")
-                        .arg(&keys)
-                        .query_async(&mut connection)
-                        .await
-                        .unwrap();
-                    for (key, value) in keys.iter().zip(values) {
-                        if value.is_none() {
-                            *missing.entry(key.clone()).or_default() += 1;
-                        }
-                    }
-                    reads.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                missing
-            }
-        });
-        Reader { stop, reads, task }
-    }
-
-    async fn stop(self) -> (usize, BTreeMap<String, usize>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let missing = self.task.await.unwrap();
-        (self.reads.load(Ordering::Relaxed), missing)
-    }
-}
-
-/// Wait (a while) for Redis to hold `expected`; the caller compares, so a
-/// difference is named.
-async fn settle(setup: &Setup, expected: &BTreeMap<String, Value>) {
-    let deadline = std::time::Instant::now() + CATCH_UP;
-    while std::time::Instant::now() < deadline {
-        if redis_projections(&setup.redis_url).await == *expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn rebuild_state(setup: &Setup) -> Value {
-    let (status, body) = setup.admin("GET", "/admin/projections/order_summary/rebuild", None);
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-/// [`rebuild_state`], or `Null` while the daemon is not answering yet.
-fn rebuild_state_soon(setup: &Setup) -> Value {
-    let (status, body) = setup.admin("GET", "/admin/projections/order_summary/rebuild", None);
-    match status {
-        200 => serde_json::from_str(&body).unwrap(),
-        _ => Value::Null,
-    }
-}
-
-fn cli(setup: &Setup, args: &[&str]) -> std::process::Output {
-    let admin = format!("http://127.0.0.1:{}", setup.admin_port);
-    std::process::Command::new(env!("CARGO_BIN_EXE_projectionist"))
-        .args(args)
-        .args(["--admin", &admin])
-        .env("PROJECTIONIST_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .expect("the projectionist binary runs")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_version_is_rebuilt_promoted_without_a_missing_read_and_rolled_back() {
@@ -180,7 +58,7 @@ async fn a_new_version_is_rebuilt_promoted_without_a_missing_read_and_rolled_bac
         .filter(|key| key.starts_with("order_summary:::"))
         .collect();
     assert!(!present.is_empty());
-    let reader = Reader::start(&setup.redis_url, present.clone());
+    let reader = Reader::start(Target::Redis(setup.redis_url.clone()), present.clone());
     let feeding = tokio::spawn({
         let during = during.to_vec();
         async move { produce(Broker::shared(), &during).await }
@@ -247,7 +125,7 @@ async fn a_new_version_is_rebuilt_promoted_without_a_missing_read_and_rolled_bac
     setup.wait_caught_up(broker, CATCH_UP).await;
     let everything: Vec<ShopRecord> = records.clone();
     let new_version = fold_version_two(&everything, &setup.orders);
-    settle(&setup, &new_version).await;
+    settle(|| redis_projections(&setup.redis_url), &new_version).await;
     assert_same_projections(&redis_projections(&setup.redis_url).await, &new_version);
     let (reads, missing) = reader.stop().await;
     // A key both versions have was never missing; a key an event removed
@@ -282,7 +160,7 @@ async fn a_new_version_is_rebuilt_promoted_without_a_missing_read_and_rolled_bac
     setup.wait_caught_up(broker, CATCH_UP).await;
     let all: Vec<ShopRecord> = [everything.as_slice(), more.as_slice()].concat();
     let old_version = reference_fold(&all, &setup.orders);
-    settle(&setup, &old_version).await;
+    settle(|| redis_projections(&setup.redis_url), &old_version).await;
     assert_same_projections(&redis_projections(&setup.redis_url).await, &old_version);
     assert_eq!(rebuild_state(&setup)["live_version"], 1);
 
@@ -380,7 +258,7 @@ async fn a_rebuild_from_a_time_keeps_only_what_later_records_make() {
             .into_iter()
             .filter(|(key, _)| key.starts_with("order_summary:::")),
     );
-    settle(&setup, &expected).await;
+    settle(|| redis_projections(&setup.redis_url), &expected).await;
     assert_same_projections(&redis_projections(&setup.redis_url).await, &expected);
     shutdown.cancel();
     daemon.await.unwrap().unwrap();

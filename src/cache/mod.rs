@@ -260,6 +260,33 @@ pub trait Cache: Send + Sync + fmt::Debug {
         Err(unsupported("rotating keys", "a promotion"))
     }
 
+    /// Raise `scope`'s generation to `generation` wherever the store keeps a
+    /// copy of it beside the data (a cluster: every slot), and say whether
+    /// every such place stands at or before `live` (the checkpoint, per
+    /// partition). `true` (the default, no IO) where a commit is atomic as a
+    /// whole: the checkpoint's generation fences it alone.
+    async fn fence_slots(
+        &self,
+        _scope: &str,
+        _generation: Generation,
+        _live: &[(Partition, Option<i64>)],
+    ) -> CacheResult<bool> {
+        Ok(true)
+    }
+
+    /// Record that every key of `scope` stands at `positions` (per
+    /// partition), where the store keeps such marks beside the data (a
+    /// cluster: per slot; see [`Cache::floors`]). After a promotion every
+    /// key, old or rotated in, is exactly the fold up to the checkpoint, and
+    /// a replay below it must skip what they hold. No-op elsewhere.
+    async fn mark_slots(
+        &self,
+        _scope: &str,
+        _positions: &[(Partition, Option<i64>)],
+    ) -> CacheResult<()> {
+        Ok(())
+    }
+
     /// [`Cache::commit`] of a batch folded past `floors` (from
     /// [`Cache::floors`]): each slot lands only while its floors still hold.
     async fn commit_over(
@@ -274,7 +301,7 @@ pub trait Cache: Send + Sync + fmt::Debug {
 /// What an adapter refuses to do (yet), said plainly.
 fn unsupported(what: &str, subject: &str) -> CacheError {
     CacheError::InvalidArgument(format!(
-        "{what} ({subject}) is not supported by this cache provider; rebuilds need provider memory or redis"
+        "{what} ({subject}) is not supported by this cache provider"
     ))
 }
 

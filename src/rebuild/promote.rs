@@ -119,17 +119,46 @@ pub async fn promote(
     let cache_name = catalog.cache_name(name).unwrap_or_default().to_owned();
     let live_scope = checkpoint_scope(&catalog.group, &cache_name);
     // 1. Hold the live writers: from the generation's advance on, nothing
-    //    folded with the old definition lands.
-    if !shadow.promoting {
-        shadow.promoting = true;
-        shadow.outgoing = Some(now_ms());
+    //    folded with the old definition lands; on a cluster, not in any slot
+    //    either. A batch that landed in some slots before the hold and not
+    //    yet in the checkpoint would be left half under the old definition:
+    //    then the writers go on, finish it, and the hold is tried again.
+    let deadline = Instant::now() + wait;
+    loop {
+        if !shadow.promoting {
+            shadow.promoting = true;
+            shadow.outgoing = Some(now_ms());
+            state.shadow = Some(shadow.clone());
+            catalog.write_state(name, &state).await?;
+        }
+        let generation = cache.advance_generation(&live_scope).await?;
+        let mut live = Vec::with_capacity(partitions.len());
+        for partition in partitions {
+            live.push((
+                partition.clone(),
+                cache.applied(&live_scope, partition).await?,
+            ));
+        }
+        if cache.fence_slots(&live_scope, generation, &live).await? {
+            break;
+        }
+        if shadow.rotating || Instant::now() >= deadline {
+            return Err(invalid(
+                name,
+                "a live batch kept landing slot by slot past the checkpoint; try again",
+            ));
+        }
+        info!(projection = %name, "promotion: a live batch is half landed; letting it finish");
+        shadow.promoting = false;
+        shadow.outgoing = None;
         state.shadow = Some(shadow.clone());
         catalog.write_state(name, &state).await?;
+        tokio::time::sleep(LEVEL_POLL * 2).await;
     }
-    cache.advance_generation(&live_scope).await?;
     info!(projection = %name, version = shadow.version, "promotion: live writers hold");
     // 2. Wait for the shadow to stand exactly where the live version stands.
-    let progress = match wait_level(catalog, name, &shadow, partitions, wait).await {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let progress = match wait_level(catalog, name, &shadow, partitions, left).await {
         Ok(progress) => progress,
         Err(error) => {
             if !shadow.rotating {
@@ -142,9 +171,9 @@ pub async fn promote(
         }
     };
     // Its build stops here: whatever it would still write is past the swap.
-    cache
-        .advance_generation(&shadow.scope(&catalog.group, name, &cache_name))
-        .await?;
+    let incoming_scope = shadow.scope(&catalog.group, name, &cache_name);
+    let fenced = cache.advance_generation(&incoming_scope).await?;
+    cache.fence_slots(&incoming_scope, fenced, &[]).await?;
     let outgoing = Shadow {
         version: state.live,
         role: Role::Previous,
@@ -191,6 +220,17 @@ pub async fn promote(
         .iter()
         .map(|standing| standing.live)
         .collect();
+    // On a cluster, slots keep marks of how far their keys stand; every key
+    // of both keyspaces now stands exactly at the live checkpoint.
+    let positions: Vec<(Partition, Option<i64>)> = partitions
+        .iter()
+        .cloned()
+        .zip(live.iter().copied())
+        .collect();
+    cache.mark_slots(&live_scope, &positions).await?;
+    cache
+        .mark_slots(&outgoing.scope(group, name, &cache_name), &positions)
+        .await?;
     place_checkpoint(catalog, name, &outgoing, &live, partitions).await?;
     // 5. The new version is live: the held writers load it and fold again.
     let promoted = Promoted {

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod kafka;
 pub mod poison;
+pub mod rebuild;
 pub mod redis;
 pub mod replay;
 pub mod shop;

@@ -73,14 +73,16 @@ return {0}
 /// `KEYS[1]`: the slot's mark hash; then the checked keys, then the written
 /// keys, all in that slot. `ARGV[1]`: '1' to write, '0' to check only;
 /// `ARGV[2]`: '1' when the marks were read with the batch, '0' when not;
-/// `ARGV[3]`: how many partitions; then per partition its field, the batch
+/// `ARGV[3]`: how many partitions; `ARGV[4]`: the generation the batch was
+/// folded under (refused below the slot's, which a promotion raises: field `g`);
+/// then per partition its field, the batch
 /// start (`""`: none), the mark read (`""`: none) and the batch end; then the
 /// checked keys' presence and texts and the written keys' JSON and TTLs, as
 /// in the single-Redis scripts. Each mark must still be the one read (a mark
 /// that moved on means another writer landed; one that went back, that the
 /// slot lost writes), or, when none was read, not past the batch start.
 /// Returns 0 fine (written and marked when asked), 1 a mark moved, 2 a
-/// checked key changed; nothing written unless 0.
+/// checked key changed, 3 outdated; nothing written unless 0.
 const SLOT_SCRIPT: &str = r#"
 local marks = KEYS[1]
 local read = ARGV[2] == '1'
@@ -89,8 +91,9 @@ local function offset(text)
   if not text or text == '' then return -1 end
   return tonumber(text)
 end
+if tonumber(redis.call('HGET', marks, 'g') or '0') > tonumber(ARGV[4]) then return 3 end
 for i = 0, partitions - 1 do
-  local at = 4 + 4 * i
+  local at = 5 + 4 * i
   local stored = offset(redis.call('HGET', marks, ARGV[at]))
   if read then
     if stored ~= offset(ARGV[at + 2]) then return 1 end
@@ -98,7 +101,7 @@ for i = 0, partitions - 1 do
     return 1
   end
 end
-local base = 4 + 4 * partitions
+local base = 5 + 4 * partitions
 local present = ARGV[base]
 local checked = #present
 for i = 1, checked do
@@ -123,7 +126,7 @@ for i = checked + 1, #KEYS - 1 do
   end
 end
 for i = 0, partitions - 1 do
-  local at = 4 + 4 * i
+  local at = 5 + 4 * i
   if tonumber(ARGV[at + 3]) > offset(redis.call('HGET', marks, ARGV[at])) then
     redis.call('HSET', marks, ARGV[at], ARGV[at + 3])
   end
@@ -216,10 +219,7 @@ impl ClusterCache {
         let check_slots = async {
             match floors {
                 Some(_) => Ok(true),
-                None => {
-                    self.write_slots(commit.scope, commit.advances, &slots, floors, false)
-                        .await
-                }
+                None => self.write_slots(&commit, &slots, floors, false).await,
             }
         };
         let (checkpoint, slots_hold) = tokio::join!(self.checkpoint(&commit, false), check_slots,);
@@ -230,10 +230,7 @@ impl ClusterCache {
         if !slots_hold? {
             return Ok(CommitOutcome::Conflict);
         }
-        if !self
-            .write_slots(commit.scope, commit.advances, &slots, floors, true)
-            .await?
-        {
+        if !self.write_slots(&commit, &slots, floors, true).await? {
             return Ok(CommitOutcome::Conflict);
         }
         self.checkpoint(&commit, true).await
@@ -269,24 +266,26 @@ impl ClusterCache {
     /// refuse have landed.
     pub(super) async fn write_slots(
         &self,
-        scope: &str,
-        advances: &[Advance],
+        commit: &Commit<'_>,
         slots: &BTreeMap<u16, SlotShare>,
         floors: Option<&Floors>,
         write: bool,
     ) -> CacheResult<bool> {
+        let (scope, advances) = (commit.scope, commit.advances);
+        let generation = commit.generation;
         let scripts = slots
             .iter()
             .map(|(&slot, (expected, batch))| {
+                let share = (slot, expected.as_slice(), batch.as_slice());
                 let command =
-                    self.slot_command(scope, advances, slot, expected, batch, floors, write, true);
+                    self.slot_command(scope, advances, share, generation, floors, write, true);
                 async move {
                     let answer: i64 = match self.query(&command).await {
                         // A node that never ran the script (new, restarted,
                         // promoted) learns it from one `EVAL`.
                         Err(error) if error.code() == Some("NOSCRIPT") => {
                             let full = self.slot_command(
-                                scope, advances, slot, expected, batch, floors, write, false,
+                                scope, advances, share, generation, floors, write, false,
                             );
                             self.query(&full).await
                         }
@@ -321,9 +320,8 @@ impl ClusterCache {
         &self,
         scope: &str,
         advances: &[Advance],
-        slot: u16,
-        expected: &[(String, Version)],
-        batch: &[WriteOp],
+        (slot, expected, batch): (u16, &[(String, Version)], &[WriteOp]),
+        generation: crate::cache::Generation,
         floors: Option<&Floors>,
         write: bool,
         by_digest: bool,
@@ -344,7 +342,8 @@ impl ClusterCache {
         command
             .arg(if write { "1" } else { "0" })
             .arg(if floors.is_some() { "1" } else { "0" })
-            .arg(advances.len());
+            .arg(advances.len())
+            .arg(generation);
         for step in advances {
             let read = floors.and_then(|floors| slot_mark(floors, expected, batch, step));
             command

@@ -18,6 +18,7 @@
 //! on exactly one), so they see the whole keyspace, sorted and each key once.
 
 mod commit;
+mod keyspace;
 mod losses;
 mod scan;
 pub mod slots;
@@ -40,7 +41,8 @@ use super::redis::operator::{self, KeyCommands};
 use super::redis::{decode_page, masked_uri, missing_of, validate_uri};
 use super::{
     Cache, CacheError, CacheResult, Claim, Commit, CommitOutcome, Connection, Floors, Generation,
-    Partition, Projection, RemainingTtl, Ttl, Version, WriteOp, check_page_size, decode_value,
+    Partition, Projection, RemainingTtl, RotateWhen, Rotation, Ttl, Version, WriteOp,
+    check_page_size, decode_value,
 };
 
 /// `ping` answers `false` after this long without every primary's `PONG`.
@@ -65,6 +67,15 @@ const DELETE_BATCH: usize = 500;
 /// configured (`rewind`): writes a failed-over primary had not replicated are
 /// recent, and a replay of what is still held costs only reads.
 pub const DEFAULT_REPLAY_WINDOW: u64 = 1000;
+/// Writes outside any checkpoint (the seed's batch methods): no scope, no
+/// partitions, no generation. The slots' shares travel separately.
+const UNTRACKED: Commit<'static> = Commit {
+    scope: "",
+    advances: &[],
+    expected: &[],
+    writes: &[],
+    generation: 0,
+};
 /// The pattern of every entry this cache can have written.
 const ALL_ENTRIES: &str = "*:::*";
 
@@ -273,15 +284,15 @@ impl Cache for ClusterCache {
         let slots = by_slot(expected, batch);
         // Checked first everywhere, so a changed key stops the whole batch
         // unless a writer slips in between; then atomic per slot.
-        if !self.write_slots("", &[], &slots, None, false).await? {
+        if !self.write_slots(&UNTRACKED, &slots, None, false).await? {
             return Ok(false);
         }
-        self.write_slots("", &[], &slots, None, true).await
+        self.write_slots(&UNTRACKED, &slots, None, true).await
     }
 
     async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
         let slots = by_slot(&[], batch);
-        self.write_slots("", &[], &slots, None, true)
+        self.write_slots(&UNTRACKED, &slots, None, true)
             .await
             .map(|_| ())
     }
@@ -333,6 +344,35 @@ impl Cache for ClusterCache {
 
     async fn advance_generation(&self, scope: &str) -> CacheResult<Generation> {
         operator::advance_generation(self, scope).await
+    }
+
+    async fn keys_with_prefix(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+    ) -> CacheResult<(Vec<String>, Option<String>)> {
+        self.keys_page(prefix, cursor).await
+    }
+
+    async fn rotate(&self, rotations: &[Rotation], when: RotateWhen) -> CacheResult<usize> {
+        self.rotate_slots(rotations, when).await
+    }
+
+    async fn fence_slots(
+        &self,
+        scope: &str,
+        generation: Generation,
+        live: &[(Partition, Option<i64>)],
+    ) -> CacheResult<bool> {
+        self.fence_every_slot(scope, generation, live).await
+    }
+
+    async fn mark_slots(
+        &self,
+        scope: &str,
+        positions: &[(Partition, Option<i64>)],
+    ) -> CacheResult<()> {
+        self.mark_every_slot(scope, positions).await
     }
 }
 

@@ -16,7 +16,7 @@ const SCAN_COUNT: usize = 1000;
 
 impl ClusterCache {
     /// The address of every primary that serves slots, from `CLUSTER SLOTS`.
-    async fn primaries(&self) -> CacheResult<BTreeSet<(String, u16)>> {
+    pub(super) async fn primaries(&self) -> CacheResult<BTreeSet<(String, u16)>> {
         let reply: Vec<Value> = self
             .route(
                 &redis::cmd("CLUSTER").arg("SLOTS").to_owned(),

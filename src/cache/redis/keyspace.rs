@@ -13,7 +13,7 @@ const SCAN_COUNT: usize = 1000;
 /// to rotate only where the incoming key exists, '0' only where it is absent
 /// and the live key exists. Values move with their remaining TTLs. Returns
 /// how many rotated.
-const ROTATE_SCRIPT: &str = r#"
+pub(crate) const ROTATE_SCRIPT: &str = r#"
 local function move(from, to)
   local value = redis.call('GET', from)
   if not value then
@@ -100,7 +100,7 @@ impl RedisCache {
 }
 
 /// `prefix` as a glob matching itself only.
-fn escape_glob(prefix: &str) -> String {
+pub(crate) fn escape_glob(prefix: &str) -> String {
     let mut escaped = String::with_capacity(prefix.len());
     for c in prefix.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {

@@ -10,7 +10,7 @@
 //! database alone (never `FLUSHALL`/`FLUSHDB`).
 
 pub(crate) mod checkpoint;
-mod keyspace;
+pub(crate) mod keyspace;
 pub(crate) mod operator;
 mod uri;
 mod wire;
