@@ -11,24 +11,9 @@ use redis::AsyncCommands;
 use support::daemon::{redis_projections, setup, wait_for};
 use support::kafka::Broker;
 use support::redis::RedisServer;
-use support::shop::{ShopRecord, reference_fold, story};
+use support::shop::{produce, reference_fold, story};
 
 const CATCH_UP: Duration = Duration::from_secs(90);
-
-async fn produce(broker: &Broker, records: &[ShopRecord]) {
-    let structured: [(&str, &[u8]); 1] = [("content-type", b"application/cloudevents+json")];
-    for record in records {
-        broker
-            .produce(
-                &record.topic,
-                &record.key,
-                &record.payload(),
-                &structured,
-                None,
-            )
-            .await;
-    }
-}
 
 /// The checkpoint hash of the setup's group in the `default` cache.
 fn checkpoint_key(group: &str) -> String {

@@ -29,10 +29,9 @@ use support::daemon::{
 };
 use support::kafka::Broker;
 use support::redis::RedisServer;
-use support::shop::{ShopRecord, reference_fold, story};
+use support::shop::{produce, reference_fold, story};
 
 const CATCH_UP: Duration = Duration::from_secs(90);
-const STRUCTURED: [(&str, &[u8]); 1] = [("content-type", b"application/cloudevents+json")];
 /// The sku whose stock the broken definition cannot count.
 const BROKEN_SKU: &str = "sku-pen";
 
@@ -64,20 +63,6 @@ fn fix_product_stock(setup: &Setup) {
         text,
     )
     .unwrap();
-}
-
-async fn produce(broker: &Broker, records: &[ShopRecord]) {
-    for record in records {
-        broker
-            .produce(
-                &record.topic,
-                &record.key,
-                &record.payload(),
-                &STRUCTURED,
-                None,
-            )
-            .await;
-    }
 }
 
 fn cli(args: &[&str], token: Option<&str>) -> Output {

@@ -15,28 +15,10 @@ use support::daemon::{
 };
 use support::kafka::Broker;
 use support::redis::RedisServer;
-use support::shop::{ShopRecord, reference_fold, story};
+use support::shop::{produce, reference_fold, story};
 
 const CATCH_UP: Duration = Duration::from_secs(90);
 const STRUCTURED: [(&str, &[u8]); 1] = [("content-type", b"application/cloudevents+json")];
-
-/// Produce one record per request (see `tests/support/kafka.rs` on tansu and
-/// batches); returns the last one's (partition, offset).
-async fn produce(broker: &Broker, records: &[ShopRecord]) -> (i32, i64) {
-    let mut last = (0, 0);
-    for record in records {
-        last = broker
-            .produce(
-                &record.topic,
-                &record.key,
-                &record.payload(),
-                &STRUCTURED,
-                None,
-            )
-            .await;
-    }
-    last
-}
 
 /// One projection in a replica's `/admin/status`.
 fn projection_status(admin_port: u16, name: &str) -> Value {

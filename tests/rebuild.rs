@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -17,8 +17,8 @@ use support::daemon::{
 };
 use support::kafka::Broker;
 use support::rebuild::{
-    CATCH_UP, Reader, Target, cli, fold_version_two, produce, rebuild_state, rebuild_state_soon,
-    settle, write_version_two,
+    CATCH_UP, Reader, Target, assert_never_missing, cli, fold_version_two, produce, rebuild_state,
+    rebuild_state_soon, settle, write_version_two,
 };
 use support::redis::RedisServer;
 use support::shop::{ShopRecord, reference_fold, story};
@@ -127,22 +127,7 @@ async fn a_new_version_is_rebuilt_promoted_without_a_missing_read_and_rolled_bac
     let new_version = fold_version_two(&everything, &setup.orders);
     settle(|| redis_projections(&setup.redis_url), &new_version).await;
     assert_same_projections(&redis_projections(&setup.redis_url).await, &new_version);
-    let (reads, missing) = reader.stop().await;
-    // A key both versions have was never missing; a key an event removed
-    // (a cancelled order) may be.
-    let in_both: BTreeSet<&String> = present
-        .iter()
-        .filter(|key| new_version.contains_key(*key))
-        .collect();
-    let missed: Vec<_> = missing
-        .iter()
-        .filter(|(key, _)| in_both.contains(key))
-        .collect();
-    assert!(reads > 100, "the reader read {reads} times");
-    assert!(
-        missed.is_empty(),
-        "reads missed keys both versions have: {missed:?}"
-    );
+    assert_never_missing(reader, &present, &new_version, 100).await;
     let state = rebuild_state(&setup);
     assert_eq!(state["live_version"], 2, "{state}");
     assert_eq!(state["shadow"]["role"], "previous", "{state}");

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use redis::Commands;
 use serde_json::Value;
@@ -14,8 +14,8 @@ use support::cluster::RedisCluster;
 use support::daemon::{assert_same_projections, setup, wait_for};
 use support::kafka::Broker;
 use support::rebuild::{
-    CATCH_UP, Reader, Target, fold_version_two, produce, rebuild_state_soon, settle, succeed,
-    write_version_two,
+    CATCH_UP, Reader, Target, assert_never_missing, fold_version_two, produce, rebuild_state_soon,
+    settle, succeed, write_version_two,
 };
 use support::shop::{normalize, reference_fold, story};
 
@@ -90,20 +90,7 @@ async fn a_new_version_is_promoted_and_rolled_back_on_a_cluster() {
     let new_version = fold_version_two(&records, &setup.orders);
     settle(|| cluster_projections(&cluster), &new_version).await;
     assert_same_projections(&cluster_projections(&cluster).await, &new_version);
-    let (reads, missing) = reader.stop().await;
-    let in_both: BTreeSet<&String> = present
-        .iter()
-        .filter(|key| new_version.contains_key(*key))
-        .collect();
-    let missed: Vec<_> = missing
-        .iter()
-        .filter(|(key, _)| in_both.contains(key))
-        .collect();
-    assert!(reads > 20, "the reader read {reads} times");
-    assert!(
-        missed.is_empty(),
-        "reads missed keys both versions have: {missed:?}"
-    );
+    assert_never_missing(reader, &present, &new_version, 20).await;
 
     succeed(&setup, &["rebuild", "order_summary", "rollback"]);
     let old = reference_fold(&records, &setup.orders);

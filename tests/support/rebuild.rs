@@ -14,20 +14,10 @@ use super::kafka::Broker;
 use super::shop::{ShopRecord, reference_fold};
 
 pub const CATCH_UP: Duration = Duration::from_secs(90);
-const STRUCTURED: [(&str, &[u8]); 1] = [("content-type", b"application/cloudevents+json")];
 
+/// Produce `records` (the shop's structured CloudEvents).
 pub async fn produce(broker: &Broker, records: &[ShopRecord]) {
-    for record in records {
-        broker
-            .produce(
-                &record.topic,
-                &record.key,
-                &record.payload(),
-                &STRUCTURED,
-                None,
-            )
-            .await;
-    }
+    super::shop::produce(broker, records).await;
 }
 
 /// Version 2 of `order_summary`: every order carries `schema = 2`.
@@ -204,4 +194,24 @@ pub fn succeed(setup: &Setup, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// A key both versions have was never missing from the reader's view; a key
+/// an event removed (a cancelled order) may have been.
+pub async fn assert_never_missing(
+    reader: Reader,
+    present: &[String],
+    new_version: &BTreeMap<String, Value>,
+    least_reads: usize,
+) {
+    let (reads, missing) = reader.stop().await;
+    let missed: Vec<_> = missing
+        .iter()
+        .filter(|(key, _)| present.contains(key) && new_version.contains_key(*key))
+        .collect();
+    assert!(reads > least_reads, "the reader read {reads} times");
+    assert!(
+        missed.is_empty(),
+        "reads missed keys both versions have: {missed:?}"
+    );
 }

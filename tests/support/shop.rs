@@ -267,3 +267,23 @@ pub fn normalize(mut value: Value) -> Value {
     }
     value
 }
+
+/// Produce `records` as structured CloudEvents, one request each (see
+/// `tests/support/kafka.rs` on tansu and batches); the last one's
+/// (partition, offset).
+pub async fn produce(broker: &super::kafka::Broker, records: &[ShopRecord]) -> (i32, i64) {
+    let structured: [(&str, &[u8]); 1] = [("content-type", b"application/cloudevents+json")];
+    let mut last = (0, 0);
+    for record in records {
+        last = broker
+            .produce(
+                &record.topic,
+                &record.key,
+                &record.payload(),
+                &structured,
+                None,
+            )
+            .await;
+    }
+    last
+}

@@ -11,7 +11,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use super::commit::mark_key;
 use super::slots::{SLOTS, slot_of};
 use super::{ClusterCache, concurrently, unavailable};
-use crate::cache::redis::keyspace::{ROTATE_SCRIPT, escape_glob};
+use crate::cache::redis::keyspace::{escape_glob, rotate_command};
 use crate::cache::{CacheResult, Generation, Partition, RotateWhen, Rotation};
 
 /// Keys Redis examines per `SCAN` step.
@@ -98,23 +98,10 @@ impl ClusterCache {
                 .or_default()
                 .push(rotation);
         }
-        let flag = if when == RotateWhen::IncomingPresent {
-            "1"
-        } else {
-            "0"
-        };
         let scripts = by_slot
             .into_values()
             .map(|rotations| {
-                let mut command = redis::cmd("EVAL");
-                command.arg(ROTATE_SCRIPT).arg(rotations.len() * 3);
-                for rotation in rotations {
-                    command
-                        .arg(&rotation.live)
-                        .arg(&rotation.incoming)
-                        .arg(&rotation.outgoing);
-                }
-                command.arg(flag);
+                let command = rotate_command(&rotations, when);
                 async move {
                     let moved: i64 = self.query(&command).await.map_err(unavailable)?;
                     Ok(usize::try_from(moved).unwrap_or(0))

@@ -13,7 +13,7 @@ const SCAN_COUNT: usize = 1000;
 /// to rotate only where the incoming key exists, '0' only where it is absent
 /// and the live key exists. Values move with their remaining TTLs. Returns
 /// how many rotated.
-pub(crate) const ROTATE_SCRIPT: &str = r#"
+const ROTATE_SCRIPT: &str = r#"
 local function move(from, to)
   local value = redis.call('GET', from)
   if not value then
@@ -78,25 +78,32 @@ impl RedisCache {
         if rotations.is_empty() {
             return Ok(0);
         }
-        let mut command = redis::cmd("EVAL");
-        command.arg(ROTATE_SCRIPT).arg(rotations.len() * 3);
-        for rotation in rotations {
-            command
-                .arg(&rotation.live)
-                .arg(&rotation.incoming)
-                .arg(&rotation.outgoing);
-        }
-        command.arg(if when == RotateWhen::IncomingPresent {
-            "1"
-        } else {
-            "0"
-        });
+        let all: Vec<&Rotation> = rotations.iter().collect();
+        let command = rotate_command(&all, when);
         let moved: Reply = self.query(&command).await.map_err(unavailable)?;
         Ok(match moved {
             Reply::Int(moved) => usize::try_from(moved).unwrap_or(0),
             _ => 0,
         })
     }
+}
+
+/// One [`ROTATE_SCRIPT`] over `rotations` (on a cluster, all in one slot).
+pub(crate) fn rotate_command(rotations: &[&Rotation], when: RotateWhen) -> redis::Cmd {
+    let mut command = redis::cmd("EVAL");
+    command.arg(ROTATE_SCRIPT).arg(rotations.len() * 3);
+    for rotation in rotations {
+        command
+            .arg(&rotation.live)
+            .arg(&rotation.incoming)
+            .arg(&rotation.outgoing);
+    }
+    command.arg(if when == RotateWhen::IncomingPresent {
+        "1"
+    } else {
+        "0"
+    });
+    command
 }
 
 /// `prefix` as a glob matching itself only.
