@@ -183,6 +183,16 @@ async fn switch(
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
+    // A replay folds letters with the version it started with: not across
+    // a switch.
+    if let Some(letters) = &state.dead_letters
+        && letters.busy.try_lock().is_err()
+    {
+        return error(
+            StatusCode::CONFLICT,
+            "a dead-letter replay is running on this replica: promote once it is done".to_owned(),
+        );
+    }
     let (catalog, partitions) = match scope(&state, &name).await {
         Ok(found) => found,
         Err(response) => return response,

@@ -73,6 +73,20 @@ pub async fn replay(
             format!("caches {held:?} are held by a pause: resume their projections first"),
         );
     }
+    // A letter folded with the version a promotion is replacing would land
+    // beside the keys it rotates in.
+    if let Some(catalog) = &state.rebuilds {
+        for name in state.projections.keys() {
+            if let Ok(Some(versions)) = catalog.state(name).await
+                && versions.shadow.is_some_and(|shadow| shadow.promoting)
+            {
+                return error(
+                    StatusCode::CONFLICT,
+                    format!("{name:?} is being promoted: replay the letters once it is done"),
+                );
+            }
+        }
+    }
     let Ok(busy) = Arc::clone(&letters.busy).try_lock_owned() else {
         return busy_here();
     };
