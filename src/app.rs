@@ -277,7 +277,6 @@ pub async fn run(
 /// readiness, the heartbeat and each projection's state (from its lag).
 async fn report_status(state: AppState, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(STATUS_INTERVAL);
-    let mut partitions = BTreeMap::new();
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -299,7 +298,7 @@ async fn report_status(state: AppState, stop: CancellationToken) {
             }
         }
         if let Some(catalog) = &state.rebuilds {
-            rebuild::progress::publish(catalog, metrics, &mut partitions).await;
+            rebuild::progress::publish(catalog, metrics).await;
         }
     }
 }

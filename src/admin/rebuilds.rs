@@ -17,7 +17,7 @@ use crate::http::AppState;
 use crate::rebuild::catalog::CatalogError;
 use crate::rebuild::progress::measure;
 use crate::rebuild::{Catalog, Role, promote};
-use crate::source::kafka::{offsets_at, partitions_of};
+use crate::source::kafka::offsets_at;
 
 /// How long a promotion waits, unless asked, for the shadow to reach the
 /// live version once the live writers hold.
@@ -38,7 +38,7 @@ pub struct From {
 fn failure(failure: CatalogError) -> Response {
     let status = match &failure {
         CatalogError::Invalid { .. } => StatusCode::CONFLICT,
-        CatalogError::Cache(_) => StatusCode::SERVICE_UNAVAILABLE,
+        CatalogError::Cache(_) | CatalogError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, failure.to_string())
 }
@@ -51,19 +51,14 @@ async fn scope(state: &AppState, name: &str) -> Result<(Catalog, Vec<Partition>)
             "this process does not rebuild".to_owned(),
         ));
     };
-    let Some(served) = state.projections.get(name) else {
+    if !state.projections.contains_key(name) {
         let known: Vec<&String> = state.projections.keys().collect();
         return Err(error(
             StatusCode::NOT_FOUND,
             format!("no projection named {name:?} (known: {known:?})"),
         ));
-    };
-    let kafka = catalog.settings().kafka.clone();
-    let topics = served.topics.clone();
-    let partitions = tokio::task::spawn_blocking(move || partitions_of(&kafka, &topics))
-        .await
-        .map_err(|joined| error(StatusCode::INTERNAL_SERVER_ERROR, joined.to_string()))?
-        .map_err(|broker| error(StatusCode::SERVICE_UNAVAILABLE, broker.to_string()))?;
+    }
+    let partitions = catalog.partitions(name).await.map_err(failure)?;
     Ok((catalog, partitions))
 }
 

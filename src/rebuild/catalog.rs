@@ -3,22 +3,31 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
 use super::state::{Role, Shadow, State, definition_key, state_key};
-use crate::cache::{Cache, CacheError};
+use crate::cache::{Cache, CacheError, Partition};
 use crate::config::Settings;
 use crate::pipeline::Router;
 use crate::projection::{self, Definition};
 use crate::projector::Registry;
+use crate::source::SourceError;
+use crate::source::kafka::partitions_of;
+
+/// How long a projection's partitions, once read, are taken as they were.
+const PARTITIONS_TTL: Duration = Duration::from_secs(60);
 
 /// Why a projection's versions could not be settled.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The broker did not say which partitions a projection's topics have.
+    #[error(transparent)]
+    Broker(#[from] SourceError),
     /// Permanent: the stored state or definition cannot be used.
     #[error("projection {name:?}: {reason}")]
     Invalid { name: String, reason: String },
@@ -26,7 +35,11 @@ pub enum CatalogError {
 
 impl CatalogError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, CatalogError::Cache(error) if error.is_transient())
+        match self {
+            CatalogError::Cache(error) => error.is_transient(),
+            CatalogError::Broker(error) => error.is_transient(),
+            CatalogError::Invalid { .. } => false,
+        }
     }
 
     fn invalid(name: &str, reason: impl Into<String>) -> CatalogError {
@@ -45,9 +58,17 @@ pub struct Catalog {
     settings: Arc<Settings>,
     registry: Registry,
     caches: BTreeMap<String, Arc<dyn Cache>>,
-    /// Each projection's cache, from the definition files.
+    /// Each projection's cache and topics, from the definition files (a
+    /// version may change neither).
     cache_of: BTreeMap<String, String>,
+    topics_of: BTreeMap<String, Vec<String>>,
+    /// Each projection's partitions as last read from the broker, and when:
+    /// the status reporter and `watch` ask every few seconds.
+    partitions: Arc<Mutex<BTreeMap<String, ReadPartitions>>>,
 }
+
+/// A projection's partitions, and when the broker said so.
+type ReadPartitions = (Instant, Vec<Partition>);
 
 impl Catalog {
     pub fn new(
@@ -62,6 +83,14 @@ impl Catalog {
                 .iter()
                 .map(|definition| (definition.name.clone(), definition.cache.clone()))
                 .collect(),
+            topics_of: files
+                .iter()
+                .map(|definition| {
+                    let topics = definition.topics.iter().cloned().collect();
+                    (definition.name.clone(), topics)
+                })
+                .collect(),
+            partitions: Arc::default(),
             settings,
             registry,
             caches,
@@ -86,6 +115,38 @@ impl Catalog {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Every partition of `name`'s topics, read from the broker at most once
+    /// per [`PARTITIONS_TTL`] (a topic may gain partitions).
+    pub async fn partitions(&self, name: &str) -> Result<Vec<Partition>, CatalogError> {
+        let known = self
+            .partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        if let Some((read, partitions)) = known
+            && read.elapsed() < PARTITIONS_TTL
+        {
+            return Ok(partitions);
+        }
+        let topics = self
+            .topics_of
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CatalogError::invalid(name, "no such projection here"))?;
+        let kafka = self.settings.kafka.clone();
+        let found = tokio::task::spawn_blocking(move || partitions_of(&kafka, &topics))
+            .await
+            .map_err(|joined| {
+                CatalogError::invalid(name, format!("metadata reader: {joined}"))
+            })??;
+        self.partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), (Instant::now(), found.clone()));
+        Ok(found)
     }
 
     /// `name`'s state, `None` before it was ever settled.

@@ -9,7 +9,7 @@
 //!   it ([`definition_key`]), so all replicas fold the live version with the
 //!   same definition, whatever their own files say.
 //! - A shadow is built by a consumer group of its own ([`Shadow::group`])
-//!   into keys of its own ([`Shadow::key`]), with its own checkpoint, and
+//!   into keys of its own ([`state::shadow_key`]), with its own checkpoint, and
 //!   never applies a partition past the live checkpoint: the live version is
 //!   always at or ahead of it.
 //! - A promotion marks the state `promoting` and advances the live scope's

@@ -79,14 +79,8 @@ pub async fn measure(
 }
 
 /// Set the rebuild gauges of every projection `catalog` knows: its live
-/// version, its shadow's, and how far the shadow is behind. `partitions`
-/// keeps each projection's partitions between calls (read from the broker
-/// once, while it has a shadow).
-pub async fn publish(
-    catalog: &Catalog,
-    metrics: &crate::metrics::Metrics,
-    partitions: &mut std::collections::BTreeMap<String, Vec<Partition>>,
-) {
+/// version, its shadow's, and how far the shadow is behind.
+pub async fn publish(catalog: &Catalog, metrics: &crate::metrics::Metrics) {
     let names: Vec<String> = catalog.names().map(|(name, _)| name.clone()).collect();
     for name in names {
         let Ok(Some(state)) = catalog.state(&name).await else {
@@ -108,27 +102,12 @@ pub async fn publish(
             .with_label_values(&[name.as_str()]);
         let Some(shadow) = state.shadow else {
             remaining.set(0);
-            partitions.remove(&name);
             continue;
         };
-        if !partitions.contains_key(&name) {
-            let Ok(definition) = catalog.load(&name, state.live).await else {
-                continue;
-            };
-            let kafka = catalog.settings().kafka.clone();
-            let topics: Vec<String> = definition.topics.iter().cloned().collect();
-            let found = tokio::task::spawn_blocking(move || {
-                crate::source::kafka::partitions_of(&kafka, &topics)
-            })
-            .await;
-            match found {
-                Ok(Ok(found)) => {
-                    partitions.insert(name.clone(), found);
-                }
-                _ => continue,
-            }
-        }
-        if let Ok(progress) = measure(catalog, &name, &shadow, &partitions[&name]).await {
+        let Ok(partitions) = catalog.partitions(&name).await else {
+            continue;
+        };
+        if let Ok(progress) = measure(catalog, &name, &shadow, &partitions).await {
             remaining.set(progress.remaining);
         }
     }

@@ -1,6 +1,6 @@
 //! The cache as a shadow build sees it: the same port, with every projection
 //! key `{name}:::{id}` stored under the shadow's keyspace instead (see
-//! [`super::state::Shadow::key`]). The pipeline folds into it exactly as into
+//! [`super::state::shadow_key`]). The pipeline folds into it exactly as into
 //! the live keys, checkpoint, claims and all; the seed's own methods are
 //! refused, since nothing but the build writes a shadow.
 

@@ -89,16 +89,12 @@ impl Shadow {
             self.build
         )
     }
-
-    /// The shadow of live key `live`: the prefix, then the hash tag of the
-    /// live key's slot (so on a cluster both live in one slot and a rotation
-    /// is one script), then the live key.
-    pub fn key(&self, group: &str, name: &str, live: &str) -> String {
-        shadow_key(&self.prefix(group, name), live)
-    }
 }
 
-/// `live`'s key under a shadow keyspace's `prefix` (see [`Shadow::key`]).
+/// The shadow of live key `live` under a keyspace's `prefix` (see
+/// [`Shadow::prefix`]): the prefix, then the hash tag of the live key's slot
+/// (so on a cluster both live in one slot and a rotation is one script),
+/// then the live key.
 pub fn shadow_key(prefix: &str, live: &str) -> String {
     let slot = crate::cache::cluster::slots::slot_of(live.as_bytes());
     format!(
@@ -134,7 +130,7 @@ mod tests {
     fn a_shadow_key_shares_its_live_keys_slot_and_gives_it_back() {
         let shadow = shadow();
         let live = "order_summary:::ord-1";
-        let key = shadow.key("shop", "order_summary", live);
+        let key = shadow_key(&shadow.prefix("shop", "order_summary"), live);
         assert!(key.starts_with("@projectionist/shadow/shop/order_summary/17/{"));
         use crate::cache::cluster::slots::slot_of;
         assert_eq!(slot_of(key.as_bytes()), slot_of(live.as_bytes()));
@@ -144,7 +140,7 @@ mod tests {
 
     #[test]
     fn a_group_cannot_make_a_key_look_like_a_projection_or_a_tag() {
-        let key = shadow().key("a:::b{c}", "p", "p:::1");
+        let key = shadow_key(&shadow().prefix("a:::b{c}", "p"), "p:::1");
         let prefix = shadow().prefix("a:::b{c}", "p");
         assert!(!prefix.contains(":::") && !prefix.contains('{'));
         assert_eq!(live_key_of(&prefix, &key), Some("p:::1"));

@@ -11,17 +11,27 @@ use crate::source::{Partition, SourceError};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A client that joins no group and commits nothing by itself, named
+/// `group` (librdkafka wants one), for one question to the broker.
+fn throwaway(kafka: &KafkaSettings, group: &str, role: &str) -> Result<BaseConsumer, SourceError> {
+    client_config(kafka)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|error| SourceError::Permanent(format!("{role}: {error}")))
+}
+
 /// The partitions of `topics`, sorted. Blocking: call it off the runtime's
 /// workers (`spawn_blocking`).
 pub fn partitions_of(
     kafka: &KafkaSettings,
     topics: &[String],
 ) -> Result<Vec<Partition>, SourceError> {
-    let consumer: BaseConsumer = client_config(kafka)
-        .set("group.id", format!("{}-metadata", kafka.group_id))
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|error| SourceError::Permanent(format!("metadata reader: {error}")))?;
+    let consumer = throwaway(
+        kafka,
+        &format!("{}-metadata", kafka.group_id),
+        "metadata reader",
+    )?;
     let mut partitions = Vec::new();
     for topic in topics {
         let metadata = consumer
@@ -54,11 +64,11 @@ pub fn offsets_at(
     time_ms: i64,
 ) -> Result<Vec<i64>, SourceError> {
     use rdkafka::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = client_config(kafka)
-        .set("group.id", format!("{}-metadata", kafka.group_id))
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|error| SourceError::Permanent(format!("offset reader: {error}")))?;
+    let consumer = throwaway(
+        kafka,
+        &format!("{}-metadata", kafka.group_id),
+        "offset reader",
+    )?;
     let mut asked = TopicPartitionList::new();
     for partition in partitions {
         asked
@@ -102,11 +112,7 @@ pub fn commit_offsets(
     if positions.is_empty() {
         return Ok(());
     }
-    let consumer: BaseConsumer = client_config(kafka)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|error| SourceError::Permanent(format!("offset writer: {error}")))?;
+    let consumer = throwaway(kafka, group, "offset writer")?;
     let mut list = TopicPartitionList::new();
     for (partition, offset) in positions {
         list.add_partition_offset(&partition.topic, partition.number, Offset::Offset(*offset))
