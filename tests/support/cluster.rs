@@ -53,8 +53,8 @@ impl RedisCluster {
         for _ in 0..6 {
             nodes.push(spawn_node());
         }
-        for node in &nodes {
-            wait_for_ping(node.port);
+        for node in &mut nodes {
+            wait_for_ping(node);
         }
         let addresses: Vec<String> = nodes
             .iter()
@@ -496,10 +496,16 @@ fn connection(port: u16) -> redis::Connection {
         .unwrap_or_else(|error| panic!("node {port} answers: {error}"))
 }
 
-fn wait_for_ping(port: u16) {
+fn wait_for_ping(node: &mut Node) {
+    let port = node.port;
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("a valid URL");
     while Instant::now() < deadline {
+        if let Some(child) = node.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!("cluster node {port} exited before it answered: {status}");
+        }
         if let Ok(mut connection) = client.get_connection_with_timeout(Duration::from_secs(1))
             && redis::cmd("PING").query::<String>(&mut connection).is_ok()
         {

@@ -8,7 +8,8 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -242,10 +243,28 @@ impl Drop for RedisServer {
     }
 }
 
-/// A TCP port nobody listens on right now (the OS picks it).
+/// A TCP port nobody listens on right now, for a server a test starts.
+///
+/// Not one the OS picks (`bind 127.0.0.1:0`): that comes from the ephemeral
+/// range, where every outgoing connection of every process on the machine
+/// takes its local port too, and one did take a cluster node's port between
+/// this call and the node's start (a CI run: "cluster node ... did not
+/// start"). Ports below that range are handed out in turn from an offset of
+/// this process' own, so two calls in one test binary never meet, and each is
+/// checked free before it is handed out.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
-    listener.local_addr().expect("a bound address").port()
+    // Linux' default ephemeral range starts at 32768; stay below it.
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7919) % SPAN));
+    for _ in 0..SPAN {
+        let port = (FIRST + next.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN);
 }
 
 /// `REDIS_URL` when it is set, for tests that need no stop/restart. Such tests
