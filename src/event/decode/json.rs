@@ -23,7 +23,7 @@ pub(super) fn decode(
     let bytes = payload(record).ok_or(DecodeError::EmptyPayload {
         needed_by: "the JSON envelope",
     })?;
-    let document = parse_json("the payload", bytes)?;
+    let mut document = parse_json("the payload", bytes)?;
 
     let event_type = match find(&document, pointers.event_type) {
         None => {
@@ -53,7 +53,11 @@ pub(super) fn decode(
     };
     let data = match pointers.data {
         None => document,
-        Some(pointer) => find(&document, pointer).cloned().unwrap_or(Value::Null),
+        // Taken out, not copied: the rest of the document is dropped.
+        Some(pointer) => document
+            .pointer_mut(pointer)
+            .map(Value::take)
+            .unwrap_or(Value::Null),
     };
     Ok(Attributes {
         event_type,

@@ -138,6 +138,7 @@ pub fn decode(record: &RawRecord, envelope: &Envelope) -> Result<Event, DecodeEr
 }
 
 /// What an envelope yields; [`decode`] adds what every envelope shares.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Attributes {
     event_type: String,
     id: Option<String>,
