@@ -113,6 +113,17 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
 }
 
+/// One projection's per-event series, resolved once: `with_label_values`
+/// hashes the labels and takes a lock, too much to pay per event or write.
+#[derive(Clone)]
+pub struct ProjectionMetrics {
+    pub projected: IntCounter,
+    pub skipped: IntCounter,
+    pub freshness: Histogram,
+    pub upserts: IntCounter,
+    pub deletes: IntCounter,
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
@@ -305,6 +316,19 @@ impl Metrics {
 
     /// Create every series whose labels are known up front (projections, caches,
     /// topics, reasons), so each is exported from the start with a zero value.
+    /// The per-event series of projection `name` (see [`ProjectionMetrics`]).
+    pub fn for_projection(&self, name: &str) -> ProjectionMetrics {
+        ProjectionMetrics {
+            projected: self.events_projected.with_label_values(&[name]),
+            skipped: self
+                .events_skipped
+                .with_label_values(&[name, "projector_skip"]),
+            freshness: self.projection_freshness.with_label_values(&[name]),
+            upserts: self.cache_writes.with_label_values(&[name, "upsert"]),
+            deletes: self.cache_writes.with_label_values(&[name, "delete"]),
+        }
+    }
+
     pub fn prepare(&self, projections: &[&str], caches: &[&str], topics: &[String]) {
         for topic in topics {
             self.partition_resets.with_label_values(&[topic.as_str()]);

@@ -6,25 +6,25 @@
 //! moved or was lost (resume from it), or a newer owner took the partition
 //! (stop writing it).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tracing::debug;
 
-use super::fold::{Folded, Work, Write, fold};
+use super::fold::{Folded, KeyMap, Work, Write, fold};
 use super::plan::Plan;
 use super::positions::Span;
 use super::{Pipeline, PipelineError};
 use crate::cache::{
     Advance, CacheError, Claim, Commit, CommitOutcome, Expiry, Floors, Partition, Projection, Ttl,
-    Version, WriteOp, split_key,
+    Version, WriteOp,
 };
 
 /// Loaded states, their versions, and the keys whose stored value is unreadable.
 type Loaded = (
-    HashMap<String, Option<Value>>,
-    HashMap<String, Version>,
+    KeyMap<String, Option<Value>>,
+    KeyMap<String, Version>,
     HashMap<String, String>,
 );
 
@@ -102,10 +102,10 @@ impl Pipeline {
                 }
                 skip_held(plan, &mut work, floors);
             }
-            let folded = fold(&self.router, &plan.events, &work, states);
+            let mut folded = fold(&self.router, &plan.events, &work, states);
             self.letter_refusals(plan, &folded, reported).await?;
             let advances = self.advances(&spans);
-            let (writes, expected) = self.write_ops(&folded, &versions);
+            let (writes, expected) = self.write_ops(&mut folded, &versions);
             let slot = &self.caches[cache];
             let commit = Commit {
                 scope: &slot.scope,
@@ -162,9 +162,7 @@ impl Pipeline {
             for (partition, span) in &spans {
                 self.positions.advanced(cache, partition, span);
             }
-            self.count_writes(&writes);
-            self.count_outcomes(&folded);
-            self.observe_freshness(&folded);
+            self.tally(&folded, &writes);
             return Ok(Committed::Done);
         }
     }
@@ -272,8 +270,8 @@ impl Pipeline {
     /// Load the current state of every key `work` touches.
     async fn load(&self, cache: usize, keys: &[String]) -> Result<Loaded, PipelineError> {
         let slot = &self.caches[cache];
-        let mut states = HashMap::with_capacity(keys.len());
-        let mut versions = HashMap::with_capacity(keys.len());
+        let mut states = KeyMap::with_capacity_and_hasher(keys.len(), Default::default());
+        let mut versions = KeyMap::with_capacity_and_hasher(keys.len(), Default::default());
         let mut corrupt = HashMap::new();
         if keys.is_empty() {
             return Ok((states, versions, corrupt));
@@ -321,34 +319,13 @@ impl Pipeline {
         }
     }
 
-    /// Cache writes, counted per label once a commit: a labelled counter is a
-    /// locked lookup.
-    fn count_writes(&self, writes: &[WriteOp]) {
-        let mut written: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-        for op in writes {
-            let label = match op {
-                WriteOp::Upsert { projection, .. } => (projection.name(), "upsert"),
-                WriteOp::Delete { key } => (
-                    split_key(key).map_or(key.as_str(), |(name, _)| name),
-                    "delete",
-                ),
-            };
-            *written.entry(label).or_default() += 1;
-        }
-        for ((projection, operation), count) in written {
-            self.metrics
-                .cache_writes
-                .with_label_values(&[projection, operation])
-                .inc_by(count);
-        }
-    }
-
     /// The folded states as cache writes, and the version each written key must
-    /// still hold for them to land.
+    /// still hold for them to land. The states move into the writes (a copy
+    /// of every projection per commit showed in the profile).
     fn write_ops(
         &self,
-        folded: &Folded,
-        versions: &HashMap<String, Version>,
+        folded: &mut Folded,
+        versions: &KeyMap<String, Version>,
     ) -> (Vec<WriteOp>, Vec<(String, Version)>) {
         let mut writes = Vec::with_capacity(folded.writes.len());
         let mut expected = Vec::with_capacity(folded.writes.len());
@@ -358,7 +335,7 @@ impl Pipeline {
             key,
             state,
             event_time,
-        } in &folded.writes
+        } in &mut folded.writes
         {
             let definition = &self.router.route(*route).definition;
             let expiry = if definition.ttl_from_event {
@@ -366,9 +343,9 @@ impl Pipeline {
             } else {
                 Some(definition.expiry)
             };
-            let op = match (state, expiry) {
+            let op = match (state.take(), expiry) {
                 (Some(value), Some(expiry)) => {
-                    let projection = Projection::from_key(key, value.clone())
+                    let projection = Projection::from_key(key, value)
                         .expect("names are validated at load and the fold keeps only objects");
                     WriteOp::Upsert { projection, expiry }
                 }
@@ -402,7 +379,7 @@ fn expiry_from_event(
 
 /// Each key `work` touches, once, in first-touch order.
 fn distinct_keys(work: &[Work]) -> Vec<String> {
-    let mut seen = HashSet::new();
+    let mut seen: std::collections::HashSet<&str, foldhash::fast::RandomState> = Default::default();
     work.iter()
         .filter(|item| seen.insert(item.key.as_str()))
         .map(|item| item.key.clone())

@@ -3,6 +3,13 @@
 //!
 //! No IO here: loading and writing are the caller's. Several events for one key
 //! become one write, and a failed event leaves its projection as it was.
+//!
+//! Each key's state is folded in place, event after event
+//! ([`crate::projector::Projector::apply`]), not copied per event. A key's
+//! loaded state is kept aside the first time the key is touched, so an event
+//! that fails restores it: the key is folded again from what was loaded,
+//! over the events of this batch that it had applied (projectors are pure,
+//! so that gives back exactly the state before the failure).
 
 use std::collections::HashMap;
 
@@ -11,7 +18,11 @@ use serde_json::Value;
 
 use super::router::Router;
 use crate::event::{Event, json_kind};
-use crate::projector::Outcome;
+use crate::projector::{Folding, ProjectorError};
+
+/// A map keyed per batch by projection keys: foldhash, not SipHash (these
+/// keys come from our own cache, not from a client who could collide them).
+pub type KeyMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One application of one projection to one event.
 #[derive(Debug, Clone)]
@@ -48,9 +59,19 @@ pub struct Folded {
     /// One write per touched key, in first-touch order.
     pub writes: Vec<Write>,
     pub refusals: Vec<Refusal>,
-    /// Per route: events applied, events skipped by the projector.
-    pub applied: HashMap<usize, u64>,
-    pub skipped: HashMap<usize, u64>,
+    /// Per route (by index): events applied, events skipped by the projector.
+    pub applied: Vec<u64>,
+    pub skipped: Vec<u64>,
+}
+
+/// One touched key while the fold runs.
+struct Touched {
+    route: usize,
+    /// The state as loaded, to restore after a failed event.
+    loaded: Option<Value>,
+    /// Whether an event was applied (the key is written).
+    changed: bool,
+    event_time: Option<DateTime<Utc>>,
 }
 
 /// Fold `work` in order over `states` (the loaded projections, by key).
@@ -58,65 +79,209 @@ pub fn fold(
     router: &Router,
     events: &[Event],
     work: &[Work],
-    mut states: HashMap<String, Option<Value>>,
+    mut states: KeyMap<String, Option<Value>>,
 ) -> Folded {
-    let mut folded = Folded::default();
-    let mut order: Vec<(usize, &str)> = Vec::new();
-    let mut times: HashMap<&str, Option<DateTime<Utc>>> = HashMap::new();
-    for item in work {
-        let route = router.route(item.route);
-        let current = states.get(&item.key).and_then(Option::as_ref);
-        let outcome = route
-            .definition
-            .projector
-            .project(current, &events[item.event]);
-        let next = match outcome {
-            Ok(Outcome::Upsert(value)) if value.is_object() => Some(value),
-            Ok(Outcome::Upsert(value)) => {
-                folded.refusals.push(Refusal {
-                    event: item.event,
-                    route: item.route,
-                    reason: "invalid_projection",
-                    error: format!(
-                        "projector returned {} instead of a JSON object",
-                        json_kind(&value)
-                    ),
-                });
-                continue;
-            }
-            Ok(Outcome::Delete) => None,
-            Ok(Outcome::Skip) => {
-                *folded.skipped.entry(item.route).or_default() += 1;
-                continue;
-            }
-            Err(error) => {
-                folded.refusals.push(Refusal {
-                    event: item.event,
-                    route: item.route,
-                    reason: "projector_error",
-                    error: error.to_string(),
-                });
-                continue;
-            }
-        };
-        *folded.applied.entry(item.route).or_default() += 1;
-        states.insert(item.key.clone(), next);
-        let event_time = events[item.event].time;
-        match times.get_mut(item.key.as_str()) {
-            Some(latest) => *latest = (*latest).max(event_time),
-            None => {
-                times.insert(&item.key, event_time);
-                order.push((item.route, &item.key));
-            }
+    let mut folded = Folded {
+        applied: vec![0; router.len()],
+        skipped: vec![0; router.len()],
+        ..Folded::default()
+    };
+    // Keys in first-touch order, and what each went through.
+    let mut order: Vec<&str> = Vec::new();
+    let mut touched: KeyMap<&str, Touched> = KeyMap::default();
+    // Per work item: whether its event was applied (to fold a key again).
+    let mut took = vec![false; work.len()];
+    for (at, item) in work.iter().enumerate() {
+        let projector = &router.route(item.route).definition.projector;
+        if !states.contains_key(&item.key) {
+            states.insert(item.key.clone(), None);
         }
+        let state = states.get_mut(&item.key).expect("inserted when missing");
+        let entry = touched.entry(&item.key).or_insert_with(|| {
+            order.push(&item.key);
+            Touched {
+                route: item.route,
+                loaded: state.clone(),
+                changed: false,
+                event_time: None,
+            }
+        });
+        let event = &events[item.event];
+        let failure = match projector.apply(state, event) {
+            Ok(Folding::Skipped) => {
+                folded.skipped[item.route] += 1;
+                continue;
+            }
+            Ok(Folding::Applied) => match state {
+                Some(value) if !value.is_object() => Some((
+                    "invalid_projection",
+                    format!(
+                        "projector returned {} instead of a JSON object",
+                        json_kind(value)
+                    ),
+                )),
+                _ => None,
+            },
+            Err(ProjectorError(error)) => Some(("projector_error", error)),
+        };
+        if let Some((reason, error)) = failure {
+            folded.refusals.push(Refusal {
+                event: item.event,
+                route: item.route,
+                reason,
+                error,
+            });
+            *state = refold(router, events, &work[..at], &took, &item.key, entry);
+            continue;
+        }
+        took[at] = true;
+        folded.applied[item.route] += 1;
+        entry.changed = true;
+        entry.event_time = entry.event_time.max(event.time);
     }
-    for (route, key) in order {
+    for key in order {
+        let Touched {
+            route,
+            changed,
+            event_time,
+            ..
+        } = touched.remove(key).expect("every ordered key was touched");
+        if !changed {
+            continue;
+        }
         folded.writes.push(Write {
             route,
             key: key.to_owned(),
             state: states.remove(key).unwrap_or(None),
-            event_time: times.get(key).copied().flatten(),
+            event_time,
         });
     }
     folded
+}
+
+/// `key`'s state before the event that just failed: its loaded state with
+/// the earlier events of the batch that it applied folded in again.
+fn refold(
+    router: &Router,
+    events: &[Event],
+    earlier: &[Work],
+    took: &[bool],
+    key: &str,
+    touched: &Touched,
+) -> Option<Value> {
+    let mut state = touched.loaded.clone();
+    for (item, _) in earlier
+        .iter()
+        .zip(took)
+        .filter(|(item, took)| **took && item.key == key)
+    {
+        let projector = &router.route(item.route).definition.projector;
+        // Applied once already without error: pure, so it applies again.
+        let _ = projector.apply(&mut state, &events[item.event]);
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::cache::memory::MemoryCache;
+    use crate::cache::{Cache, Ttl};
+    use crate::config::Settings;
+    use crate::event::Position;
+    use crate::projection::load_text;
+    use crate::projector::Registry;
+
+    /// `tally` counts in place and its second step fails on a text `by`,
+    /// after the first one has changed the document.
+    const TALLY: &str = r#"
+        name = "tally"
+        cache = "default"
+        topics = ["t"]
+        identifier = "{data.id}"
+
+        [[handler]]
+        on = "add"
+        do = [
+          { append = "seen", from = ".data.by" },
+          { increment = "count", by = ".data.by" },
+        ]
+    "#;
+
+    fn router() -> Router {
+        let settings = Settings::defaults();
+        let definition = load_text(
+            TALLY,
+            Path::new("tally.toml"),
+            &settings,
+            &Registry::with_builtins(),
+        )
+        .expect("a valid definition");
+        let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new(Ttl::from_secs(60).unwrap()));
+        Router::new(
+            vec![definition],
+            &BTreeMap::from([("default".to_owned(), cache)]),
+        )
+    }
+
+    fn event(offset: i64, by: serde_json::Value) -> Event {
+        Event {
+            event_type: "add".to_owned(),
+            id: None,
+            source: None,
+            subject: None,
+            time: None,
+            data: json!({"id": "a", "by": by}),
+            position: Position {
+                topic: "t".to_owned(),
+                partition: 0,
+                offset,
+            },
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_event_leaves_the_state_the_events_before_it_made() {
+        let router = router();
+        let events = vec![
+            event(0, json!(1)),
+            event(1, json!(2)),
+            event(2, json!("three")),
+            event(3, json!(4)),
+        ];
+        let work: Vec<Work> = (0..events.len())
+            .map(|event| Work {
+                event,
+                route: 0,
+                key: "tally:::a".to_owned(),
+            })
+            .collect();
+        let loaded = json!({"seen": [0], "count": 10});
+        let states = KeyMap::from_iter([("tally:::a".to_owned(), Some(loaded.clone()))]);
+        let folded = fold(&router, &events, &work, states);
+        assert_eq!(folded.refusals.len(), 1, "{:?}", folded.refusals);
+        assert_eq!(folded.refusals[0].event, 2);
+        assert_eq!(folded.applied, [3]);
+        let [write] = folded.writes.as_slice() else {
+            panic!("one write: {:?}", folded.writes)
+        };
+        // The failed event's append did not stay, nor did it undo the others.
+        assert_eq!(
+            write.state,
+            Some(json!({"seen": [0, 1, 2, 4], "count": 17}))
+        );
+
+        // Failing first, the state is the loaded one again, and not written.
+        let states = KeyMap::from_iter([("tally:::a".to_owned(), Some(loaded))]);
+        let folded = fold(&router, &events[2..3], &work[..1], states);
+        assert_eq!(folded.refusals.len(), 1);
+        assert!(folded.writes.is_empty(), "{:?}", folded.writes);
+    }
 }

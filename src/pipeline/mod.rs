@@ -28,6 +28,7 @@ mod positions;
 mod replayed;
 mod retry;
 mod router;
+mod tally;
 mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,7 +40,7 @@ use tracing::{debug, info, warn};
 
 use crate::cache::{Cache, CacheError, Claim, Generation, Partition};
 use crate::event::Envelope;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ProjectionMetrics};
 use crate::rebuild::Catalog;
 use crate::source::{DeadLetters, Delivery, Offsets, SourceControl, SourceError};
 
@@ -95,6 +96,9 @@ pub struct Pipeline {
     caches: Vec<CacheSlot>,
     /// Route index -> index in `caches`.
     route_cache: Vec<usize>,
+    /// Route index -> its projection's per-event series (a new version of
+    /// a projection keeps its name, so they never change).
+    route_metrics: Vec<ProjectionMetrics>,
     positions: positions::Positions,
     catalog: Option<Catalog>,
     bound: Option<Bound>,
@@ -144,6 +148,12 @@ impl Pipeline {
                 .extend(route.definition.topics.iter().cloned());
             route_cache.push(slot);
         }
+        let route_metrics = (0..wiring.router.len())
+            .map(|index| {
+                let name = &wiring.router.route(index).definition.name;
+                wiring.metrics.for_projection(name)
+            })
+            .collect();
         Pipeline {
             router: wiring.router,
             envelope: wiring.envelope,
@@ -153,6 +163,7 @@ impl Pipeline {
             dead_letters: wiring.dead_letters,
             caches,
             route_cache,
+            route_metrics,
             positions: positions::Positions::new(wiring.positioning),
             catalog: wiring.catalog,
             bound: wiring.bound,
@@ -341,39 +352,6 @@ impl Pipeline {
         debug!(records = plan.records.len(), "chunk done");
         self.pace(started).await;
         Ok(())
-    }
-
-    fn count_outcomes(&self, folded: &Folded) {
-        for (route, count) in &folded.applied {
-            let name = &self.router.route(*route).definition.name;
-            self.metrics
-                .events_projected
-                .with_label_values(&[name])
-                .inc_by(*count);
-        }
-        for (route, count) in &folded.skipped {
-            let name = &self.router.route(*route).definition.name;
-            self.metrics
-                .events_skipped
-                .with_label_values(&[name, "projector_skip"])
-                .inc_by(*count);
-        }
-    }
-
-    /// Freshness of every written projection: how old its newest event is now.
-    fn observe_freshness(&self, folded: &Folded) {
-        let now = chrono::Utc::now();
-        for write in &folded.writes {
-            let Some(time) = write.event_time else {
-                continue;
-            };
-            let age = (now - time).num_milliseconds().max(0) as f64 / 1000.0;
-            let name = &self.router.route(write.route).definition.name;
-            self.metrics
-                .projection_freshness
-                .with_label_values(&[name])
-                .observe(age);
-        }
     }
 
     /// Tell the progress board where each cache stands on `partitions`, with

@@ -47,10 +47,33 @@ pub(crate) fn time_text(event: &Event) -> Option<String> {
         .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
+/// What [`Projector::apply`] did to the state it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folding {
+    /// The state is the new projection (`None`: removed).
+    Applied,
+    /// The state is as it was.
+    Skipped,
+}
+
 /// A registered fold over events (see the module docs).
 pub trait Projector: Send + Sync {
     /// `current` is the projection as it stands (none when absent or expired).
     fn project(&self, current: Option<&Value>, event: &Event) -> Result<Outcome, ProjectorError>;
+
+    /// The same fold on a state owned by the caller, changed in place: a
+    /// projector that can works on it without copying it per event. After
+    /// an error `state` may hold anything: the caller restores it (the
+    /// pipeline keeps each key's loaded state for that). The default asks
+    /// [`Projector::project`].
+    fn apply(&self, state: &mut Option<Value>, event: &Event) -> Result<Folding, ProjectorError> {
+        match self.project(state.as_ref(), event)? {
+            Outcome::Upsert(value) => *state = Some(value),
+            Outcome::Delete => *state = None,
+            Outcome::Skip => return Ok(Folding::Skipped),
+        }
+        Ok(Folding::Applied)
+    }
 }
 
 /// Plain functions are projectors too.

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::event::Event;
-use crate::projector::{Outcome, Projector, ProjectorError, time_text};
+use crate::projector::{Folding, Outcome, Projector, ProjectorError, time_text};
 
 use expr::{EventInput, Expr, Scope};
 use ops::{Applied, Step};
@@ -139,8 +139,21 @@ pub fn event_json(event: &Event) -> Value {
 
 impl Projector for DeclarativeProjector {
     fn project(&self, current: Option<&Value>, event: &Event) -> Result<Outcome, ProjectorError> {
+        // The steps change a copy: a failing step must leave the stored
+        // projection as it was, not half-updated.
+        let mut document = current.cloned();
+        Ok(match self.apply(&mut document, event)? {
+            Folding::Skipped => Outcome::Skip,
+            Folding::Applied => document.map_or(Outcome::Delete, Outcome::Upsert),
+        })
+    }
+
+    /// The steps work on `state` itself, one after the other: each sees what
+    /// the ones before it left (`$state`), and a failure leaves the rest to
+    /// the caller, who restores the state it had.
+    fn apply(&self, state: &mut Option<Value>, event: &Event) -> Result<Folding, ProjectorError> {
         let Some(handler) = self.handlers.get(&event.event_type) else {
-            return Ok(Outcome::Skip);
+            return Ok(Folding::Skipped);
         };
         let event_type = &event.event_type;
         let fail = |message: String| ProjectorError::new(format!("{event_type}: {message}"));
@@ -148,28 +161,30 @@ impl Projector for DeclarativeProjector {
         if let Some(when) = &handler.when {
             let scope = Scope {
                 event: &event_input,
-                state: current,
+                state: state.as_ref(),
                 item: None,
             };
             let holds = when
                 .eval(&scope)
                 .map_err(|error| fail(format!("when: {error}")))?;
             if matches!(holds, None | Some(Value::Bool(false))) {
-                return Ok(Outcome::Skip);
+                return Ok(Folding::Skipped);
             }
         }
-        // The steps change a copy: a failing step must leave the stored
-        // projection as it was, not half-updated.
-        let mut document = current.cloned();
+        let was_absent = state.is_none();
         for (index, step) in handler.steps.iter().enumerate() {
             let applied = step
-                .apply(&mut document, &event_input)
+                .apply(state, &event_input)
                 .map_err(|error| fail(format!("step {} ({}): {error}", index + 1, step.label)))?;
             if applied == Applied::Delete {
-                return Ok(Outcome::Delete);
+                *state = None;
+                return Ok(Folding::Applied);
             }
         }
         // Every step was skipped on an absent projection: there is nothing to store.
-        Ok(document.map_or(Outcome::Skip, Outcome::Upsert))
+        if was_absent && state.is_none() {
+            return Ok(Folding::Skipped);
+        }
+        Ok(Folding::Applied)
     }
 }
