@@ -102,7 +102,7 @@ impl Pipeline {
                 }
                 skip_held(plan, &mut work, floors);
             }
-            let mut folded = fold(&self.router, &plan.events, &work, states);
+            let mut folded = fold(&self.router, &plan.events, &work, states, &versions);
             self.letter_refusals(plan, &folded, reported).await?;
             let advances = self.advances(&spans);
             let (writes, expected) = self.write_ops(&mut folded, &versions);

@@ -5,11 +5,11 @@
 //! become one write, and a failed event leaves its projection as it was.
 //!
 //! Each key's state is folded in place, event after event
-//! ([`crate::projector::Projector::apply`]), not copied per event. A key's
-//! loaded state is kept aside the first time the key is touched, so an event
-//! that fails restores it: the key is folded again from what was loaded,
-//! over the events of this batch that it had applied (projectors are pure,
-//! so that gives back exactly the state before the failure).
+//! ([`crate::projector::Projector::apply`]), never copied. An event that
+//! fails restores its key from the stored text it was loaded from (its
+//! [`Version`]), folded again over the events of this batch the key had
+//! applied: projectors are pure, so that gives back exactly the state before
+//! the failure, and only a failure pays for it.
 
 use std::collections::HashMap;
 
@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::router::Router;
+use crate::cache::Version;
 use crate::event::{Event, json_kind};
 use crate::projector::{Folding, ProjectorError};
 
@@ -67,19 +68,19 @@ pub struct Folded {
 /// One touched key while the fold runs.
 struct Touched {
     route: usize,
-    /// The state as loaded, to restore after a failed event.
-    loaded: Option<Value>,
     /// Whether an event was applied (the key is written).
     changed: bool,
     event_time: Option<DateTime<Utc>>,
 }
 
-/// Fold `work` in order over `states` (the loaded projections, by key).
+/// Fold `work` in order over `states` (the loaded projections, by key),
+/// loaded from `versions` (the stored texts, by key).
 pub fn fold(
     router: &Router,
     events: &[Event],
     work: &[Work],
     mut states: KeyMap<String, Option<Value>>,
+    versions: &KeyMap<String, Version>,
 ) -> Folded {
     let mut folded = Folded {
         applied: vec![0; router.len()],
@@ -101,7 +102,6 @@ pub fn fold(
             order.push(&item.key);
             Touched {
                 route: item.route,
-                loaded: state.clone(),
                 changed: false,
                 event_time: None,
             }
@@ -131,7 +131,8 @@ pub fn fold(
                 reason,
                 error,
             });
-            *state = refold(router, events, &work[..at], &took, &item.key, entry);
+            let loaded = versions.get(&item.key).cloned().flatten();
+            *state = refold(router, events, &work[..at], &took, &item.key, loaded);
             continue;
         }
         took[at] = true;
@@ -159,17 +160,19 @@ pub fn fold(
     folded
 }
 
-/// `key`'s state before the event that just failed: its loaded state with
-/// the earlier events of the batch that it applied folded in again.
+/// `key`'s state before the event that just failed: its stored text, read
+/// again, with the earlier events of the batch that it applied folded in.
 fn refold(
     router: &Router,
     events: &[Event],
     earlier: &[Work],
     took: &[bool],
     key: &str,
-    touched: &Touched,
+    stored: Option<Vec<u8>>,
 ) -> Option<Value> {
-    let mut state = touched.loaded.clone();
+    // It was read once already when the batch loaded it (a key whose text
+    // does not read is dead-lettered before the fold).
+    let mut state = stored.and_then(|text| serde_json::from_slice(&text).ok());
     for (item, _) in earlier
         .iter()
         .zip(took)
@@ -264,8 +267,12 @@ mod tests {
             })
             .collect();
         let loaded = json!({"seen": [0], "count": 10});
-        let states = KeyMap::from_iter([("tally:::a".to_owned(), Some(loaded.clone()))]);
-        let folded = fold(&router, &events, &work, states);
+        let states = || KeyMap::from_iter([("tally:::a".to_owned(), Some(loaded.clone()))]);
+        let versions = KeyMap::from_iter([(
+            "tally:::a".to_owned(),
+            Some(loaded.to_string().into_bytes()),
+        )]);
+        let folded = fold(&router, &events, &work, states(), &versions);
         assert_eq!(folded.refusals.len(), 1, "{:?}", folded.refusals);
         assert_eq!(folded.refusals[0].event, 2);
         assert_eq!(folded.applied, [3]);
@@ -279,8 +286,7 @@ mod tests {
         );
 
         // Failing first, the state is the loaded one again, and not written.
-        let states = KeyMap::from_iter([("tally:::a".to_owned(), Some(loaded))]);
-        let folded = fold(&router, &events[2..3], &work[..1], states);
+        let folded = fold(&router, &events[2..3], &work[..1], states(), &versions);
         assert_eq!(folded.refusals.len(), 1);
         assert!(folded.writes.is_empty(), "{:?}", folded.writes);
     }
