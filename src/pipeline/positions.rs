@@ -68,6 +68,10 @@ pub struct Applied {
     pub replay: Option<i64>,
 }
 
+/// Seeks answered from before the sought offset, in a row, before the log is
+/// taken to have lost it (see [`Halt::Reset`]).
+const SEEKS_BEFORE_RESET: u8 = 3;
+
 /// Why a partition's records are dropped until it is assigned again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Halt {
@@ -88,6 +92,8 @@ struct Stream {
     /// The next record is the first after a seek.
     after_seek: bool,
     halted: Option<Halt>,
+    /// Seeks in a row answered by records before the sought offset.
+    resets: u8,
     /// Where the first record admitted since the assignment starts: a cache
     /// held by a pause before it ever applied the partition resumes there.
     first_admitted: Option<i64>,
@@ -168,6 +174,7 @@ impl Positions {
             seeking,
             after_seek: false,
             halted: None,
+            resets: 0,
             first_admitted: None,
             caches: claims
                 .iter()
@@ -236,6 +243,23 @@ impl Positions {
                     metrics.partition_gaps.inc();
                     stream.rewind(expected, source);
                     *dropped.entry("gap").or_default() += 1;
+                }
+                // Right after an assignment the consumer's own start (the
+                // group's committed offset, or `auto.offset.reset` when it
+                // has none) can overtake our seek: the log does hold the
+                // offset, it was just read from elsewhere. Only a log that
+                // answers every seek from before the offset has lost it.
+                Verdict::Reset { sought } if stream.resets < SEEKS_BEFORE_RESET => {
+                    stream.resets += 1;
+                    warn!(
+                        partition = %stream.partition,
+                        sought,
+                        offset = position.offset,
+                        attempt = stream.resets,
+                        "records before the sought offset arrived after the seek; seeking again"
+                    );
+                    stream.rewind(sought, source);
+                    *dropped.entry("fetched_before_seek").or_default() += 1;
                 }
                 Verdict::Reset { sought } => {
                     error!(
@@ -469,6 +493,7 @@ impl Stream {
             Some(expected) => return Verdict::Gap { expected },
         };
         self.expected = Some(offset + 1);
+        self.resets = 0;
         self.first_admitted.get_or_insert(from);
         Verdict::Admit { from }
     }
