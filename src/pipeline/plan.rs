@@ -8,7 +8,7 @@ use super::Pipeline;
 use super::fold::Work;
 use super::positions::Admitted;
 use super::replayed::Replayable;
-use crate::cache::{KEY_SEPARATOR, Partition};
+use crate::cache::Partition;
 use crate::event::{Event, decode};
 use crate::metrics::NO_PROJECTION;
 use crate::source::DeadLetter;
@@ -115,11 +115,11 @@ impl Pipeline {
             }
             for &route in routes.iter() {
                 let definition = &self.router.route(route).definition;
-                match definition.identifier.render(&event) {
-                    Ok(identifier) => plan.work.push(Work {
+                match definition.identifier.render_key(&definition.name, &event) {
+                    Ok(key) => plan.work.push(Work {
                         event: plan.events.len(),
                         route,
-                        key: format!("{}{KEY_SEPARATOR}{identifier}", definition.name),
+                        key,
                     }),
                     Err(error) => plan.letters.push(self.failure(
                         record,

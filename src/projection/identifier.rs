@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use chrono::format::{Item, StrftimeItems};
 use serde_json::Value;
 
+use crate::cache::KEY_SEPARATOR;
 use crate::event::Event;
 
 /// The event attributes a placeholder may name (besides `data.<path>` and
@@ -30,8 +31,12 @@ enum Part {
     /// `data.customer.id` -> ["customer", "id"] under `data`.
     Data(Vec<String>),
     Attribute(&'static str),
-    /// `time:FORMAT`: the event time formatted with strftime.
-    Time(String),
+    /// `time:FORMAT`: the event time formatted with strftime, the format
+    /// parsed once at load (chrono's `format` parses it on every call).
+    Time {
+        format: String,
+        items: Vec<Item<'static>>,
+    },
 }
 
 /// A parsed identifier template.
@@ -86,6 +91,23 @@ impl Template {
     /// The identifier of `event`, or why it has none.
     pub fn render(&self, event: &Event) -> Result<String, String> {
         let mut identifier = String::new();
+        self.render_into(event, &mut identifier)?;
+        Ok(identifier)
+    }
+
+    /// The cache key of `event` in projection `name`, `{name}:::{identifier}`,
+    /// built in one buffer (it runs for every event and projection).
+    pub fn render_key(&self, name: &str, event: &Event) -> Result<String, String> {
+        let mut key = String::with_capacity(name.len() + KEY_SEPARATOR.len() + 32);
+        key.push_str(name);
+        key.push_str(KEY_SEPARATOR);
+        self.render_into(event, &mut key)?;
+        Ok(key)
+    }
+
+    /// Append the identifier of `event` to `identifier`.
+    fn render_into(&self, event: &Event, identifier: &mut String) -> Result<(), String> {
+        let start = identifier.len();
         for part in &self.parts {
             match part {
                 Part::Literal(text) => identifier.push_str(text),
@@ -96,21 +118,21 @@ impl Template {
                         .iter()
                         .try_fold(&event.data, |value, step| lookup(value, step))
                         .ok_or_else(|| format!("event has no {}", shown()))?;
-                    push_scalar(&mut identifier, value)
+                    push_scalar(identifier, value)
                         .map_err(|problem| format!("event's {} {problem}", shown()))?;
                 }
-                Part::Attribute(name) => push_attribute(&mut identifier, event, name)?,
-                Part::Time(format) => {
+                Part::Attribute(name) => push_attribute(identifier, event, name)?,
+                Part::Time { format, items } => {
                     let time = event.time.ok_or("event has no time")?;
-                    write!(identifier, "{}", time.format(format))
+                    write!(identifier, "{}", time.format_with_items(items.iter()))
                         .map_err(|_| format!("time:{format} could not format {time}"))?;
                 }
             }
         }
-        if identifier.is_empty() {
+        if identifier.len() == start {
             return Err(format!("identifier {:?} rendered empty", self.source));
         }
-        Ok(identifier)
+        Ok(())
     }
 }
 
@@ -124,7 +146,13 @@ fn parse_placeholder(inner: &str, text: &str) -> Result<Part, String> {
                 "{{{inner}}} in {text:?} is not a valid strftime format"
             ));
         }
-        return Ok(Part::Time(format.to_owned()));
+        let items = StrftimeItems::new(format)
+            .parse_to_owned()
+            .map_err(|_| format!("{{{inner}}} in {text:?} is not a valid strftime format"))?;
+        return Ok(Part::Time {
+            format: format.to_owned(),
+            items,
+        });
     }
     if let Some(path) = inner.strip_prefix("data.") {
         let steps: Vec<String> = path.split('.').map(str::to_owned).collect();

@@ -97,6 +97,8 @@ fn the_native_subset_is_recognised_and_nothing_else() {
         r#"if $state.status == "shipped" then "shipped" else "paid" end"#,
         "[$state.lines[]? | select(.quantity > 0)]",
         "-1, null, true, false, \"a\\\"b\"",
+        ".time[:10]",
+        "[.[1:]]",
     ] {
         assert!(Node::compile(native).is_some(), "{native}");
     }
@@ -116,7 +118,8 @@ fn the_native_subset_is_recognised_and_nothing_else() {
         ". -= 1",
         ".data.n += 1",
         "try .a",
-        "[.[1:]]",
+        ".a[-1:]",
+        ".a[.n:]",
     ] {
         assert!(Node::compile(not_native).is_none(), "{not_native}");
     }
@@ -134,6 +137,8 @@ fn the_native_evaluator_answers_exactly_what_jq_answers() {
         event_with(json!({"n": 9223372036854775807i64, "quantity": 1.5, "text": 7, "sku": ["x"]})),
         event_with(json!(null)),
         event_with(json!("text")),
+        // Text that is not ASCII: a slice of it is jaq's to answer.
+        event_with(json!({"text": "h\u{e9}llo", "order_id": "\u{f6}-1"})),
     ];
     let states = [
         json!({"status": "paid", "lines": []}),
@@ -199,6 +204,15 @@ fn the_native_evaluator_answers_exactly_what_jq_answers() {
         ".data.order_id, .data.sku",
         "$state.total // 0",
         "[$state.total]",
+        ".time[:10]",
+        ".time[3:100]",
+        ".data.text[1:]",
+        ".data.order_id[0:2]",
+        ".data.order_id[5:2]",
+        ".data.text[:0]",
+        ".data.sku[1:3]",
+        ".data.missing[:2]",
+        "$state.status[1:]?",
     ];
     for source in sources {
         for event in &events {
@@ -236,6 +250,8 @@ fn order_summary_expressions_need_no_jq() {
         "[$state.lines[]? | select(.quantity > 0)]",
         "[$state.lines[]?.quantity] | add // 0",
         r#"if $state.status == "shipped" then "shipped" else "paid" end"#,
+        // `daily_sales`' date.
+        ".time[:10]",
     ] {
         assert!(
             answers_natively(source, &event, Some(&state), Some(&item)),

@@ -57,6 +57,10 @@ pub(super) fn compile(term: &Term<&str>, at_event: bool) -> Option<Node> {
                 let step = match part {
                     Part::Index(Term::Str(None, parts)) => Step::Key(literal_text(parts)?),
                     Part::Range(None, None) => Step::Each,
+                    Part::Range(from, to) => Step::Slice {
+                        from: slice_bound(from.as_ref())?,
+                        to: slice_bound(to.as_ref())?,
+                    },
                     _ => return None,
                 };
                 steps.push((step, matches!(opt, Opt::Optional)));
@@ -128,6 +132,16 @@ fn key_path(term: &Term<&str>) -> Option<Vec<String>> {
         }
     }
     Some(keys)
+}
+
+/// A slice bound: absent, or a non-negative integer literal (`Some(None)`
+/// for an absent one); `None` for anything else.
+fn slice_bound(bound: Option<&Term<&str>>) -> Option<Option<usize>> {
+    match bound {
+        None => Some(None),
+        Some(Term::Num(text)) => usize::try_from(integer_literal(text)?).ok().map(Some),
+        Some(_) => None,
+    }
 }
 
 /// A decimal integer literal as jaq reads it (`0`, `42`); others are left to jaq.

@@ -1,8 +1,9 @@
 //! The common subset of jq evaluated on the JSON directly, without converting
 //! the event and the projection to jaq's values and back (which costs more
-//! than most expressions): paths (`.a.b`, `$state.lines[]?`), literals, `|`,
-//! `,`, `//`, `[...]`, `{key: ...}`, `+ - *`, comparisons, `if`, `select`,
-//! `empty`, `not`, `add` and `.a.b op= x`.
+//! than most expressions): paths (`.a.b`, `$state.lines[]?`, `.time[:10]`
+//! on ASCII text), literals, `|`, `,`, `//`, `[...]`, `{key: ...}`,
+//! `+ - *`, comparisons, `if`, `select`, `empty`, `not`, `add` and
+//! `.a.b op= x`.
 //!
 //! It is parsed by jaq's own parser, so precedence is jaq's. It answers only
 //! when it is sure to answer what jaq answers: on anything it does not model
@@ -57,6 +58,12 @@ pub enum Step {
     Key(String),
     /// `[]`: the elements of an array, the values of an object.
     Each,
+    /// `[from:to]` with literal bounds, natively on ASCII text only (where
+    /// a byte is a character, as jaq counts); anything else goes to jaq.
+    Slice {
+        from: Option<usize>,
+        to: Option<usize>,
+    },
 }
 
 /// A compiled expression of the subset.
@@ -282,6 +289,12 @@ fn walk(value: &Value, steps: &[(Step, bool)], out: &mut Out<'_>) -> Outcome {
         (Step::Each, Value::Object(object)) => {
             object.values().try_for_each(|item| walk(item, rest, out))
         }
+        (Step::Slice { from, to }, Value::String(text)) if text.is_ascii() => {
+            let end = to.map_or(text.len(), |to| to.min(text.len()));
+            let start = from.map_or(0, |from| from.min(end));
+            walk(&Value::String(text[start..end].to_owned()), rest, out)
+        }
+        (Step::Slice { .. }, _) => Err(GiveUp),
         // jaq's error, which `?` turns into no value.
         _ if *optional => Ok(()),
         _ => Err(GiveUp),
