@@ -56,6 +56,11 @@ pub struct CatchUp {
 }
 
 impl CatchUp {
+    /// Whole-process CPU per event, in µs.
+    pub fn cpu_us(&self, events: usize) -> f64 {
+        self.cpu_seconds * 1e6 / events as f64
+    }
+
     pub fn print(&self, what: &str, events: usize, reference_us: f64) {
         let per_event = |seconds: f64| seconds * 1e6 / events as f64;
         println!(

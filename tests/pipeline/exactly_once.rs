@@ -42,6 +42,18 @@ async fn broker_rig() -> Rig {
     rig
 }
 
+/// A pipeline that applied `shop.inventory/0` up to 25, then a second one
+/// started over the same cache (a restart), with metrics of its own; the
+/// log holds only what happened since the restart.
+async fn restarted_after_25() -> (Rig, Metrics, Pipeline) {
+    let mut rig = broker_rig().await;
+    rig.pipeline.process(stock(0..25)).await.unwrap();
+    rig.log.lock().unwrap().clear();
+    let metrics = Metrics::new();
+    let restarted = pipeline_over(&rig.cache, &rig.log, None, &metrics, Positioning::Seek).await;
+    (rig, metrics, restarted)
+}
+
 /// The consumer made the seek to `offset` of `shop.inventory/0`.
 async fn sought(pipeline: &mut Pipeline, offset: i64) {
     let partition = inventory();
@@ -112,14 +124,9 @@ async fn a_write_that_landed_after_its_reply_was_lost_is_not_applied_again() {
 
 #[tokio::test]
 async fn a_restarted_pipeline_resumes_from_the_checkpoint() {
-    let mut rig = broker_rig().await;
-    rig.pipeline.process(stock(0..25)).await.unwrap();
     // Killed: Kafka's committed offset may lag; the next pipeline seeks to
     // the cache's checkpoint instead.
-    rig.log.lock().unwrap().clear();
-    let metrics = Metrics::new();
-    let mut restarted =
-        pipeline_over(&rig.cache, &rig.log, None, &metrics, Positioning::Seek).await;
+    let (rig, _, mut restarted) = restarted_after_25().await;
     assert!(log(&rig).contains(&"seek shop.inventory/0=25".to_owned()));
     restarted.process(stock(20..30)).await.unwrap();
     assert_eq!(
@@ -302,12 +309,7 @@ async fn a_partition_rolled_back_to_before_its_first_write_is_read_again_from_it
 /// checkpoint, not taken for a truncated log.
 #[tokio::test]
 async fn records_before_the_sought_offset_right_after_a_seek_are_sought_again() {
-    let mut rig = broker_rig().await;
-    rig.pipeline.process(stock(0..25)).await.unwrap();
-    rig.log.lock().unwrap().clear();
-    let metrics = Metrics::new();
-    let mut restarted =
-        pipeline_over(&rig.cache, &rig.log, None, &metrics, Positioning::Seek).await;
+    let (rig, metrics, mut restarted) = restarted_after_25().await;
     sought(&mut restarted, 25).await;
     // The consumer's reset to the earliest offset won the race.
     restarted.process(stock(0..10)).await.unwrap();
@@ -333,11 +335,7 @@ async fn records_before_the_sought_offset_right_after_a_seek_are_sought_again() 
 /// after a few seeks the partition halts, nothing skipped or applied twice.
 #[tokio::test]
 async fn a_log_that_no_longer_holds_the_checkpoint_halts_the_partition() {
-    let mut rig = broker_rig().await;
-    rig.pipeline.process(stock(0..25)).await.unwrap();
-    let metrics = Metrics::new();
-    let mut restarted =
-        pipeline_over(&rig.cache, &rig.log, None, &metrics, Positioning::Seek).await;
+    let (rig, metrics, mut restarted) = restarted_after_25().await;
     for _ in 0..4 {
         sought(&mut restarted, 25).await;
         restarted.process(stock(0..10)).await.unwrap();

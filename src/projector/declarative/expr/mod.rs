@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::event::Event;
 pub use convert::{from_val, to_val};
-pub use native::only_integers;
+pub use native::jaq_keeps;
 use native::{Node, Roots};
 
 /// The variables every expression may use, in the order [`Scope::vars`] binds them.

@@ -139,6 +139,8 @@ fn the_native_evaluator_answers_exactly_what_jq_answers() {
         event_with(json!("text")),
         // Text that is not ASCII: a slice of it is jaq's to answer.
         event_with(json!({"text": "h\u{e9}llo", "order_id": "\u{f6}-1"})),
+        // Decimals, as prices are written.
+        event_with(json!({"n": 5.0, "quantity": 3, "unit_price": 19.99, "text": 0.1, "sku": 2.5})),
     ];
     let states = [
         json!({"status": "paid", "lines": []}),
@@ -149,6 +151,7 @@ fn the_native_evaluator_answers_exactly_what_jq_answers() {
         json!({"status": 3, "lines": [{"quantity": 1.5, "unit_price_cents": 2}, {"quantity": "x"}], "total": 1e300}),
         json!({"lines": {"b": {"quantity": 1, "unit_price_cents": 1}, "a": {"quantity": 2, "unit_price_cents": 2}}}),
         json!({"lines": null, "status": null, "placed_at": false}),
+        json!({"status": "open", "total": 0.2, "lines": [{"quantity": 2, "unit_price_cents": 0.1}]}),
         json!([1, 2]),
     ];
     let items = [
@@ -204,6 +207,22 @@ fn the_native_evaluator_answers_exactly_what_jq_answers() {
         ".data.order_id, .data.sku",
         "$state.total // 0",
         "[$state.total]",
+        "$state.total + .data.quantity * .data.unit_price",
+        ".data.unit_price * 1.5",
+        ".data.n + 1, .data.n - 0.5, .data.sku * .data.sku",
+        ".data.text + $state.total",
+        "$state.total * 1e308 * 10",
+        "$state != null",
+        "$state != null and $state.status == \"open\"",
+        "$state == null, $state < 1, $state > \"a\", $state.lines > $state.status",
+        ".data.unit_price < 20, .data.unit_price >= .data.n, .data.text == 0.1",
+        "$state.lines == $state.lines",
+        "$state.status or .data.n",
+        "(true, false) and (1, null)",
+        "(null, 1) or (false, 2)",
+        "$state.lines or empty",
+        "empty and true",
+        ".data.unit_price",
         ".time[:10]",
         ".time[3:100]",
         ".data.text[1:]",
@@ -255,6 +274,25 @@ fn order_summary_expressions_need_no_jq() {
     ] {
         assert!(
             answers_natively(source, &event, Some(&state), Some(&item)),
+            "{source}"
+        );
+    }
+}
+
+/// What users write beside the shop's integers: decimal prices and `when`
+/// guards on the stored projection are answered without jq too.
+#[test]
+fn decimals_and_guards_need_no_jq() {
+    let event = event_with(json!({"quantity": 3, "unit_price": 19.99}));
+    let state = json!({"status": "open", "total": 12.5, "lines": []});
+    for source in [
+        "$state != null",
+        r#"$state != null and $state.status == "open""#,
+        "$state.total + .data.quantity * .data.unit_price",
+        ".data.unit_price >= 10",
+    ] {
+        assert!(
+            answers_natively(source, &event, Some(&state), None),
             "{source}"
         );
     }

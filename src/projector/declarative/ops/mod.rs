@@ -11,7 +11,7 @@ mod parse;
 
 use serde_json::{Map, Value};
 
-use super::expr::{EventInput, Expr, Scope, only_integers};
+use super::expr::{EventInput, Expr, Scope, jaq_keeps};
 use document::{add, existing, list, not_an_object, slot};
 
 /// The keys that name an operation; a step has exactly one.
@@ -116,7 +116,7 @@ impl Step {
                 // would read a value that is not all integers, rewrites none).
                 if *keeps_itself
                     && let Ok(Some(current)) = existing(state, &self.target)
-                    && only_integers(current)
+                    && jaq_keeps(current)
                 {
                     return Ok(Applied::Done);
                 }

@@ -75,6 +75,8 @@ pub(super) fn compile(term: &Term<&str>, at_event: bool) -> Option<Node> {
                 BinaryOp::Alt => Node::Alt(boxed(l)?, boxed(r)?),
                 BinaryOp::Math(math) => Node::Arith(boxed(l)?, arith_of(math)?, boxed(r)?),
                 BinaryOp::Cmp(cmp) => Node::Compare(boxed(l)?, *cmp, boxed(r)?),
+                BinaryOp::And => Node::Logic(boxed(l)?, false, boxed(r)?),
+                BinaryOp::Or => Node::Logic(boxed(l)?, true, boxed(r)?),
                 BinaryOp::UpdateMath(math) if !at_event => {
                     Node::Update(key_path(l)?, arith_of(math)?, boxed(r)?)
                 }

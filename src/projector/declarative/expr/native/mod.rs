@@ -2,8 +2,8 @@
 //! the event and the projection to jaq's values and back (which costs more
 //! than most expressions): paths (`.a.b`, `$state.lines[]?`, `.time[:10]`
 //! on ASCII text), literals, `|`, `,`, `//`, `[...]`, `{key: ...}`,
-//! `+ - *`, comparisons, `if`, `select`, `empty`, `not`, `add` and
-//! `.a.b op= x`.
+//! `+ - *` (integers and decimals), comparisons, `and`, `or`, `if`,
+//! `select`, `empty`, `not`, `add` and `.a.b op= x`.
 //!
 //! It is parsed by jaq's own parser, so precedence is jaq's. It answers only
 //! when it is sure to answer what jaq answers: on anything it does not model
@@ -82,6 +82,8 @@ pub enum Node {
     Alt(Box<Node>, Box<Node>),
     Arith(Box<Node>, Arith, Box<Node>),
     Compare(Box<Node>, Cmp, Box<Node>),
+    /// `and` (stopping on `false`) and `or` (stopping on `true`).
+    Logic(Box<Node>, bool, Box<Node>),
     If(Box<Node>, Box<Node>, Box<Node>),
     Select(Box<Node>),
     Not,
@@ -111,7 +113,7 @@ impl Node {
             Ok(())
         })?;
         match first {
-            Some(value) if !only_integers(&value) => Err(GiveUp),
+            Some(value) if !jaq_keeps(&value) => Err(GiveUp),
             Some(value) => Ok((!value.is_null()).then_some(value)),
             None => Ok(None),
         }
@@ -196,6 +198,15 @@ impl Node {
                 })?;
                 out(&value)
             }
+            // jaq's order: per value of the left side, either its verdict
+            // or the truth of each value of the right side.
+            Node::Logic(left, stop, right) => left.run(roots, input, &mut |l| {
+                if is_true(l) == *stop {
+                    out(&Value::Bool(*stop))
+                } else {
+                    right.run(roots, input, &mut |r| out(&Value::Bool(is_true(r))))
+                }
+            }),
             Node::If(condition, then, otherwise) => condition.run(roots, input, &mut |value| {
                 let branch = if is_true(value) { then } else { otherwise };
                 branch.run(roots, input, out)
@@ -313,7 +324,9 @@ fn integer(value: &Value) -> Option<i64> {
 }
 
 /// jaq's `+ - *` where the answer is plain: integers that do not overflow,
-/// `null` as the neutral element of `+`, and joined strings.
+/// floats (decimals) where either side is one and the answer is finite (jaq
+/// computes them in `f64` too), `null` as the neutral element of `+`, and
+/// joined strings.
 fn arith(left: &Value, op: Arith, right: &Value) -> Result<Value, GiveUp> {
     if let (Some(l), Some(r)) = (integer(left), integer(right)) {
         let result = match op {
@@ -323,9 +336,19 @@ fn arith(left: &Value, op: Arith, right: &Value) -> Result<Value, GiveUp> {
         };
         return result.map(Value::from).ok_or(GiveUp);
     }
+    if let (Some(l), Some(r)) = (float(left), float(right)) {
+        let result = match op {
+            Arith::Add => l + r,
+            Arith::Sub => l - r,
+            Arith::Mul => l * r,
+        };
+        return serde_json::Number::from_f64(result)
+            .map(Value::Number)
+            .ok_or(GiveUp);
+    }
     match (op, left, right) {
         (Arith::Add, Value::Null, other) | (Arith::Add, other, Value::Null)
-            if other.is_null() || integer(other).is_some() || other.is_string() =>
+            if other.is_null() || float(other).is_some() || other.is_string() =>
         {
             Ok(other.clone())
         }
@@ -334,31 +357,56 @@ fn arith(left: &Value, op: Arith, right: &Value) -> Result<Value, GiveUp> {
     }
 }
 
-/// jq's order (null < booleans < numbers < strings < ...) for the plain kinds.
+/// A number as jaq computes with it: a 64-bit integer or a float. An
+/// integer past 64 bits (which jaq keeps exactly) is left to jaq.
+fn float(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(number) if number.is_f64() => number.as_f64(),
+        Value::Number(number) => number.as_i64().map(|int| int as f64),
+        _ => None,
+    }
+}
+
+/// jq's order (null < booleans < numbers < strings < arrays < objects): by
+/// kind, then within the plain kinds; two arrays or two objects are left to
+/// jaq.
 fn order(left: &Value, right: &Value) -> Result<Ordering, GiveUp> {
     let rank = |value: &Value| match value {
         Value::Null => Ok(0),
         Value::Bool(_) => Ok(1),
-        Value::Number(_) if integer(value).is_some() => Ok(2),
+        Value::Number(_) if float(value).is_some() => Ok(2),
+        Value::Number(_) => Err(GiveUp),
         Value::String(_) => Ok(3),
-        _ => Err(GiveUp),
+        Value::Array(_) => Ok(4),
+        Value::Object(_) => Ok(5),
     };
     let by_kind = rank(left)?.cmp(&rank(right)?);
     Ok(match (left, right) {
         (Value::Bool(l), Value::Bool(r)) => l.cmp(r),
-        (Value::Number(_), Value::Number(_)) => integer(left).cmp(&integer(right)),
+        (Value::Number(_), Value::Number(_)) => match (integer(left), integer(right)) {
+            (Some(l), Some(r)) => l.cmp(&r),
+            _ => float(left)
+                .zip(float(right))
+                .and_then(|(l, r)| l.partial_cmp(&r))
+                .ok_or(GiveUp)?,
+        },
         (Value::String(l), Value::String(r)) => l.as_bytes().cmp(r.as_bytes()),
+        (Value::Array(_), Value::Array(_)) | (Value::Object(_), Value::Object(_)) => {
+            return Err(GiveUp);
+        }
         _ => by_kind,
     })
 }
 
 /// Whether jaq would give `value` back unchanged: its numbers are 64-bit
-/// integers (others go through jaq's own number reading and writing).
-pub fn only_integers(value: &Value) -> bool {
+/// integers or floats (jaq reads a float it is given as one and writes it
+/// back as the same `f64`); an integer past 64 bits goes through jaq's own
+/// number reading and writing.
+pub fn jaq_keeps(value: &Value) -> bool {
     match value {
-        Value::Number(number) => number.as_i64().is_some(),
-        Value::Array(items) => items.iter().all(only_integers),
-        Value::Object(object) => object.values().all(only_integers),
+        Value::Number(number) => number.is_f64() || number.as_i64().is_some(),
+        Value::Array(items) => items.iter().all(jaq_keeps),
+        Value::Object(object) => object.values().all(jaq_keeps),
         _ => true,
     }
 }
