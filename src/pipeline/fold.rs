@@ -217,15 +217,39 @@ mod tests {
         ]
     "#;
 
+    /// A Rust projector (the trait's default `apply`) that answers a number
+    /// instead of an object when the event's `by` is negative.
+    const SIGNED: &str = r#"
+        name = "signed"
+        topics = ["t"]
+        event_types = ["add"]
+        identifier = "{data.id}"
+        projector = "signed"
+    "#;
+
+    fn signed(
+        current: Option<&serde_json::Value>,
+        event: &Event,
+    ) -> Result<crate::projector::Outcome, ProjectorError> {
+        let by = event.data["by"].as_i64().unwrap_or(0);
+        let count = current.map_or(0, |state| state["count"].as_i64().unwrap_or(0));
+        Ok(crate::projector::Outcome::Upsert(if by < 0 {
+            json!(by)
+        } else {
+            json!({"count": count + by})
+        }))
+    }
+
     fn router() -> Router {
+        router_of(TALLY)
+    }
+
+    fn router_of(text: &str) -> Router {
         let settings = Settings::defaults();
-        let definition = load_text(
-            TALLY,
-            Path::new("tally.toml"),
-            &settings,
-            &Registry::with_builtins(),
-        )
-        .expect("a valid definition");
+        let mut registry = Registry::with_builtins();
+        registry.register("signed", signed);
+        let definition = load_text(text, Path::new("test.toml"), &settings, &registry)
+            .expect("a valid definition");
         let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new(Ttl::from_secs(60).unwrap()));
         Router::new(
             vec![definition],
@@ -289,5 +313,29 @@ mod tests {
         let folded = fold(&router, &events[2..3], &work[..1], states(), &versions);
         assert_eq!(folded.refusals.len(), 1);
         assert!(folded.writes.is_empty(), "{:?}", folded.writes);
+    }
+
+    #[test]
+    fn a_projection_that_is_not_an_object_is_refused_and_undone() {
+        let router = router_of(SIGNED);
+        let events = vec![event(0, json!(2)), event(1, json!(-1)), event(2, json!(3))];
+        let work: Vec<Work> = (0..events.len())
+            .map(|event| Work {
+                event,
+                route: 0,
+                key: "signed:::a".to_owned(),
+            })
+            .collect();
+        let folded = fold(
+            &router,
+            &events,
+            &work,
+            KeyMap::default(),
+            &KeyMap::default(),
+        );
+        assert_eq!(folded.refusals.len(), 1, "{:?}", folded.refusals);
+        assert_eq!(folded.refusals[0].reason, "invalid_projection");
+        assert_eq!(folded.writes.len(), 1);
+        assert_eq!(folded.writes[0].state, Some(json!({"count": 5})));
     }
 }
