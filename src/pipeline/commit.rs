@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracing::debug;
 
-use super::fold::{Folded, KeyMap, Work, Write, fold};
+use super::fold::{Folded, KeyMap, KeySet, Work, Write, fold};
 use super::plan::Plan;
 use super::positions::Span;
 use super::{Pipeline, PipelineError};

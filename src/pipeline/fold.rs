@@ -24,6 +24,8 @@ use crate::projector::{Folding, ProjectorError};
 /// A map keyed per batch by projection keys: foldhash, not SipHash (these
 /// keys come from our own cache, not from a client who could collide them).
 pub type KeyMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// A set of such keys.
+pub type KeySet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// One application of one projection to one event.
 #[derive(Debug, Clone)]
@@ -240,10 +242,6 @@ mod tests {
         }))
     }
 
-    fn router() -> Router {
-        router_of(TALLY)
-    }
-
     fn router_of(text: &str) -> Router {
         let settings = Settings::defaults();
         let mut registry = Registry::with_builtins();
@@ -255,6 +253,17 @@ mod tests {
             vec![definition],
             &BTreeMap::from([("default".to_owned(), cache)]),
         )
+    }
+
+    /// Each of `events` applied to `key` by the one route.
+    fn on_one_key(key: &str, events: usize) -> Vec<Work> {
+        (0..events)
+            .map(|event| Work {
+                event,
+                route: 0,
+                key: key.to_owned(),
+            })
+            .collect()
     }
 
     fn event(offset: i64, by: serde_json::Value) -> Event {
@@ -276,20 +285,14 @@ mod tests {
 
     #[test]
     fn a_failed_event_leaves_the_state_the_events_before_it_made() {
-        let router = router();
+        let router = router_of(TALLY);
         let events = vec![
             event(0, json!(1)),
             event(1, json!(2)),
             event(2, json!("three")),
             event(3, json!(4)),
         ];
-        let work: Vec<Work> = (0..events.len())
-            .map(|event| Work {
-                event,
-                route: 0,
-                key: "tally:::a".to_owned(),
-            })
-            .collect();
+        let work = on_one_key("tally:::a", events.len());
         let loaded = json!({"seen": [0], "count": 10});
         let states = || KeyMap::from_iter([("tally:::a".to_owned(), Some(loaded.clone()))]);
         let versions = KeyMap::from_iter([(
@@ -319,13 +322,7 @@ mod tests {
     fn a_projection_that_is_not_an_object_is_refused_and_undone() {
         let router = router_of(SIGNED);
         let events = vec![event(0, json!(2)), event(1, json!(-1)), event(2, json!(3))];
-        let work: Vec<Work> = (0..events.len())
-            .map(|event| Work {
-                event,
-                route: 0,
-                key: "signed:::a".to_owned(),
-            })
-            .collect();
+        let work = on_one_key("signed:::a", events.len());
         let folded = fold(
             &router,
             &events,

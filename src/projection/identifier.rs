@@ -139,16 +139,12 @@ impl Template {
 fn parse_placeholder(inner: &str, text: &str) -> Result<Part, String> {
     let inner = inner.trim();
     if let Some(format) = inner.strip_prefix("time:") {
-        let valid = !format.is_empty()
-            && StrftimeItems::new(format).all(|item| !matches!(item, Item::Error));
-        if !valid {
-            return Err(format!(
-                "{{{inner}}} in {text:?} is not a valid strftime format"
-            ));
-        }
-        let items = StrftimeItems::new(format)
-            .parse_to_owned()
-            .map_err(|_| format!("{{{inner}}} in {text:?} is not a valid strftime format"))?;
+        // Parsed once, here: an unknown specifier is an error item, which
+        // `parse_to_owned` refuses.
+        let items = Some(format)
+            .filter(|format| !format.is_empty())
+            .and_then(|format| StrftimeItems::new(format).parse_to_owned().ok())
+            .ok_or_else(|| format!("{{{inner}}} in {text:?} is not a valid strftime format"))?;
         return Ok(Part::Time {
             format: format.to_owned(),
             items,
