@@ -379,7 +379,7 @@ fn expiry_from_event(
 
 /// Each key `work` touches, once, in first-touch order.
 fn distinct_keys(work: &[Work]) -> Vec<String> {
-    let mut seen: std::collections::HashSet<&str, foldhash::fast::RandomState> = Default::default();
+    let mut seen: KeySet<&str> = KeySet::default();
     work.iter()
         .filter(|item| seen.insert(item.key.as_str()))
         .map(|item| item.key.clone())
