@@ -74,7 +74,13 @@ impl Projection {
     }
 
     pub fn key(&self) -> String {
-        format!("{}{KEY_SEPARATOR}{}", self.name, self.id)
+        // Sized exactly: the memory cache keeps this allocation for as long as
+        // the entry lives, and `format!` would leave it up to twice too big.
+        let mut key = String::with_capacity(self.name.len() + KEY_SEPARATOR.len() + self.id.len());
+        key.push_str(&self.name);
+        key.push_str(KEY_SEPARATOR);
+        key.push_str(&self.id);
+        key
     }
 }
 

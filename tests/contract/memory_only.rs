@@ -44,6 +44,36 @@ async fn expired_entries_are_reclaimed_without_reads() {
     assert_eq!(store.stored_entries(), 0);
 }
 
+/// The sweep walks the keys a share at a time and resumes where it stopped:
+/// expired entries that sort after many live ones are still reached.
+#[tokio::test(start_paused = true)]
+async fn the_sweep_reaches_expired_entries_behind_many_live_ones() {
+    let cache = MemoryCache::new(default_ttl());
+    let store = store_of(&cache);
+    let lasting: Vec<WriteOp> = (0..30_000)
+        .map(|id| WriteOp::Upsert {
+            projection: projection("a_lasting", id),
+            expiry: Expiry::CacheDefault,
+        })
+        .collect();
+    cache.apply(&lasting).await.unwrap();
+    let brief: Vec<WriteOp> = (0..100)
+        .map(|id| WriteOp::Upsert {
+            projection: projection("b_brief", id),
+            expiry: Expiry::After(ttl(1.0)),
+        })
+        .collect();
+    cache.apply(&brief).await.unwrap();
+    // 10,000 entries a second at this size: the walk passes the 30,000 live
+    // entries in three seconds and then finds the expired ones.
+    pause(5.5).await;
+    assert_eq!(store.stored_entries(), 30_000);
+    assert_eq!(
+        cache.get("a_lasting:::0").await.unwrap(),
+        Some(projection("a_lasting", 0))
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn clones_share_one_store() {
     let cache = MemoryCache::new(default_ttl());

@@ -75,9 +75,6 @@ impl Inner {
     fn take_live(&mut self, key: &str, now: Instant) -> Option<(Box<str>, Option<Instant>)> {
         self.live(key, now)?;
         let entry = self.entries.remove(key)?;
-        if let Some(at) = entry.expires_at {
-            self.expirations.remove(&(at, key.to_owned()));
-        }
         Some((entry.json, entry.expires_at))
     }
 }

@@ -7,10 +7,10 @@
 //! an `.await`.
 
 mod keyspace;
+mod sweep;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
-use std::time::Duration;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use tokio::time::Instant;
@@ -20,9 +20,6 @@ use super::{
     Generation, Partition, Projection, RemainingTtl, RotateWhen, Rotation, Ttl, Version, WriteOp,
     check_note_key, check_page_size, decode_value, glob,
 };
-
-/// How often the sweep looks for expired entries.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A write ready to land: the key and its JSON text with its expiry, or `None`
 /// for a delete.
@@ -44,8 +41,6 @@ impl Entry {
 struct Inner {
     /// Sorted, so `get_all` pages in key order without sorting.
     entries: BTreeMap<String, Entry>,
-    /// `(expiry, key)` of every entry that expires, soonest first, for the sweep.
-    expirations: BTreeSet<(Instant, String)>,
     /// Scope -> partition -> (owner's epoch, next offset): in the same memory
     /// as the entries, so a restart loses both together and starts over.
     checkpoints: HashMap<String, HashMap<Partition, (Epoch, Option<i64>)>>,
@@ -65,31 +60,17 @@ impl Inner {
     }
 
     fn insert(&mut self, key: String, json: Box<str>, expires_at: Option<Instant>) {
-        self.remove(&key);
-        if let Some(at) = expires_at {
-            self.expirations.insert((at, key.clone()));
-        }
         self.entries.insert(key, Entry { json, expires_at });
     }
 
     fn remove(&mut self, key: &str) -> bool {
-        let Some(entry) = self.entries.remove(key) else {
-            return false;
-        };
-        if let Some(at) = entry.expires_at {
-            self.expirations.remove(&(at, key.to_owned()));
-        }
-        true
+        self.entries.remove(key).is_some()
     }
 
     fn set_expiry(&mut self, key: &str, expires_at: Instant) {
-        let Some(entry) = self.entries.get_mut(key) else {
-            return;
-        };
-        if let Some(old) = entry.expires_at.replace(expires_at) {
-            self.expirations.remove(&(old, key.to_owned()));
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.expires_at = Some(expires_at);
         }
-        self.expirations.insert((expires_at, key.to_owned()));
     }
 
     fn write_all(&mut self, prepared: Vec<PreparedWrite>) {
@@ -146,23 +127,6 @@ impl Inner {
         (!unchanged).then_some(CommitOutcome::Conflict)
     }
 
-    /// Drop every entry whose expiry has passed; returns how many went.
-    fn sweep(&mut self, now: Instant) -> usize {
-        let mut swept = 0;
-        while let Some((at, _)) = self.expirations.first() {
-            if *at > now {
-                break;
-            }
-            let (_, key) = self
-                .expirations
-                .pop_first()
-                .expect("first() just returned an element");
-            self.entries.remove(&key);
-            swept += 1;
-        }
-        swept
-    }
-
     /// Live projection keys matching `pattern`, in key order. Only the keys that
     /// share the pattern's literal prefix are visited, so `order_summary:::*`
     /// does not walk the other projections.
@@ -205,11 +169,6 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Reclaim expired entries now; the background sweep calls this every second.
-    pub fn sweep_expired(&self) -> usize {
-        self.write().sweep(Instant::now())
-    }
-
     /// How many entries are held, expired ones not yet swept included.
     pub fn stored_entries(&self) -> usize {
         self.read().entries.len()
@@ -229,19 +188,23 @@ impl MemoryCache {
     pub fn new(default_ttl: Ttl) -> Self {
         let store = Arc::new(Store::default());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(sweep_until_dropped(Arc::downgrade(&store)));
+            runtime.spawn(sweep::sweep_until_dropped(Arc::downgrade(&store)));
         }
         MemoryCache { store, default_ttl }
     }
 
     /// Serialize a batch before taking the lock: the lock guards only map updates.
     fn prepare(&self, batch: &[WriteOp], now: Instant) -> Vec<PreparedWrite> {
+        let mut scratch = Vec::new();
         batch
             .iter()
             .map(|op| match op {
                 WriteOp::Upsert { projection, expiry } => (
                     projection.key(),
-                    Some((serialize(projection), self.expires_at(*expiry, now))),
+                    Some((
+                        serialize(projection, &mut scratch),
+                        self.expires_at(*expiry, now),
+                    )),
                 ),
                 WriteOp::Delete { key } => (key.clone(), None),
             })
@@ -255,23 +218,20 @@ impl MemoryCache {
     }
 }
 
-async fn sweep_until_dropped(store: Weak<Store>) {
-    let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(store) = store.upgrade() else {
-            return;
-        };
-        store.sweep_expired();
-    }
-}
-
-fn serialize(projection: &Projection) -> Box<str> {
+/// The projection's JSON text in an allocation of exactly its size.
+///
+/// Written into `scratch` first, then copied: a `String` grown while writing
+/// ends with up to twice the room it needs, and shrinking it in place keeps
+/// the allocator's larger block (mimalloc keeps a block that is at most
+/// twice the new size), which the entry would hold for its whole life.
+fn serialize(projection: &Projection, scratch: &mut Vec<u8>) -> Box<str> {
+    scratch.clear();
     // Not `Value::to_string`: that goes through `fmt::Write` and is half as fast.
-    serde_json::to_string(projection.value())
-        .expect("a JSON value always serializes, and into memory nothing fails")
-        .into_boxed_str()
+    serde_json::to_writer(&mut *scratch, projection.value())
+        .expect("a JSON value always serializes, and into memory nothing fails");
+    std::str::from_utf8(scratch)
+        .expect("serde_json writes UTF-8")
+        .into()
 }
 
 #[async_trait]
@@ -291,7 +251,7 @@ impl Cache for MemoryCache {
     async fn add(&self, projection: &Projection, ttl: Option<Ttl>) -> CacheResult<()> {
         // Not through `apply`: a one-op batch would deep-copy the projection.
         let expiry = ttl.map_or(Expiry::CacheDefault, Expiry::After);
-        let json = serialize(projection);
+        let json = serialize(projection, &mut Vec::new());
         let expires_at = self.expires_at(expiry, Instant::now());
         let key = projection.key();
         self.store.write().insert(key, json, expires_at);
@@ -350,7 +310,6 @@ impl Cache for MemoryCache {
     async fn flush_all(&self) -> CacheResult<()> {
         let mut inner = self.store.write();
         inner.entries.clear();
-        inner.expirations.clear();
         Ok(())
     }
 
