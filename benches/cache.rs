@@ -7,8 +7,12 @@
 //! Run with `cargo bench --bench cache`. It starts its own server and cluster
 //! on free ports, so nothing else is touched. `BENCH_ENTRIES` sets how many projections each
 //! measurement writes or reads (default 100 000; single Redis writes and reads
-//! use a fifth of that, one round trip each). The target: batched Redis writes
-//! reach at least a third of `redis-benchmark`'s figure.
+//! use a fifth of that, one round trip each). The target: batched Redis writes,
+//! the daemon's exactly-once commit included, reach at least 0.8 of what
+//! `redis-benchmark` reaches on the same workload: `SET ... PX` over as many
+//! keys, with values of the same size and the same TTL, pipelined as deep as
+//! a batch. (`-t set -P 64`, one key with 3-byte values, is printed as well:
+//! it keeps the server in its CPU cache, so it is not a read model's work.)
 //!
 //! Batched writes are measured three ways: documents built just before they
 //! are written (as the daemon's fold does), one batch or several in flight;
@@ -48,7 +52,8 @@ const BATCH: usize = 500;
 /// Batches in flight at once for the concurrent variant: what the daemon does
 /// when several partitions flush together.
 const CONCURRENT_BATCHES: usize = 4;
-const TARGET_RATIO: f64 = 1.0 / 3.0;
+/// Of `redis-benchmark` on the same workload (see the module docs).
+const TARGET_RATIO: f64 = 0.8;
 
 /// Run `work`, which handles `entries` entries, and return entries per second.
 async fn rate<F: Future<Output = ()>>(entries: usize, work: F) -> f64 {
@@ -284,10 +289,12 @@ fn print(adapter: &str, figures: &Figures) {
     }
 }
 
-/// `redis-benchmark -P 64 -n 1000000 -q` on `port` with `args`: requests per second.
-fn redis_benchmark(port: u16, args: &[&str]) -> f64 {
+/// `redis-benchmark -P <pipeline> -n 1000000 -q` on `port` with `args`:
+/// requests per second.
+fn redis_benchmark(port: u16, pipeline: usize, args: &[&str]) -> f64 {
     let output = Command::new("redis-benchmark")
-        .args(["-p", &port.to_string(), "-P", "64", "-n", "1000000", "-q"])
+        .args(["-p", &port.to_string(), "-P", &pipeline.to_string()])
+        .args(["-n", "1000000", "-q"])
         .args(args)
         .output()
         .expect("redis-benchmark is installed");
@@ -357,17 +364,20 @@ fn main() {
     print("redis", &redis);
     print("cluster", &on_cluster);
 
-    let reference = redis_benchmark(server.port(), &["-t", "set"]);
-    println!("redis-benchmark -t set -P 64 -n 1000000: {reference:.0} requests/s");
-    // Context: redis-benchmark on the bench's own workload. Without `-r` it sets
-    // one key with 3-byte values, which keeps the server in its CPU cache; over
-    // as many keys as the bench writes, with values of its size and a TTL, the
-    // server alone manages far less.
+    let one_key = redis_benchmark(server.port(), 64, &["-t", "set"]);
+    println!(
+        "redis-benchmark -t set -P 64 -n 1000000 (one key, 3-byte values): {one_key:.0} requests/s"
+    );
+    // The reference: redis-benchmark on the bench's own workload. Without `-r`
+    // it sets one key with 3-byte values, which keeps the server in its CPU
+    // cache; over as many keys as the bench writes, with values of its size and
+    // a TTL, the server alone manages far less.
     let millis = ttl.as_millis().to_string();
     let keys = entries.to_string();
     let bytes = average_bytes.to_string();
     let same_work = redis_benchmark(
         server.port(),
+        BATCH,
         &[
             "-r",
             &keys,
@@ -382,7 +392,7 @@ fn main() {
         .collect::<Vec<_>>(),
     );
     println!(
-        "  (SET ... PX over {entries} keys with {average_bytes}-byte values, as written above: {same_work:.0} requests/s)"
+        "redis-benchmark on the same workload (SET ... PX {millis} over {entries} keys, {average_bytes}-byte values, -P {BATCH}): {same_work:.0} requests/s"
     );
     for (what, figure) in [
         ("batched", redis.batched_apply),
@@ -390,15 +400,15 @@ fn main() {
         ("conditional batched", redis.conditional_apply),
         ("exactly-once batched", redis.checkpointed_commit),
     ] {
-        let ratio = figure / reference;
+        let ratio = figure / same_work;
         let verdict = if ratio >= TARGET_RATIO {
             "met"
         } else {
             "NOT met"
         };
         println!(
-            "redis {what} writes / redis-benchmark = {ratio:.2} (target >= {TARGET_RATIO:.2}: {verdict}); / the same workload = {:.2}",
-            figure / same_work
+            "redis {what} writes / redis-benchmark on the same workload = {ratio:.2} (target >= {TARGET_RATIO:.2}: {verdict}); / one key = {:.2}",
+            figure / one_key
         );
     }
     for (what, cluster, single) in [
