@@ -195,8 +195,34 @@ pub async fn a_changed_read_key_or_a_wrong_start_refuses_the_whole_commit(fixtur
     // Read as absent, but somebody wrote it since.
     let key = fixture.key("counters", "b");
     let writes = [upsert(fixture, "a", 1), upsert(fixture, "b", 1)];
-    let outcome = commit(fixture, &advances, &[(key, None)], &writes).await;
+    let outcome = commit(fixture, &advances, &[(key.clone(), None)], &writes).await;
     assert_eq!(outcome, CommitOutcome::Conflict);
+    // Read holding a text, then changed, then removed since.
+    let read = fixture
+        .cache
+        .get_many_versioned(std::slice::from_ref(&key))
+        .await
+        .unwrap();
+    let held = vec![(key.clone(), read[0].1.clone())];
+    assert!(held[0].1.is_some());
+    let changed = fixture.projection("counters", "b", json!({"n": 10}));
+    fixture.cache.add(&changed, None).await.unwrap();
+    let outcome = commit(fixture, &advances, &held, &writes).await;
+    assert_eq!(
+        outcome,
+        CommitOutcome::Conflict,
+        "changed since it was read"
+    );
+    fixture.cache.remove_by_key(&key).await.unwrap();
+    let outcome = commit(fixture, &advances, &held, &writes).await;
+    assert_eq!(
+        outcome,
+        CommitOutcome::Conflict,
+        "removed since it was read"
+    );
+    let original = fixture.projection("counters", "b", json!({"n": 9}));
+    fixture.cache.add(&original, None).await.unwrap();
+    // As it was read: the check passes, so only the wrong start below refuses.
     // A start the checkpoint does not hold, on the second partition.
     let mut wrong = advances.clone();
     wrong[1].from = Some(2);

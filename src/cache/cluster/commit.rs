@@ -33,7 +33,9 @@ use super::slots;
 use super::wire::SlotShare;
 use super::{ClusterCache, concurrently, unavailable};
 use crate::cache::redis::checkpoint::{foreign_checkpoint, outcome};
-use crate::cache::redis::{ArgWriter, checked_keys, checked_values};
+use crate::cache::redis::{
+    ArgWriter, check_keys_lua, checked_keys, checked_values, write_keys_lua,
+};
 use crate::cache::{
     Advance, BOOKKEEPING_PREFIX, CacheResult, Commit, CommitOutcome, Floors, Version, WriteOp,
     checkpoint_key,
@@ -83,7 +85,8 @@ return {0}
 /// slot lost writes), or, when none was read, not past the batch start.
 /// Returns 0 fine (written and marked when asked), 1 a mark moved, 2 a
 /// checked key changed, 3 outdated; nothing written unless 0.
-const SLOT_SCRIPT: &str = r#"
+const SLOT_SCRIPT: &str = concat!(
+    r#"
 local marks = KEYS[1]
 local read = ARGV[2] == '1'
 local partitions = tonumber(ARGV[3])
@@ -101,30 +104,12 @@ for i = 0, partitions - 1 do
     return 1
   end
 end
-local base = 5 + 4 * partitions
-local present = ARGV[base]
-local checked = #present
-for i = 1, checked do
-  local current = redis.call('GET', KEYS[1 + i])
-  if string.byte(present, i) == 49 then
-    if current ~= ARGV[base + i] then return 2 end
-  elseif current then
-    return 2
-  end
-end
-if ARGV[1] ~= '1' then return 0 end
-local values = base + checked
-for i = checked + 1, #KEYS - 1 do
-  local at = values + 2 * (i - checked) - 1
-  local value, ttl = ARGV[at], ARGV[at + 1]
-  if value == '' then
-    redis.call('UNLINK', KEYS[1 + i])
-  elseif ttl == '0' then
-    redis.call('SET', KEYS[1 + i], value)
-  else
-    redis.call('SET', KEYS[1 + i], value, 'PX', ttl)
-  end
-end
+local keys_at, argv_at, conflict = 1, 5 + 4 * partitions, 2
+"#,
+    check_keys_lua!(),
+    "if ARGV[1] ~= '1' then return 0 end\n",
+    write_keys_lua!(),
+    r#"
 for i = 0, partitions - 1 do
   local at = 5 + 4 * i
   if tonumber(ARGV[at + 3]) > offset(redis.call('HGET', marks, ARGV[at])) then
@@ -132,7 +117,8 @@ for i = 0, partitions - 1 do
   end
 end
 return 0
-"#;
+"#
+);
 
 /// The SHA-1 of [`SLOT_SCRIPT`] in hex, as `EVALSHA` names it.
 fn slot_script_digest() -> &'static str {

@@ -7,7 +7,9 @@ use redis::Value as Reply;
 
 use super::ArgWriter;
 use super::operator::KeyCommands;
-use super::{RedisCache, checked_keys, checked_values, unavailable};
+use super::{
+    RedisCache, check_keys_lua, checked_keys, checked_values, unavailable, write_keys_lua,
+};
 use crate::cache::{
     CacheError, CacheResult, Claim, Commit, CommitOutcome, Partition, checkpoint_key,
 };
@@ -43,7 +45,8 @@ return claims
 /// epoch: the store lost our claim), `{3, i, next}` partition i moved, `{4}` a
 /// checked key changed, `{5, generation}` the definitions changed. Nothing is
 /// written unless it returns `{0}`.
-const COMMIT_SCRIPT: &str = r#"
+const COMMIT_SCRIPT: &str = concat!(
+    r#"
 local checkpoint = KEYS[1]
 local advances = tonumber(ARGV[1])
 if advances > 0 then
@@ -61,35 +64,18 @@ for i = 0, advances - 1 do
   local next = redis.call('HGET', checkpoint, 'n/' .. field) or ''
   if next ~= from then return {3, i, next} end
 end
-local base = 3 + 4 * advances
-local present = ARGV[base]
-local checked = #present
-for i = 1, checked do
-  local current = redis.call('GET', KEYS[1 + i])
-  if string.byte(present, i) == 49 then
-    if current ~= ARGV[base + i] then return {4} end
-  elseif current then
-    return {4}
-  end
-end
-local values = base + checked
-for i = checked + 1, #KEYS - 1 do
-  local at = values + 2 * (i - checked) - 1
-  local value, ttl = ARGV[at], ARGV[at + 1]
-  if value == '' then
-    redis.call('UNLINK', KEYS[1 + i])
-  elseif ttl == '0' then
-    redis.call('SET', KEYS[1 + i], value)
-  else
-    redis.call('SET', KEYS[1 + i], value, 'PX', ttl)
-  end
-end
+local keys_at, argv_at, conflict = 1, 3 + 4 * advances, {4}
+"#,
+    check_keys_lua!(),
+    write_keys_lua!(),
+    r#"
 for i = 0, advances - 1 do
   local at = 3 + 4 * i
   redis.call('HSET', checkpoint, 'n/' .. ARGV[at], ARGV[at + 3])
 end
 return {0}
-"#;
+"#
+);
 
 /// Claim `partitions` in `scope`'s checkpoint: one key, so one script on one
 /// Redis and on a cluster (on the primary of that key's slot) alike.

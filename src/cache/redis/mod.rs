@@ -9,6 +9,7 @@
 //! `flush_all` removes this cache's entries and leaves everything else in the
 //! database alone (never `FLUSHALL`/`FLUSHDB`).
 
+mod checked;
 pub(crate) mod checkpoint;
 pub(crate) mod keyspace;
 pub(crate) mod operator;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError};
 
+pub(crate) use checked::{check_keys_lua, checked_keys, checked_values, write_keys_lua};
 pub use uri::{masked_uri, validate_uri};
 pub(crate) use wire::ArgWriter;
 use wire::ScanPages;
@@ -182,62 +184,6 @@ impl RedisCache {
     }
 }
 
-/// The arguments of a checked write after its own: which checked keys
-/// were present ('1') or absent ('0'), then the text each present one
-/// held (compared as it is, with no copy to tell an absent key from one
-/// that held "": foreign values can be anything), then per written key
-/// its JSON ("" deletes) and TTL in ms (0: none).
-pub(crate) fn checked_values(
-    command: &mut redis::Cmd,
-    args: &mut ArgWriter,
-    expected: &[(String, Version)],
-    batch: &[WriteOp],
-    default_ttl: Ttl,
-) {
-    let present: String = expected
-        .iter()
-        .map(|(_, version)| if version.is_some() { '1' } else { '0' })
-        .collect();
-    command.arg(present);
-    for (_, version) in expected {
-        command.arg(version.as_deref().unwrap_or_default());
-    }
-    for op in batch {
-        match op {
-            WriteOp::Upsert { projection, expiry } => {
-                // 0 = no expiry: a plain SET also clears an old TTL.
-                let millis = expiry
-                    .ttl(default_ttl)
-                    .map(|ttl| ttl.as_millis())
-                    .unwrap_or(0);
-                command.arg(args.json(projection.value())).arg(millis);
-            }
-            // A JSON object is never empty text, so "" means delete.
-            WriteOp::Delete { .. } => {
-                command.arg("").arg(0);
-            }
-        }
-    }
-}
-
-/// The keys of a checked write: the checked keys, then the written ones.
-pub(crate) fn checked_keys(
-    command: &mut redis::Cmd,
-    args: &mut ArgWriter,
-    expected: &[(String, Version)],
-    batch: &[WriteOp],
-) {
-    for (key, _) in expected {
-        command.arg(key);
-    }
-    for op in batch {
-        match op {
-            WriteOp::Upsert { projection, .. } => command.arg(args.key(projection)),
-            WriteOp::Delete { key } => command.arg(key),
-        };
-    }
-}
-
 #[async_trait]
 impl Cache for RedisCache {
     async fn ping(&self) -> bool {
@@ -355,20 +301,7 @@ impl Cache for RedisCache {
         batch: &[WriteOp],
         expected: &[(String, Version)],
     ) -> CacheResult<bool> {
-        if batch.is_empty() && expected.is_empty() {
-            return Ok(true);
-        }
-        // One script: Redis runs it atomically, so the check and the writes
-        // cannot interleave with another writer's.
-        let mut command = redis::cmd("EVAL");
-        command
-            .arg(CHECKED_APPLY_SCRIPT)
-            .arg(expected.len() + batch.len());
-        let mut args = ArgWriter::default();
-        checked_keys(&mut command, &mut args, expected, batch);
-        checked_values(&mut command, &mut args, expected, batch, self.default_ttl);
-        let applied: i64 = self.query(&command).await.map_err(unavailable)?;
-        Ok(applied == 1)
+        self.apply_checked(batch, expected).await
     }
 
     async fn apply(&self, batch: &[WriteOp]) -> CacheResult<()> {
@@ -437,37 +370,6 @@ impl Cache for RedisCache {
         self.rotate_keys(rotations, when).await
     }
 }
-
-/// `KEYS`: the checked keys, then the written keys. `ARGV[1]`: one byte per
-/// checked key, '1' if it held a value when read, '0' if it was absent; then
-/// the text each checked key held ("" if absent); then per written key its
-/// JSON text ("" deletes) and TTL in ms (0: none). Returns 1 when applied, 0
-/// (nothing written) when a checked key changed.
-const CHECKED_APPLY_SCRIPT: &str = r#"
-local present = ARGV[1]
-local checked = #present
-for i = 1, checked do
-  local current = redis.call('GET', KEYS[i])
-  if string.byte(present, i) == 49 then
-    if current ~= ARGV[1 + i] then return 0 end
-  elseif current then
-    return 0
-  end
-end
-local base = 1 + checked
-for i = checked + 1, #KEYS do
-  local at = base + 2 * (i - checked) - 1
-  local value, ttl = ARGV[at], ARGV[at + 1]
-  if value == '' then
-    redis.call('UNLINK', KEYS[i])
-  elseif ttl == '0' then
-    redis.call('SET', KEYS[i], value)
-  else
-    redis.call('SET', KEYS[i], value, 'PX', ttl)
-  end
-end
-return 1
-"#;
 
 #[async_trait]
 impl operator::KeyCommands for RedisCache {
