@@ -434,17 +434,15 @@ async fn offline_rate(dir: &Path, records: &[FixtureRecord]) -> f64 {
     records.len() as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Read `events` records from the start with a fresh group, doing nothing with
-/// them; returns the seconds from subscription to the last record.
-/// A do-nothing consumer over `topics` until it has seen `events`: its
-/// seconds, and how evenly the first topic's partitions came (the least and
-/// most advanced one's share of its backlog when half of it had arrived, as
-/// the daemon's catch-up prints it).
+/// A do-nothing consumer over `topics`, fetching as the daemon does, until
+/// it has seen `events`: its seconds, and how evenly the first topic's
+/// partitions came (the least and most advanced one's share of its backlog
+/// when half of it had arrived, as the daemon's catch-up prints it).
 fn raw_consume(broker: &Broker, topics: &[&str], events: usize) -> (f64, Option<(f64, f64)>) {
-    let consumer: BaseConsumer = broker
-        .consumer_config(&support::kafka::unique("raw"))
-        .create()
-        .expect("a consumer");
+    let consumer: BaseConsumer =
+        daemon::fetching_as_the_daemon(broker.consumer_config(&support::kafka::unique("raw")))
+            .create()
+            .expect("a consumer");
     consumer.subscribe(topics).expect("subscribe");
     let started = Instant::now();
     let mut seen = 0usize;

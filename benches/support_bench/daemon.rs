@@ -10,6 +10,18 @@ use super::support::daemon::{Setup, wait_for};
 use super::support::kafka::Broker;
 use super::{cpu, freshness};
 
+/// `config` fetching as the daemon does by default: the same fetch wait and
+/// fetch size. The references the daemon is measured against (the
+/// do-nothing consumer, the broker's floor) use these, so what the bench
+/// shows is the daemon's own cost, not a difference in how the broker was asked.
+pub fn fetching_as_the_daemon(mut config: rdkafka::ClientConfig) -> rdkafka::ClientConfig {
+    use projectionist::source::kafka::{FETCH_MAX_BYTES, FETCH_WAIT_MAX_MS};
+    for (name, value) in [FETCH_WAIT_MAX_MS, FETCH_MAX_BYTES] {
+        config.set(name, value);
+    }
+    config
+}
+
 /// The daemon binary this bench was built with.
 pub fn this_build() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_projectionist"))

@@ -60,7 +60,7 @@ pub async fn measure(
     let floor = {
         let (sent, config, topic) = (
             Arc::clone(&sent),
-            floor_config(broker.consumer_config(&unique("floor"))),
+            super::daemon::fetching_as_the_daemon(broker.consumer_config(&unique("floor"))),
             topic.to_owned(),
         );
         std::thread::spawn(move || consume_floor(config, &topic, &sent, total))
@@ -126,14 +126,6 @@ fn produce_steadily(
     producer
         .flush(Duration::from_secs(30))
         .expect("every event delivered");
-}
-
-/// The floor consumer fetches as the daemon does: the same fetch wait, so the
-/// difference between the two is the daemon's own.
-fn floor_config(mut config: rdkafka::ClientConfig) -> rdkafka::ClientConfig {
-    let (name, value) = projectionist::source::kafka::FETCH_WAIT_MAX_MS;
-    config.set(name, value);
-    config
 }
 
 fn consume_floor(
