@@ -46,6 +46,12 @@ pub use topics::{commit_offsets, offsets_at, partitions_of};
 
 /// How long one poll may block, so shutdown, seeks and batch deadlines are noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long one poll may block while records wait for a busy pipeline: the
+/// fetcher cannot be woken inside librdkafka's poll, so this is how late it
+/// may notice that the pipeline took what was queued and is ready for more.
+/// A poll that long was the next fetch's arrival (up to `fetch.wait.max.ms`)
+/// and added that much to a reader's wait.
+const DRAIN_CHECK: Duration = Duration::from_millis(1);
 /// How long a seek may wait for librdkafka to take it.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the broker is probed, and how long a probe waits for its answer:
@@ -240,6 +246,24 @@ impl Probe {
     }
 }
 
+/// How long the next poll may block: `pending` records wait to be handed
+/// over, `drained` says the pipeline took everything queued, and the batch
+/// was opened `opened_for` ago.
+fn poll_wait(
+    pending: usize,
+    drained: bool,
+    opened_for: Duration,
+    batch_timeout: Duration,
+) -> Duration {
+    if pending == 0 {
+        POLL_INTERVAL
+    } else if drained {
+        Duration::ZERO
+    } else {
+        batch_timeout.saturating_sub(opened_for).min(DRAIN_CHECK)
+    }
+}
+
 struct Fetcher {
     consumer: Arc<Consumer_>,
     outbox: Arc<Outbox>,
@@ -272,15 +296,7 @@ impl Fetcher {
             // on a quiet stream); while deliveries queue up, a batch grows
             // toward its size or its timeout.
             let drained = pending > 0 && self.outbox.is_drained();
-            let wait = if pending == 0 {
-                POLL_INTERVAL
-            } else if drained {
-                Duration::ZERO
-            } else {
-                self.batch_timeout
-                    .saturating_sub(opened.elapsed())
-                    .min(POLL_INTERVAL)
-            };
+            let wait = poll_wait(pending, drained, opened.elapsed(), self.batch_timeout);
             let mut polled = false;
             match self.consumer.poll(wait) {
                 Some(Ok(message)) => {
@@ -371,5 +387,31 @@ fn to_record(message: &BorrowedMessage<'_>) -> RawRecord {
         payload: message.payload().map(<[u8]>::to_vec),
         headers,
         timestamp_ms: message.timestamp().to_millis(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_millis(50);
+
+    #[test]
+    fn an_idle_fetcher_blocks_and_a_drained_pipeline_gets_its_records_at_once() {
+        assert_eq!(poll_wait(0, false, Duration::ZERO, TIMEOUT), POLL_INTERVAL);
+        assert_eq!(poll_wait(3, true, Duration::ZERO, TIMEOUT), Duration::ZERO);
+    }
+
+    /// Records waiting for a busy pipeline are handed over within a
+    /// millisecond of it being ready, not when the next fetch arrives.
+    #[test]
+    fn records_held_for_a_busy_pipeline_are_rechecked_every_millisecond() {
+        assert_eq!(poll_wait(3, false, Duration::ZERO, TIMEOUT), DRAIN_CHECK);
+        assert_eq!(
+            poll_wait(3, false, Duration::from_millis(10), TIMEOUT),
+            DRAIN_CHECK
+        );
+        // Never past the batch's deadline.
+        assert_eq!(poll_wait(3, false, TIMEOUT, TIMEOUT), Duration::ZERO);
     }
 }
