@@ -43,7 +43,9 @@ use projectionist::projector::Registry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
-use daemon::{baseline_build, baseline_config, catch_up, live_freshness, this_build};
+use daemon::{
+    baseline_build, baseline_config, catch_up, freshness_rates, live_freshness, this_build,
+};
 use support::daemon::{Setup, setup};
 use support::kafka::Broker;
 use support::redis::RedisServer;
@@ -93,8 +95,9 @@ async fn freshness_only(full: bool) {
     freshness_figures(&broker, &setup, full, baseline.as_ref()).await;
 }
 
-/// Freshness of this build, then of the baseline's when one is given
-/// (binary, config, Redis URL).
+/// Freshness of this build, and of the baseline's when one is given
+/// (binary, config, Redis URL), rate by rate: both builds measure a rate
+/// on the same broker before the next, higher one leaves it busy.
 async fn freshness_figures(
     broker: &Broker,
     setup: &Setup,
@@ -102,10 +105,14 @@ async fn freshness_figures(
     baseline: Option<&(PathBuf, PathBuf, String)>,
 ) {
     let this = this_build();
-    live_freshness(&this, &setup.config, &setup.redis_url, broker, setup, full).await;
-    if let Some((binary, config, redis_url)) = baseline {
-        println!("the same with BENCH_BASELINE_BIN:");
-        live_freshness(binary, config, redis_url, broker, setup, full).await;
+    let (seconds, rates) = freshness_rates(full);
+    for &rate in rates {
+        let (config, redis_url) = (&setup.config, &setup.redis_url);
+        live_freshness(&this, config, redis_url, broker, setup, rate, seconds).await;
+        if let Some((binary, config, redis_url)) = baseline {
+            println!("the same with BENCH_BASELINE_BIN:");
+            live_freshness(binary, config, redis_url, broker, setup, rate, seconds).await;
+        }
     }
 }
 
