@@ -11,13 +11,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::admin;
-use crate::admin::letters::DeadLetterTopic;
 use crate::cache::memory::MemoryCache;
 use crate::cache::redis::masked_uri;
 use crate::cache::{Cache, CacheError};
 use crate::config::{CacheSettings, Provider, Settings};
 use crate::health::Health;
 use crate::http::{self, AppState, Served};
+use crate::letters::DeadLetterTopic;
 use crate::metrics::{Metrics, PROJECTION_STATES};
 use crate::pipeline::{Pipeline, Positioning, Retry, Router, Wiring};
 use crate::projection;

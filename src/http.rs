@@ -20,10 +20,10 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::admin::letters::DeadLetterTopic;
 use crate::cache::{Cache, KEY_SEPARATOR, Partition, checkpoint_scope};
 use crate::config::AdminToken;
 use crate::health::{Health, STALL_AFTER};
+use crate::letters::DeadLetterTopic;
 use crate::metrics::Metrics;
 
 /// What the handlers read.

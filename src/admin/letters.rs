@@ -6,7 +6,6 @@
 //! purging them is [`super::replay`]'s.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -16,34 +15,14 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 use super::error;
-use tokio_util::sync::CancellationToken;
 
-use crate::config::{KafkaSettings, PipelineSettings};
-use crate::event::Envelope;
 use crate::http::AppState;
-use crate::letters::{Caches, caches_in_use, handled};
-use crate::pipeline::Router;
+use crate::letters::{Caches, DeadLetterTopic, caches_in_use, handled};
 use crate::source::kafka::{letter_partitions, list_letters, read_letter};
 
 /// Letters listed when the request names no limit, and the most it may name.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
-
-/// Where the letters are, and what a replay of them runs with.
-#[derive(Clone)]
-pub struct DeadLetterTopic {
-    pub kafka: KafkaSettings,
-    pub topic: String,
-    /// The projections as this replica defines them (fixed, after a fix).
-    pub router: Router,
-    pub envelope: Envelope,
-    pub pipeline: PipelineSettings,
-    /// Held by the replay or purge running on this replica: one at a time
-    /// here (two replicas fence each other by epoch).
-    pub busy: Arc<tokio::sync::Mutex<()>>,
-    /// Cancelled when the daemon shuts down: a replay stops between batches.
-    pub stop: CancellationToken,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

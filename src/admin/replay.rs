@@ -17,10 +17,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::letters::{DeadLetterTopic, letter_caches, no_topic};
+use super::letters::{letter_caches, no_topic};
 use super::{error, refusal};
 use crate::http::AppState;
-use crate::letters::{self, LettersError, Replay, Target};
+use crate::letters::{self, DeadLetterTopic, LettersError, Replay, Target};
 use crate::source::kafka::{KafkaDeadLetters, KafkaLetterLog};
 use crate::source::{DeadLetters, SourceError};
 

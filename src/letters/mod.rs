@@ -35,13 +35,33 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::cache::{Cache, CacheError, Partition, checkpoint_scope};
-use crate::pipeline::PipelineError;
+use crate::config::{KafkaSettings, PipelineSettings};
+use crate::event::Envelope;
+use crate::pipeline::{PipelineError, Router};
 use crate::source::SourceError;
 
 pub use log::{LetterLog, Polled};
 pub use purge::{PurgeReport, purge};
 pub use replay::{Replay, ReplayReport, replay, router_caches};
+
+/// Where the letters are, and what a replay of them runs with.
+#[derive(Clone)]
+pub struct DeadLetterTopic {
+    pub kafka: KafkaSettings,
+    pub topic: String,
+    /// The projections as this replica defines them (fixed, after a fix).
+    pub router: Router,
+    pub envelope: Envelope,
+    pub pipeline: PipelineSettings,
+    /// Held by the replay or purge running on this replica: one at a time
+    /// here (two replicas fence each other by epoch).
+    pub busy: Arc<tokio::sync::Mutex<()>>,
+    /// Cancelled when the daemon shuts down: a replay stops between batches.
+    pub stop: CancellationToken,
+}
 
 /// The consumer group whose checkpoints say which letters of `group` are handled.
 pub fn letters_group(group: &str) -> String {
