@@ -12,6 +12,7 @@
 mod config;
 mod context;
 mod dead_letter;
+mod fetcher;
 mod outbox;
 mod topics;
 
@@ -22,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -31,7 +31,6 @@ use tracing::{info, warn};
 
 use super::{Delivery, Offsets, Partition, SourceControl, SourceError};
 use crate::config::{KafkaSettings, PipelineSettings};
-use crate::event::{Position, RawRecord};
 use crate::health::Health;
 use crate::metrics::Metrics;
 
@@ -41,19 +40,12 @@ pub use context::SourceContext;
 pub use dead_letter::{
     KafkaDeadLetters, KafkaLetterLog, Letter, letter_partitions, list_letters, read_letter,
 };
+use fetcher::Fetcher;
 pub use outbox::Outbox;
 pub use topics::{commit_offsets, offsets_at, partitions_of};
 
 /// How long one poll may block, so shutdown, seeks and batch deadlines are noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
-/// How long one poll may block while records wait for a busy pipeline: the
-/// fetcher cannot be woken inside librdkafka's poll, so this is how late it
-/// may notice that the pipeline took what was queued and is ready for more.
-/// A poll that long was the next fetch's arrival (up to `fetch.wait.max.ms`)
-/// and added that much to a reader's wait.
-const DRAIN_CHECK: Duration = Duration::from_millis(1);
-/// How long a seek may wait for librdkafka to take it.
-const SEEK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the broker is probed, and how long a probe waits for its answer:
 /// librdkafka notices a frozen broker only at the session timeout (30 s), so
 /// readiness asks for itself and turns false within these two.
@@ -243,175 +235,5 @@ impl Probe {
                 std::thread::sleep(POLL_INTERVAL);
             }
         }
-    }
-}
-
-/// How long the next poll may block: `pending` records wait to be handed
-/// over, `drained` says the pipeline took everything queued, and the batch
-/// was opened `opened_for` ago.
-fn poll_wait(
-    pending: usize,
-    drained: bool,
-    opened_for: Duration,
-    batch_timeout: Duration,
-) -> Duration {
-    if pending == 0 {
-        POLL_INTERVAL
-    } else if drained {
-        Duration::ZERO
-    } else {
-        batch_timeout.saturating_sub(opened_for).min(DRAIN_CHECK)
-    }
-}
-
-struct Fetcher {
-    consumer: Arc<Consumer_>,
-    outbox: Arc<Outbox>,
-    seeks: Arc<Seeks>,
-    health: Health,
-    metrics: Metrics,
-    batch_size: usize,
-    batch_timeout: Duration,
-    shutdown: CancellationToken,
-}
-
-impl Fetcher {
-    fn run(self) {
-        self.fetch();
-        // Closing the queue is how the pipeline learns that fetching is over.
-        self.outbox.close();
-        info!("fetching stopped");
-    }
-
-    /// Fetch until shutdown, or until the pipeline is gone.
-    fn fetch(&self) {
-        let mut opened = Instant::now();
-        let mut pending = 0;
-        while !self.shutdown.is_cancelled() {
-            if !self.make_seeks() {
-                return;
-            }
-            // Batches adapt to the pipeline: while it has nothing queued, what
-            // has arrived goes over as soon as nothing more is at hand (no wait
-            // on a quiet stream); while deliveries queue up, a batch grows
-            // toward its size or its timeout.
-            let drained = pending > 0 && self.outbox.is_drained();
-            let wait = poll_wait(pending, drained, opened.elapsed(), self.batch_timeout);
-            let mut polled = false;
-            match self.consumer.poll(wait) {
-                Some(Ok(message)) => {
-                    polled = true;
-                    pending = self.outbox.push(to_record(&message));
-                    if pending == 1 {
-                        opened = Instant::now();
-                    }
-                }
-                Some(Err(error)) => self.log_poll_error(&error),
-                None => {}
-            }
-            self.health.beat();
-            let full = pending >= self.batch_size;
-            let due = pending > 0 && opened.elapsed() >= self.batch_timeout;
-            let at_hand_taken = drained && !polled;
-            if full || due || at_hand_taken {
-                if !self.outbox.flush() {
-                    return;
-                }
-                pending = 0;
-            }
-        }
-    }
-
-    /// Make the seeks the pipeline asked for, each announced by a
-    /// [`Delivery::Sought`] after the records fetched before it. `false` when
-    /// the pipeline is gone.
-    fn make_seeks(&self) -> bool {
-        let requested = std::mem::take(&mut *self.seeks.lock());
-        for (partition, offset) in requested {
-            let sought = self.consumer.seek(
-                &partition.topic,
-                partition.number,
-                Offset::Offset(offset),
-                SEEK_TIMEOUT,
-            );
-            match sought {
-                Ok(()) => {
-                    info!(%partition, offset, "seeking");
-                    if !self.outbox.send(Delivery::Sought { partition, offset }) {
-                        return false;
-                    }
-                }
-                Err(error) => {
-                    // Not assigned (any more): the next assignment claims afresh.
-                    // Anything else is librdkafka being busy: try again next round.
-                    if self.is_assigned(&partition) {
-                        warn!(%error, %partition, offset, "seek failed; retrying");
-                        self.seeks.lock().entry(partition).or_insert(offset);
-                    }
-                }
-            }
-        }
-        true
-    }
-
-    fn is_assigned(&self, partition: &Partition) -> bool {
-        self.consumer.assignment().is_ok_and(|list| {
-            list.find_partition(&partition.topic, partition.number)
-                .is_some()
-        })
-    }
-
-    fn log_poll_error(&self, error: &KafkaError) {
-        self.metrics.retries.with_label_values(&["kafka"]).inc();
-        warn!(%error, "kafka poll failed; librdkafka retries by itself");
-    }
-}
-
-fn to_record(message: &BorrowedMessage<'_>) -> RawRecord {
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
-                .collect()
-        })
-        .unwrap_or_default();
-    RawRecord {
-        position: Position {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-        },
-        key: message.key().map(<[u8]>::to_vec),
-        payload: message.payload().map(<[u8]>::to_vec),
-        headers,
-        timestamp_ms: message.timestamp().to_millis(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TIMEOUT: Duration = Duration::from_millis(50);
-
-    #[test]
-    fn an_idle_fetcher_blocks_and_a_drained_pipeline_gets_its_records_at_once() {
-        assert_eq!(poll_wait(0, false, Duration::ZERO, TIMEOUT), POLL_INTERVAL);
-        assert_eq!(poll_wait(3, true, Duration::ZERO, TIMEOUT), Duration::ZERO);
-    }
-
-    /// Records waiting for a busy pipeline are handed over within a
-    /// millisecond of it being ready, not when the next fetch arrives.
-    #[test]
-    fn records_held_for_a_busy_pipeline_are_rechecked_every_millisecond() {
-        assert_eq!(poll_wait(3, false, Duration::ZERO, TIMEOUT), DRAIN_CHECK);
-        assert_eq!(
-            poll_wait(3, false, Duration::from_millis(10), TIMEOUT),
-            DRAIN_CHECK
-        );
-        // Never past the batch's deadline.
-        assert_eq!(poll_wait(3, false, TIMEOUT, TIMEOUT), Duration::ZERO);
     }
 }

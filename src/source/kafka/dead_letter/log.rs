@@ -120,7 +120,9 @@ impl LetterLog for KafkaLetterLog {
     async fn poll(&self, wait: Duration) -> Result<Option<Polled>, SourceError> {
         self.blocking(move |consumer, _| match consumer.poll(wait) {
             None => Ok(None),
-            Some(Ok(message)) => Ok(Some(Polled::Letter(super::super::to_record(&message)))),
+            Some(Ok(message)) => Ok(Some(Polled::Letter(super::super::fetcher::to_record(
+                &message,
+            )))),
             Some(Err(KafkaError::PartitionEOF(partition))) => Ok(Some(Polled::End(partition))),
             Some(Err(error)) => Err(SourceError::Unavailable(format!(
                 "reading the dead-letter topic: {error}"
