@@ -6,6 +6,7 @@
 //! with dead keys. All state sits behind one `RwLock` that is never held across
 //! an `.await`.
 
+mod checkpoint;
 mod keyspace;
 mod sweep;
 
@@ -16,8 +17,8 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{
-    Advance, Cache, CacheResult, Claim, Commit, CommitOutcome, Connection, Epoch, Expiry,
-    Generation, Partition, Projection, RemainingTtl, RotateWhen, Rotation, Ttl, Version, WriteOp,
+    Cache, CacheResult, Claim, Commit, CommitOutcome, Connection, Epoch, Expiry, Generation,
+    Partition, Projection, RemainingTtl, RotateWhen, Rotation, Ttl, Version, WriteOp,
     check_note_key, check_page_size, decode_value, glob,
 };
 
@@ -82,49 +83,6 @@ impl Inner {
                 }
             }
         }
-    }
-
-    /// Why `commit` cannot land, or `None` when every check holds.
-    fn refusal(&self, commit: &Commit<'_>, now: Instant) -> Option<CommitOutcome> {
-        let stored = self.checkpoints.get(commit.scope);
-        let generation = self.generations.get(commit.scope).copied().unwrap_or(0);
-        if !commit.advances.is_empty() && generation != commit.generation {
-            return Some(CommitOutcome::Outdated { stored: generation });
-        }
-        for (
-            index,
-            Advance {
-                partition,
-                epoch,
-                from,
-                ..
-            },
-        ) in commit.advances.iter().enumerate()
-        {
-            let Some(&(owner, next)) = stored.and_then(|partitions| partitions.get(partition))
-            else {
-                return Some(CommitOutcome::Unclaimed { index });
-            };
-            if owner > *epoch {
-                return Some(CommitOutcome::Fenced {
-                    index,
-                    stored: owner,
-                });
-            }
-            if owner < *epoch {
-                return Some(CommitOutcome::Unclaimed { index });
-            }
-            if next != *from {
-                return Some(CommitOutcome::Moved {
-                    index,
-                    stored: next,
-                });
-            }
-        }
-        let unchanged = commit.expected.iter().all(|(key, version)| {
-            self.live(key, now).map(|entry| entry.json.as_bytes()) == version.as_deref()
-        });
-        (!unchanged).then_some(CommitOutcome::Conflict)
     }
 
     /// Live projection keys matching `pattern`, in key order. Only the keys that
@@ -379,50 +337,18 @@ impl Cache for MemoryCache {
     }
 
     async fn claim(&self, scope: &str, partitions: &[Partition]) -> CacheResult<Vec<Claim>> {
-        let mut inner = self.store.write();
-        let inner = &mut *inner;
-        let stored = inner.checkpoints.entry(scope.to_owned()).or_default();
-        let mut claims = Vec::with_capacity(partitions.len());
-        for partition in partitions {
-            inner.last_epoch += 1;
-            // Nothing survives a restart here, so a partition never seen has
-            // had nothing applied: start it from the beginning of the log.
-            let entry = stored.entry(partition.clone()).or_insert((0, Some(0)));
-            entry.0 = inner.last_epoch;
-            claims.push(Claim {
-                epoch: entry.0,
-                next: entry.1,
-            });
-        }
-        Ok(claims)
+        Ok(self.store.write().claim(scope, partitions))
     }
 
     async fn commit(&self, commit: Commit<'_>) -> CacheResult<CommitOutcome> {
         let now = Instant::now();
+        // Serialized before the lock is taken: the lock guards only map updates.
         let prepared = self.prepare(commit.writes, now);
-        let mut inner = self.store.write();
-        if let Some(refusal) = inner.refusal(&commit, now) {
-            return Ok(refusal);
-        }
-        inner.write_all(prepared);
-        // refusal() found every partition of the commit claimed.
-        if let Some(stored) = inner.checkpoints.get_mut(commit.scope) {
-            for advance in commit.advances {
-                if let Some(entry) = stored.get_mut(&advance.partition) {
-                    entry.1 = Some(advance.to);
-                }
-            }
-        }
-        Ok(CommitOutcome::Applied)
+        Ok(self.store.write().commit(&commit, prepared, now))
     }
 
     async fn applied(&self, scope: &str, partition: &Partition) -> CacheResult<Option<i64>> {
-        let inner = self.store.read();
-        let stored = inner
-            .checkpoints
-            .get(scope)
-            .and_then(|scope| scope.get(partition));
-        Ok(stored.and_then(|(_, next)| *next))
+        Ok(self.store.read().applied(scope, partition))
     }
 
     async fn note(&self, key: &str) -> CacheResult<Option<String>> {
