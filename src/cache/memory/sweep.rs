@@ -64,12 +64,6 @@ impl Inner {
 }
 
 impl Store {
-    /// Reclaim every expired entry now; returns how many went.
-    pub fn sweep_expired(&self) -> usize {
-        let mut cursor = None;
-        self.sweep_step(&mut cursor, usize::MAX)
-    }
-
     /// Look at up to `budget` entries after `cursor` and drop the expired
     /// ones; `cursor` moves on, back to `None` at the end of the keys.
     /// Returns how many went.
