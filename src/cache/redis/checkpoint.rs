@@ -123,7 +123,6 @@ impl RedisCache {
         }
         checked_values(
             &mut command,
-            &mut args,
             commit.expected,
             commit.writes,
             self.default_ttl,
