@@ -116,6 +116,7 @@ pub struct RawPipeline {
     pub drain_timeout_secs: Option<RawScalar>,
     pub max_backoff_ms: Option<RawScalar>,
     pub queue_batches: Option<RawScalar>,
+    pub kept_states: Option<RawScalar>,
     pub rebuild_share: Option<RawScalar>,
 }
 
