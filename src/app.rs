@@ -220,7 +220,6 @@ pub async fn run(
         positioning: Positioning::Seek,
         catalog: Some(catalog.clone()),
         bound: None,
-        kept_states: settings.pipeline.kept_states,
     });
     let mut processing = tokio::spawn(async move { pipeline.run(deliveries).await });
     let shadows = tokio::spawn(rebuild::runner::run(catalog, fetching.clone()));

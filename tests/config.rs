@@ -105,7 +105,6 @@ fn environment_overrides_win_over_the_file() {
             ),
             ("PROJECTIONIST__KAFKA__PROPERTIES__SASL_PASSWORD", "hunter2"),
             ("PROJECTIONIST__PIPELINE__BATCH_SIZE", "250"),
-            ("PROJECTIONIST__PIPELINE__KEPT_STATES", "0"),
         ]),
     )
     .unwrap();
@@ -119,8 +118,6 @@ fn environment_overrides_win_over_the_file() {
     );
     assert_eq!(settings.kafka.properties["sasl.password"], "hunter2");
     assert_eq!(settings.pipeline.batch_size, 250);
-    // 0 is allowed here: nothing kept.
-    assert_eq!(settings.pipeline.kept_states, 0);
 }
 
 #[test]
@@ -231,10 +228,6 @@ fn each_kind_of_bad_config_names_its_key() {
             "enable.auto.offset.store",
         ),
         ("[pipeline]\nbatch_size = 0\n", "pipeline.batch_size = 0"),
-        (
-            "[pipeline]\nkept_states = -1\n",
-            "pipeline.kept_states = -1 is not a whole number from 0 to 10000000",
-        ),
         (
             "[pipeline]\ndrain_timeout_secs = \"soon\"\n",
             "pipeline.drain_timeout_secs",

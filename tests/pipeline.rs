@@ -6,8 +6,6 @@
 mod exactly_once;
 #[path = "pipeline/rig.rs"]
 mod harness;
-#[path = "pipeline/kept.rs"]
-mod kept;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

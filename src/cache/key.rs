@@ -1,8 +1,5 @@
 //! Keys and projections: `{projection_name}:::{identifier}`, split at the first `:::`.
 
-use std::cell::RefCell;
-use std::sync::OnceLock;
-
 use serde_json::Value;
 
 /// Separates the projection name from the identifier; only the first one counts,
@@ -32,30 +29,11 @@ fn separator_at(key: &str) -> Option<usize> {
 }
 
 /// A denormalized read model: a JSON object stored under `name:::id`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Projection {
     name: String,
     id: String,
     value: Value,
-    /// The value's JSON text, written the first time an adapter asks for it
-    /// ([`Projection::text`]) and kept: the pipeline keeps a written state
-    /// with the exact text the cache holds, to compare against on its next
-    /// write without reading it back. The value never changes after
-    /// construction, so the text cannot go stale.
-    text: OnceLock<Box<str>>,
-}
-
-/// Equal when name, identifier and value are: whether the text was written
-/// yet is not part of what a projection is.
-impl PartialEq for Projection {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.id == other.id && self.value == other.value
-    }
-}
-
-thread_local! {
-    /// Where texts are written before being copied out at their exact size.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Projection {
@@ -79,7 +57,6 @@ impl Projection {
             name,
             id: id.into(),
             value,
-            text: OnceLock::new(),
         })
     }
 
@@ -104,42 +81,6 @@ impl Projection {
 
     pub fn into_value(self) -> Value {
         self.value
-    }
-
-    /// The value as compact JSON text, the form every adapter stores.
-    ///
-    /// Written once, into a reused buffer, then copied into an allocation of
-    /// exactly its size: a `String` grown while writing ends with up to twice
-    /// the room it needs, and shrinking it in place keeps the allocator's
-    /// larger block (mimalloc keeps a block at most twice the new size).
-    pub fn text(&self) -> &str {
-        self.text.get_or_init(|| {
-            SCRATCH.with_borrow_mut(|scratch| {
-                scratch.clear();
-                // Not `Value::to_string`: that goes through `fmt::Write` and
-                // is half as fast.
-                serde_json::to_writer(&mut *scratch, &self.value)
-                    .expect("a JSON value always serializes, and into memory nothing fails");
-                std::str::from_utf8(scratch)
-                    .expect("serde_json writes UTF-8")
-                    .into()
-            })
-        })
-    }
-
-    /// The value and, if an adapter wrote it, its text.
-    pub fn into_parts(self) -> (Value, Option<Box<str>>) {
-        (self.value, self.text.into_inner())
-    }
-
-    /// The same value under another name and identifier, with its text if
-    /// it was written already.
-    pub fn renamed(&self, name: &str, id: &str) -> Result<Self, String> {
-        let renamed = Projection::new(name, id, self.value.clone())?;
-        if let Some(text) = self.text.get() {
-            let _ = renamed.text.set(text.clone());
-        }
-        Ok(renamed)
     }
 
     pub fn key(&self) -> String {
@@ -181,21 +122,6 @@ mod tests {
             assert_eq!(split_key(key), key.split_once(KEY_SEPARATOR), "{key:?}");
             assert_eq!(is_entry_key(key), key.contains(KEY_SEPARATOR), "{key:?}");
         }
-    }
-
-    #[test]
-    fn the_text_is_the_compact_json_and_equality_ignores_whether_it_was_written() {
-        let value = json!({"b": [1, 2.5, null], "a": "é\"x"});
-        let written = Projection::new("p", "1", value.clone()).unwrap();
-        assert_eq!(written.text(), serde_json::to_string(&value).unwrap());
-        assert_eq!(written, Projection::new("p", "1", value.clone()).unwrap());
-        let renamed = written.renamed("q", "2").unwrap();
-        assert_eq!(renamed.key(), "q:::2");
-        let (back, text) = renamed.into_parts();
-        assert_eq!((back, text.as_deref()), (value.clone(), Some(written.text())));
-        // Never asked for, never written.
-        let (_, text) = Projection::new("p", "1", value).unwrap().into_parts();
-        assert_eq!(text, None);
     }
 
     #[test]

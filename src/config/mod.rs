@@ -98,11 +98,6 @@ pub struct PipelineSettings {
     pub max_backoff: Duration,
     /// Batches fetched ahead of the one being written (bounds memory).
     pub queue_batches: usize,
-    /// Projections kept in memory per cache after they are written, so the
-    /// next batch that touches them folds on without reading them back; 0
-    /// reads every key every time. Each costs about its JSON text twice
-    /// over (the text and the parsed tree).
-    pub kept_states: usize,
     /// The share of the time a shadow build (a rebuild) may be busy, so the
     /// live version keeps its freshness while the shadow catches up.
     pub rebuild_share: f64,
@@ -116,7 +111,6 @@ impl Default for PipelineSettings {
             drain_timeout: Duration::from_secs(20),
             max_backoff: Duration::from_secs(10),
             queue_batches: 4,
-            kept_states: 20_000,
             rebuild_share: 0.5,
         }
     }

@@ -116,7 +116,6 @@ pub struct RawPipeline {
     pub drain_timeout_secs: Option<RawScalar>,
     pub max_backoff_ms: Option<RawScalar>,
     pub queue_batches: Option<RawScalar>,
-    pub kept_states: Option<RawScalar>,
     pub rebuild_share: Option<RawScalar>,
 }
 

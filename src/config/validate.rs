@@ -148,7 +148,7 @@ fn is_kafka_name(name: &str) -> bool {
 
 fn validate_pipeline(raw: RawPipeline, errors: &mut Vec<String>) -> PipelineSettings {
     let defaults = PipelineSettings::default();
-    let mut whole = |key: &str, value: Option<RawScalar>, default: u64, min: u64, max: u64| -> u64 {
+    let mut positive = |key: &str, value: Option<RawScalar>, default: u64, max: u64| -> u64 {
         let Some(value) = value else {
             return default;
         };
@@ -158,17 +158,14 @@ fn validate_pipeline(raw: RawPipeline, errors: &mut Vec<String>) -> PipelineSett
             RawScalar::Bool(_) | RawScalar::Float(_) => None,
         };
         match number {
-            Some(number) if (min..=max).contains(&number) => number,
+            Some(number) if (1..=max).contains(&number) => number,
             _ => {
                 errors.push(format!(
-                    "pipeline.{key} = {value} is not a whole number from {min} to {max}"
+                    "pipeline.{key} = {value} is not a whole number from 1 to {max}"
                 ));
                 default
             }
         }
-    };
-    let mut positive = |key: &str, value: Option<RawScalar>, default: u64, max: u64| -> u64 {
-        whole(key, value, default, 1, max)
     };
     let batch_size = positive(
         "batch_size",
@@ -200,13 +197,6 @@ fn validate_pipeline(raw: RawPipeline, errors: &mut Vec<String>) -> PipelineSett
         defaults.queue_batches as u64,
         1024,
     );
-    let kept_states = whole(
-        "kept_states",
-        raw.kept_states,
-        defaults.kept_states as u64,
-        0,
-        10_000_000,
-    );
     let rebuild_share = match &raw.rebuild_share {
         None => defaults.rebuild_share,
         Some(value) => {
@@ -234,7 +224,6 @@ fn validate_pipeline(raw: RawPipeline, errors: &mut Vec<String>) -> PipelineSett
         drain_timeout: Duration::from_secs(drain_timeout_secs),
         max_backoff: Duration::from_millis(max_backoff_ms),
         queue_batches: queue_batches as usize,
-        kept_states: kept_states as usize,
     }
 }
 

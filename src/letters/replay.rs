@@ -267,9 +267,6 @@ async fn read_and_apply(
         // The live versions were loaded into the router at the start.
         catalog: None,
         bound: None,
-        // Letters are scattered keys the daemon writes too: kept states
-        // would mostly be refused.
-        kept_states: 0,
     })
     .replaying_letters(&replay.topic);
     let topic = replay.topic.as_str();

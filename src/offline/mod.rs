@@ -113,7 +113,6 @@ pub async fn fold_stream(
         positioning: Positioning::InOrder,
         catalog: None,
         bound: None,
-        kept_states: settings.pipeline.kept_states,
     });
     let batch_size = settings.pipeline.batch_size;
     let mut assigned: BTreeSet<Partition> = BTreeSet::new();

@@ -6,13 +6,13 @@
 //! moved or was lost (resume from it), or a newer owner took the partition
 //! (stop writing it).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tracing::debug;
 
 use super::fold::{Folded, KeyMap, KeySet, Work, Write, fold};
-use super::load::{Loaded, Suspects};
 use super::plan::Plan;
 use super::positions::Span;
 use super::{Pipeline, PipelineError};
@@ -20,6 +20,13 @@ use crate::cache::{
     Advance, CacheError, Claim, Commit, CommitOutcome, Expiry, Floors, Partition, Projection, Ttl,
     Version, WriteOp,
 };
+
+/// Loaded states, their versions, and the keys whose stored value is unreadable.
+type Loaded = (
+    KeyMap<String, Option<Value>>,
+    KeyMap<String, Version>,
+    HashMap<String, String>,
+);
 
 /// A cache's share of a chunk: per partition the span it moves over, and the
 /// work on the records in those spans.
@@ -65,7 +72,6 @@ impl Pipeline {
         reported: &mut Reported,
     ) -> Result<Committed, PipelineError> {
         let mut conflicts: u32 = 0;
-        let mut suspects: Option<Suspects> = None;
         loop {
             let Share { spans, mut work } = self.share(plan, cache, reported);
             if spans.is_empty() {
@@ -73,16 +79,7 @@ impl Pipeline {
             }
             // The distinct keys, once: loaded, then asked for their floors.
             let mut keys = distinct_keys(&work);
-            let loaded = self.load(cache, &keys).await?;
-            if let Some(suspects) = suspects.take() {
-                self.convict(cache, suspects, &loaded);
-            }
-            let Loaded {
-                states,
-                mut versions,
-                corrupt,
-                kept,
-            } = loaded;
+            let (states, versions, corrupt) = self.load(cache, &keys).await?;
             if !corrupt.is_empty() {
                 self.letter_corrupt(plan, &mut work, &corrupt, reported)
                     .await?;
@@ -96,8 +93,6 @@ impl Pipeline {
                     }
                 }
                 if !floors.lost().is_empty() {
-                    // The store lost writes: what was kept is ahead of it.
-                    self.caches[cache].kept.clear();
                     for (partition, offset) in floors.lost() {
                         self.metrics.partition_replays.inc();
                         let source = self.source.as_ref();
@@ -110,7 +105,7 @@ impl Pipeline {
             let mut folded = fold(&self.router, &plan.events, &work, states, &versions);
             self.letter_refusals(plan, &folded, reported).await?;
             let advances = self.advances(&spans);
-            let (writes, expected) = self.write_ops(&mut folded, &mut versions);
+            let (writes, expected) = self.write_ops(&mut folded, &versions);
             let slot = &self.caches[cache];
             let commit = Commit {
                 scope: &slot.scope,
@@ -120,17 +115,12 @@ impl Pipeline {
                 generation: slot.generation,
             };
             let timer = self.cache_timer(&slot.name, "commit");
-            let sent = Instant::now();
             let outcome = self
                 .retry
                 .run("cache", || slot.cache.commit_over(commit, floors.as_ref()))
                 .await;
             timer.observe_duration();
             let outcome = outcome.map_err(|error| self.cache_error(cache, error))?;
-            if !matches!(outcome, CommitOutcome::Applied | CommitOutcome::Conflict) {
-                // Positions or definitions moved under us: start afresh.
-                self.caches[cache].kept.clear();
-            }
             match outcome {
                 CommitOutcome::Applied => {}
                 // Under our own epoch only we move the checkpoint: an earlier
@@ -160,13 +150,6 @@ impl Pipeline {
                     }
                     continue;
                 }
-                // Folded from a kept state that is no longer what the cache
-                // holds: not a race, so read again at once.
-                CommitOutcome::Conflict if !kept.is_empty() => {
-                    debug!(cache = %self.caches[cache].name, kept = kept.len(), "a kept state changed in the cache; reading the keys again");
-                    suspects = Some(Self::suspects(&kept, &work, &expected));
-                    continue;
-                }
                 CommitOutcome::Conflict => {
                     conflicts += 1;
                     self.metrics.retries.with_label_values(&["conflict"]).inc();
@@ -180,7 +163,6 @@ impl Pipeline {
                 self.positions.advanced(cache, partition, span);
             }
             self.tally(&folded, &writes);
-            self.keep_written(cache, std::mem::take(&mut folded.writes), writes, sent);
             return Ok(Committed::Done);
         }
     }
@@ -285,6 +267,51 @@ impl Pipeline {
         Ok(floors)
     }
 
+    /// Load the current state of every key `work` touches.
+    async fn load(&self, cache: usize, keys: &[String]) -> Result<Loaded, PipelineError> {
+        let slot = &self.caches[cache];
+        let mut states = KeyMap::with_capacity_and_hasher(keys.len(), Default::default());
+        let mut versions = KeyMap::with_capacity_and_hasher(keys.len(), Default::default());
+        let mut corrupt = HashMap::new();
+        if keys.is_empty() {
+            return Ok((states, versions, corrupt));
+        }
+        let timer = self.cache_timer(&slot.name, "get_many");
+        let loaded = self
+            .retry
+            .run("cache", || slot.cache.get_many_versioned(keys))
+            .await;
+        timer.observe_duration();
+        let found = match loaded {
+            Ok(found) => keys.iter().cloned().zip(found).collect::<Vec<_>>(),
+            Err(CacheError::CorruptValue { .. }) => {
+                // One bad value spoils a multi-get: find which keys, one by one.
+                let mut found = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let single = std::slice::from_ref(key);
+                    match self
+                        .retry
+                        .run("cache", || slot.cache.get_many_versioned(single))
+                        .await
+                    {
+                        Ok(mut one) => found.push((key.clone(), one.pop().unwrap_or((None, None)))),
+                        Err(error @ CacheError::CorruptValue { .. }) => {
+                            corrupt.insert(key.clone(), error.to_string());
+                        }
+                        Err(error) => return Err(self.cache_error(cache, error)),
+                    }
+                }
+                found
+            }
+            Err(error) => return Err(self.cache_error(cache, error)),
+        };
+        for (key, (projection, version)) in found {
+            states.insert(key.clone(), projection.map(Projection::into_value));
+            versions.insert(key, version);
+        }
+        Ok((states, versions, corrupt))
+    }
+
     pub(super) fn cache_error(&self, cache: usize, error: CacheError) -> PipelineError {
         PipelineError::Cache {
             cache: self.caches[cache].name.clone(),
@@ -298,7 +325,7 @@ impl Pipeline {
     fn write_ops(
         &self,
         folded: &mut Folded,
-        versions: &mut KeyMap<String, Version>,
+        versions: &KeyMap<String, Version>,
     ) -> (Vec<WriteOp>, Vec<(String, Version)>) {
         let mut writes = Vec::with_capacity(folded.writes.len());
         let mut expected = Vec::with_capacity(folded.writes.len());
@@ -326,7 +353,7 @@ impl Pipeline {
                 _ => WriteOp::Delete { key: key.clone() },
             };
             writes.push(op);
-            expected.push((key.clone(), versions.remove(key.as_str()).unwrap_or(None)));
+            expected.push((key.clone(), versions.get(key).cloned().unwrap_or(None)));
         }
         (writes, expected)
     }

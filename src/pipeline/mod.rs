@@ -6,9 +6,8 @@
 //!    seek, a partition we no longer own) and seek back over a gap;
 //! 2. **plan**: decode, route, name the keys; undecodable records are letters;
 //! 3. per cache, **commit**: its share (each partition from that cache's own
-//!    checkpoint on), load (what the last commits wrote is kept, the rest
-//!    read), fold, dead-letter the refusals, then the writes and the
-//!    checkpoint's advance as one atomic, compared step;
+//!    checkpoint on), load, fold, dead-letter the refusals, then the writes
+//!    and the checkpoint's advance as one atomic, compared step;
 //! 4. **store offsets**: Kafka's copy of the progress, for lag and tooling.
 //!
 //! The same pipeline replays dead letters ([`Pipeline::replaying_letters`]):
@@ -23,9 +22,7 @@
 mod bound;
 mod commit;
 mod fold;
-mod kept;
 mod letters;
-mod load;
 mod plan;
 mod positions;
 mod replayed;
@@ -75,9 +72,6 @@ pub struct Wiring {
     pub catalog: Option<Catalog>,
     /// For a shadow build: the live checkpoint it follows.
     pub bound: Option<Bound>,
-    /// Written states kept per cache between chunks, so keys touched again
-    /// are not read back (see `kept`); 0 reads every key every time.
-    pub kept_states: usize,
 }
 
 /// One cache the pipeline writes, with its checkpoint's scope.
@@ -89,8 +83,6 @@ struct CacheSlot {
     topics: BTreeSet<String>,
     /// The generation of definitions the routes into it fold with.
     generation: Generation,
-    /// What its last commits wrote, to fold from without reading it back.
-    kept: kept::Kept,
 }
 
 /// The batch path and the positions it keeps.
@@ -147,7 +139,6 @@ impl Pipeline {
                         scope: crate::cache::checkpoint_scope(&wiring.group, name),
                         topics: BTreeSet::new(),
                         generation: 0,
-                        kept: kept::Kept::new(wiring.kept_states.div_ceil(2)),
                     });
                     caches.len() - 1
                 }
@@ -223,8 +214,6 @@ impl Pipeline {
             Delivery::Records(records) => self.process(records).await,
             Delivery::Assigned(partitions) => self.assign(partitions).await,
             Delivery::Revoked { partitions, done } => {
-                // Their keys may be written by the next owner now.
-                self.forget_kept();
                 for partition in &partitions {
                     self.positions.revoke(partition);
                     self.retry.health.progress().forget(partition);
@@ -243,7 +232,6 @@ impl Pipeline {
     /// Claim newly assigned partitions in every cache, then seek each to the
     /// lowest of its checkpoints.
     async fn assign(&mut self, partitions: Vec<Partition>) -> Result<(), PipelineError> {
-        self.forget_kept();
         let mut claims = vec![Vec::with_capacity(self.caches.len()); partitions.len()];
         for (index, slot) in self.caches.iter().enumerate() {
             let claimed = if self.positions.positioning().checkpoints() {
@@ -364,14 +352,6 @@ impl Pipeline {
         debug!(records = plan.records.len(), "chunk done");
         self.pace(started).await;
         Ok(())
-    }
-
-    /// Drop every kept state: the partitions owned changed, so what was
-    /// kept may be written by others now.
-    fn forget_kept(&mut self) {
-        for slot in &mut self.caches {
-            slot.kept.clear();
-        }
     }
 
     /// Tell the progress board where each cache stands on `partitions`, with

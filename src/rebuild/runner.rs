@@ -141,7 +141,6 @@ async fn start(catalog: &Catalog, name: &str, shadow: Shadow) -> anyhow::Result<
             scope: checkpoint_scope(&catalog.group, &cache_name),
             share: settings.pipeline.rebuild_share,
         }),
-        kept_states: settings.pipeline.kept_states,
     });
     info!(projection = %name, version = shadow.version, role = ?shadow.role, build = shadow.build, "shadow build started");
     let task = tokio::spawn(async move { pipeline.run(deliveries).await });

@@ -41,12 +41,8 @@ impl ShadowCache {
             WriteOp::Upsert { projection, expiry } => {
                 let key = self.key(&projection.key());
                 let (name, id) = split_key(&key).expect("a shadow key holds its live key");
-                // The text is written on the live projection, which the
-                // pipeline keeps with its state (see `Projection::text`).
-                projection.text();
                 WriteOp::Upsert {
-                    projection: projection
-                        .renamed(name, id)
+                    projection: Projection::new(name, id, projection.value().clone())
                         .expect("a shadow name is non-empty and the value an object"),
                     expiry: *expiry,
                 }

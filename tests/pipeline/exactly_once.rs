@@ -207,7 +207,6 @@ fn two_cache_pipeline(dir: &Path, a: &Arc<Flaky>, b: &Arc<Flaky>, log: &Log) -> 
         positioning: Positioning::Seek,
         catalog: None,
         bound: None,
-        kept_states: Settings::defaults().pipeline.kept_states,
     })
 }
 

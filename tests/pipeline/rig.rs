@@ -47,8 +47,6 @@ pub struct Flaky {
     /// Commits that land and are then reported as timed out (Redis stalled
     /// past the client's timeout, then carried on).
     pub landed_but_timed_out: Mutex<u32>,
-    /// Every key read, in order.
-    pub reads: Mutex<Vec<String>>,
     pub log: Log,
 }
 
@@ -99,7 +97,6 @@ impl Cache for Flaky {
         &self,
         keys: &[String],
     ) -> CacheResult<Vec<(Option<Projection>, Version)>> {
-        self.reads.lock().unwrap().extend_from_slice(keys);
         let corrupt = self.corrupt.lock().unwrap().clone();
         if let Some(key) = corrupt
             && keys.contains(&key)
@@ -187,16 +184,6 @@ impl Flaky {
         Arc::clone(&self.inner.lock().unwrap())
     }
 
-    /// Another writer's write, straight into the store.
-    pub async fn write_directly(&self, op: WriteOp) {
-        self.inner().apply(&[op]).await.unwrap();
-    }
-
-    /// The keys read since the last call.
-    pub fn took_reads(&self) -> Vec<String> {
-        std::mem::take(&mut *self.reads.lock().unwrap())
-    }
-
     /// The cache comes back from a snapshot taken before anything was
     /// written: no data, no checkpoint.
     pub fn roll_back_to_empty(&self) {
@@ -212,7 +199,6 @@ impl Flaky {
             corrupt: Mutex::new(None),
             corrupted_by_interference: Mutex::new(None),
             landed_but_timed_out: Mutex::new(0),
-            reads: Mutex::new(Vec::new()),
             log: Arc::clone(log),
         }
     }
@@ -340,7 +326,6 @@ pub async fn pipeline_over(
         positioning,
         catalog: None,
         bound: None,
-        kept_states: Settings::defaults().pipeline.kept_states,
     });
     pipeline
         .deliver(Delivery::Assigned(assigned_partitions()))

@@ -338,7 +338,7 @@ impl ClusterCache {
                 .arg(text(read))
                 .arg(mark_to(floors, step));
         }
-        checked_values(&mut command, expected, batch, self.default_ttl);
+        checked_values(&mut command, &mut args, expected, batch, self.default_ttl);
         command
     }
 }

@@ -80,7 +80,7 @@ impl RedisCache {
             .arg(expected.len() + batch.len());
         let mut args = ArgWriter::default();
         checked_keys(&mut command, &mut args, expected, batch);
-        checked_values(&mut command, expected, batch, self.default_ttl);
+        checked_values(&mut command, &mut args, expected, batch, self.default_ttl);
         let applied: i64 = self.query(&command).await.map_err(unavailable)?;
         Ok(applied == 1)
     }
@@ -93,6 +93,7 @@ impl RedisCache {
 /// its JSON ("" deletes) and TTL in ms (0: none).
 pub(crate) fn checked_values(
     command: &mut redis::Cmd,
+    args: &mut ArgWriter,
     expected: &[(String, Version)],
     batch: &[WriteOp],
     default_ttl: Ttl,
@@ -113,7 +114,7 @@ pub(crate) fn checked_values(
                     .ttl(default_ttl)
                     .map(|ttl| ttl.as_millis())
                     .unwrap_or(0);
-                command.arg(projection.text()).arg(millis);
+                command.arg(args.json(projection.value())).arg(millis);
             }
             // A JSON object is never empty text, so "" means delete.
             WriteOp::Delete { .. } => {

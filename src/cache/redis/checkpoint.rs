@@ -123,6 +123,7 @@ impl RedisCache {
         }
         checked_values(
             &mut command,
+            &mut args,
             commit.expected,
             commit.writes,
             self.default_ttl,
