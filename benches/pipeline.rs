@@ -89,7 +89,7 @@ async fn freshness_only(full: bool) {
     let redis = RedisServer::start();
     let setup = setup(&broker, &redis.url(0), "").await;
     let baseline = baseline_build().map(|binary| {
-        let (config, _, redis_url) = baseline_config(&setup);
+        let (config, _, redis_url) = baseline_config(&setup, 2);
         (binary, config, redis_url)
     });
     freshness_figures(&broker, &setup, full, baseline.as_ref()).await;
@@ -223,7 +223,7 @@ async fn run(scale: Scale, full: bool) {
     .await;
     daemon.print("declarative order_summary", events, raw_cpu_us);
     let baseline = baseline_build().map(|binary| {
-        let (config, group, redis_url) = baseline_config(&setup);
+        let (config, group, redis_url) = baseline_config(&setup, 2);
         (binary, config, group, redis_url)
     });
     if let Some((binary, config, group, _)) = &baseline {
@@ -354,6 +354,24 @@ async fn second_stream(broker: &Broker, redis: &RedisServer, scale: &Scale, time
         daemon.seconds,
         verdict(ratio, 0.9)
     );
+    if let Some(binary) = baseline_build() {
+        let (config, group, _) = baseline_config(&invoices, 4);
+        let other = catch_up(&binary, &config, broker, &invoices, &group, timeout).await;
+        other.print(
+            "BENCH_BASELINE_BIN, declarative invoice_summary",
+            events,
+            raw_cpu_us,
+        );
+        println!(
+            "this build vs the baseline, invoices: {:.0} vs {:.0} events/s ({:.2}x), CPU per event {:.2} vs {:.2} µs ({:.2}x)",
+            rate,
+            events as f64 / other.seconds,
+            other.seconds / daemon.seconds,
+            daemon.cpu_us(events),
+            other.cpu_us(events),
+            daemon.cpu_us(events) / other.cpu_us(events),
+        );
+    }
 }
 
 /// The do-nothing consumer's fairness, the reference for the daemon's: the

@@ -42,10 +42,14 @@ fn daemon_process(binary: &Path, config: &Path) -> std::process::Child {
         .expect("the projectionist binary runs")
 }
 
-/// The setup's config under a group of its own, into Redis database 2.
-pub fn baseline_config(setup: &Setup) -> (PathBuf, String, String) {
+/// The setup's config under a group of its own, into Redis `database`.
+pub fn baseline_config(setup: &Setup, database: u8) -> (PathBuf, String, String) {
     let group = super::support::kafka::unique("baseline");
-    let redis_url = setup.redis_url.replace("/0", "/2");
+    let (server, _) = setup
+        .redis_url
+        .rsplit_once('/')
+        .expect("a Redis URL ends with its database");
+    let redis_url = format!("{server}/{database}");
     let config = std::fs::read_to_string(&setup.config)
         .unwrap()
         .replace(&setup.group, &group)
