@@ -242,7 +242,10 @@ do = [{ set = "total", from = "$state.total + .data.quantity * .data.unit_price"
                 "id": format!("l{line}"), "source": "/billing",
                 "data": {"invoice_id": "inv-0", "quantity": 1 + line % 3,
                     "unit_price": 4.95 + f64::from(line) * 1.25}});
-            format!("{}\n", serde_json::json!({"topic": "billing.invoices", "event": event}))
+            format!(
+                "{}\n",
+                serde_json::json!({"topic": "billing.invoices", "event": event})
+            )
         })
         .collect();
     let events = dir.path().join("events.jsonl");
@@ -262,7 +265,11 @@ do = [{ set = "total", from = "$state.total + .data.quantity * .data.unit_price"
             events.to_str().unwrap(),
             "--dry-run",
         ]);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).unwrap()
     };
     let in_memory = folded("one-batch.toml", "batch_size = 100\n");

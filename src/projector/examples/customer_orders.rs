@@ -77,9 +77,14 @@ impl Status {
     }
 
     fn named(name: &str) -> Option<Status> {
-        [Status::Placed, Status::Paid, Status::Shipped, Status::Cancelled]
-            .into_iter()
-            .find(|status| status.name() == name)
+        [
+            Status::Placed,
+            Status::Paid,
+            Status::Shipped,
+            Status::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.name() == name)
     }
 }
 
@@ -341,11 +346,20 @@ mod tests {
                 2,
             )),
             // A wrong count is counted again.
-            Some(customer(json!([{"order_id": "ord-1", "status": "paid"}]), 7)),
+            Some(customer(
+                json!([{"order_id": "ord-1", "status": "paid"}]),
+                7,
+            )),
             // Odd shapes: serde drops an unknown member, refuses a wrong type.
             Some(json!({"customer_id": "cus-1", "orders": [], "open_orders": 0, "vip": true})),
-            Some(customer(json!([{"order_id": "ord-1", "status": "placed", "note": "x"}]), 1)),
-            Some(customer(json!([{"order_id": "ord-1", "status": "lost"}]), 1)),
+            Some(customer(
+                json!([{"order_id": "ord-1", "status": "placed", "note": "x"}]),
+                1,
+            )),
+            Some(customer(
+                json!([{"order_id": "ord-1", "status": "lost"}]),
+                1,
+            )),
             Some(customer(json!([{"order_id": 1, "status": "placed"}]), 1)),
             Some(json!({"customer_id": "cus-1", "orders": [], "open_orders": -1})),
             Some(json!({"customer_id": "cus-1", "orders": [], "open_orders": 1.5})),
