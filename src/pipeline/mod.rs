@@ -25,24 +25,25 @@ mod fold;
 mod letters;
 mod plan;
 mod positions;
+mod progress;
 mod replayed;
 mod retry;
 mod router;
 mod tally;
 mod versions;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::cache::{Cache, CacheError, Claim, Generation, Partition};
 use crate::event::Envelope;
 use crate::metrics::{Metrics, ProjectionMetrics};
 use crate::rebuild::Catalog;
-use crate::source::{DeadLetters, Delivery, Offsets, SourceControl, SourceError};
+use crate::source::{DeadLetters, Delivery, SourceControl, SourceError};
 
 pub use bound::Bound;
 pub use fold::{Folded, Work, Write, fold};
@@ -352,75 +353,6 @@ impl Pipeline {
         debug!(records = plan.records.len(), "chunk done");
         self.pace(started).await;
         Ok(())
-    }
-
-    /// Tell the progress board where each cache stands on `partitions`, with
-    /// the Kafka timestamp of the newest record of each just handled.
-    fn publish_progress(&mut self, partitions: &[(Partition, Option<i64>)]) {
-        let progress = self.retry.health.progress().clone();
-        for (partition, newest_ms) in partitions {
-            for cache in 0..self.caches.len() {
-                let slot = &self.caches[cache];
-                if !slot.topics.contains(&partition.topic) {
-                    continue;
-                }
-                let name = slot.name.clone();
-                let applied = if progress.is_held(&name) {
-                    None
-                } else {
-                    *newest_ms
-                };
-                let next = self.positions.next(cache, partition);
-                progress.set_applied(&name, partition, next, applied);
-            }
-        }
-    }
-
-    /// Kafka's copy of the progress: per partition, the lowest next offset of
-    /// the caches it feeds. The checkpoints are the truth, so a refusal (the
-    /// partition was revoked meanwhile) costs only a warning.
-    fn store_offsets<'a>(&mut self, partitions: impl Iterator<Item = &'a Partition>) {
-        let mut offsets: Offsets = Vec::new();
-        for partition in partitions {
-            let lowest = (0..self.caches.len())
-                .filter(|&cache| self.caches[cache].topics.contains(&partition.topic))
-                .map(|cache| self.positions.next(cache, partition))
-                .min()
-                .flatten();
-            if let Some(next) = lowest {
-                offsets.push((partition.topic.clone(), partition.number, next));
-            }
-        }
-        if offsets.is_empty() {
-            return;
-        }
-        offsets.sort();
-        if let Err(error) = self.source.store_offsets(&offsets) {
-            self.metrics
-                .retries
-                .with_label_values(&["kafka_offsets"])
-                .inc();
-            warn!(%error, "kafka offsets not stored; the checkpoints hold the progress");
-        }
-    }
-
-    /// How old the newest record of each partition is.
-    fn observe_lag(&self, records: &[Admitted]) {
-        let mut newest_ms: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-        for admitted in records {
-            let position = &admitted.record.position;
-            if let Some(timestamp) = admitted.record.timestamp_ms {
-                newest_ms.insert((position.topic.as_str(), position.partition), timestamp);
-            }
-        }
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        for ((topic, partition), timestamp) in newest_ms {
-            let age = (now_ms - timestamp).max(0) as f64 / 1000.0;
-            self.metrics
-                .consumer_lag_seconds
-                .with_label_values(&[topic, &partition.to_string()])
-                .set(age);
-        }
     }
 
     fn cache_timer(&self, cache: &str, operation: &str) -> prometheus::HistogramTimer {
