@@ -67,12 +67,19 @@ pub trait Projector: Send + Sync {
     /// pipeline keeps each key's loaded state for that). The default asks
     /// [`Projector::project`].
     fn apply(&self, state: &mut Option<Value>, event: &Event) -> Result<Folding, ProjectorError> {
-        match self.project(state.as_ref(), event)? {
+        Ok(self.project(state.as_ref(), event)?.fold_into(state))
+    }
+}
+
+impl Outcome {
+    /// Make `state` what this outcome says, as [`Projector::apply`] would.
+    pub fn fold_into(self, state: &mut Option<Value>) -> Folding {
+        match self {
             Outcome::Upsert(value) => *state = Some(value),
             Outcome::Delete => *state = None,
-            Outcome::Skip => return Ok(Folding::Skipped),
+            Outcome::Skip => return Folding::Skipped,
         }
-        Ok(Folding::Applied)
+        Folding::Applied
     }
 }
 

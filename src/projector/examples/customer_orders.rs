@@ -131,6 +131,7 @@ impl Projector for CustomerOrdersProjector {
         let Some(status) = Status::of(event) else {
             return Ok(Folding::Skipped);
         };
+        // Checked as `project` checks it, so a bad event fails alike.
         fields::string(event, "customer_id")?;
         let order_id = fields::string(event, "order_id")?;
         if let Some(Value::Object(customer)) = state
@@ -139,12 +140,7 @@ impl Projector for CustomerOrdersProjector {
             move_order(customer, order_id, status);
             return Ok(Folding::Applied);
         }
-        match self.project(state.as_ref(), event)? {
-            Outcome::Upsert(value) => *state = Some(value),
-            Outcome::Delete => *state = None,
-            Outcome::Skip => return Ok(Folding::Skipped),
-        }
-        Ok(Folding::Applied)
+        Ok(self.project(state.as_ref(), event)?.fold_into(state))
     }
 }
 
