@@ -10,13 +10,15 @@ use super::support::daemon::{Setup, wait_for};
 use super::support::kafka::Broker;
 use super::{cpu, freshness};
 
-/// `config` fetching as the daemon does by default: the same fetch wait and
-/// fetch size. The references the daemon is measured against (the
+/// `config` fetching as the daemon does by default: the same fetch wait,
+/// fetch size and queue backoff. The references the daemon is measured against (the
 /// do-nothing consumer, the broker's floor) use these, so what the bench
 /// shows is the daemon's own cost, not a difference in how the broker was asked.
 pub fn fetching_as_the_daemon(mut config: rdkafka::ClientConfig) -> rdkafka::ClientConfig {
-    use projectionist::source::kafka::{FETCH_MAX_BYTES, FETCH_WAIT_MAX_MS};
-    for (name, value) in [FETCH_WAIT_MAX_MS, FETCH_MAX_BYTES] {
+    use projectionist::source::kafka::{
+        FETCH_MAX_BYTES, FETCH_QUEUE_BACKOFF_MS, FETCH_WAIT_MAX_MS,
+    };
+    for (name, value) in [FETCH_WAIT_MAX_MS, FETCH_MAX_BYTES, FETCH_QUEUE_BACKOFF_MS] {
         config.set(name, value);
     }
     config
@@ -69,6 +71,9 @@ pub struct CatchUp {
     /// The least and most advanced partitions of the orders topic, as
     /// fractions of their backlog, when half of it had been applied.
     halfway: Option<(f64, f64)>,
+    /// The daemon's own time in chunks (its batch duration's sum): the rest
+    /// of `seconds` it waited for records, or had not started.
+    busy_seconds: Option<f64>,
 }
 
 impl CatchUp {
@@ -90,6 +95,13 @@ impl CatchUp {
             .map(|(name, seconds)| format!("{name} {:.2}", per_event(*seconds)))
             .collect();
         println!("  by thread (µs per event): {}", split.join(", "));
+        if let Some(busy) = self.busy_seconds {
+            println!(
+                "  pipeline busy {busy:.2} s of the {:.2} s catch-up ({:.0}%); the rest it waited for records, started, or was not yet seen done",
+                self.seconds,
+                busy * 100.0 / self.seconds
+            );
+        }
         if let Some((least, most)) = self.halfway {
             println!(
                 "  fairness: with half the orders backlog applied, its partitions stood at {:.0}%-{:.0}% of theirs (all alike: 50%)",
@@ -128,6 +140,12 @@ pub async fn catch_up(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let (_, metrics) = super::support::daemon::http_get(setup.http_port, "/metrics");
+    let busy_seconds = metrics.lines().find_map(|line| {
+        line.strip_prefix("projectionist_batch_duration_seconds_sum ")?
+            .parse()
+            .ok()
+    });
     let threads = cpu::by_thread(child.id());
     let cpu_seconds = cpu::stop_and_reap(child);
     CatchUp {
@@ -135,6 +153,7 @@ pub async fn catch_up(
         cpu_seconds,
         threads,
         halfway,
+        busy_seconds,
     }
 }
 

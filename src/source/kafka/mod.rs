@@ -35,7 +35,9 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 
 use config::consumer_config;
-pub use config::{CONSUMER_DEFAULTS, FETCH_MAX_BYTES, FETCH_WAIT_MAX_MS, client_config};
+pub use config::{
+    CONSUMER_DEFAULTS, FETCH_MAX_BYTES, FETCH_QUEUE_BACKOFF_MS, FETCH_WAIT_MAX_MS, client_config,
+};
 pub use context::SourceContext;
 pub use dead_letter::{
     KafkaDeadLetters, KafkaLetterLog, Letter, letter_partitions, list_letters, read_letter,
