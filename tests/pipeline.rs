@@ -311,3 +311,40 @@ async fn events_on_a_corrupt_key_are_dead_lettered_once_even_across_a_conflict()
 async fn a_key_that_turns_corrupt_before_a_conflict_retry_is_dead_lettered_not_dropped() {
     corrupt_key_across_a_conflict(false).await;
 }
+
+#[tokio::test]
+async fn each_partitions_lag_is_the_age_of_its_newest_record_with_a_timestamp() {
+    let mut rig = rig(0, 0).await;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let hours_ago = |hours: i64| Some(now_ms - hours * 3_600_000);
+    let mut records = stock(0..6);
+    // Partition 0: offsets 0..3, the newest with a timestamp is offset 1
+    // (2 h old), as offset 2 has none. Partition 1: offsets 3..6, newest 5.
+    for (record, (partition, timestamp)) in records.iter_mut().zip([
+        (0, hours_ago(5)),
+        (0, hours_ago(2)),
+        (0, None),
+        (1, hours_ago(9)),
+        (1, hours_ago(7)),
+        (1, hours_ago(3)),
+    ]) {
+        record.position.partition = partition;
+        record.timestamp_ms = timestamp;
+    }
+    for (index, record) in records.iter_mut().enumerate().skip(3) {
+        record.position.offset = index as i64 - 3;
+    }
+    rig.pipeline.process(records).await.unwrap();
+    assert_eq!(units(rig.cache.as_ref()).await, 6, "every record applied");
+    for (partition, hours) in [("0", 2.0), ("1", 3.0)] {
+        let lag = rig
+            .metrics
+            .consumer_lag_seconds
+            .with_label_values(&["shop.inventory", partition])
+            .get();
+        assert!(
+            (lag - hours * 3600.0).abs() < 60.0,
+            "partition {partition}: lag {lag} s, expected about {hours} h"
+        );
+    }
+}

@@ -344,7 +344,7 @@ impl Pipeline {
             })
             .collect();
         self.publish_progress(&newest);
-        self.observe_lag(&plan.records);
+        self.observe_lag(&plan);
         self.metrics.batch_size.observe(plan.records.len() as f64);
         self.metrics
             .batch_duration
