@@ -11,9 +11,10 @@ use super::support::kafka::Broker;
 use super::{cpu, freshness};
 
 /// `config` fetching as the daemon does by default: the same fetch wait,
-/// fetch size and queue backoff. The references the daemon is measured against (the
-/// do-nothing consumer, the broker's floor) use these, so what the bench
-/// shows is the daemon's own cost, not a difference in how the broker was asked.
+/// fetch size and queue backoff. The references the daemon is measured
+/// against (the do-nothing consumer, the broker's floor) use these, so what
+/// the bench shows is the daemon's own cost, not a difference in how the
+/// broker was asked.
 pub fn fetching_as_the_daemon(mut config: rdkafka::ClientConfig) -> rdkafka::ClientConfig {
     use projectionist::source::kafka::{
         FETCH_MAX_BYTES, FETCH_QUEUE_BACKOFF_MS, FETCH_WAIT_MAX_MS,
