@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::warn;
 
@@ -37,10 +38,19 @@ struct EndsExpected;
 
 impl ClientContext for EndsExpected {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !is_end(&error) {
             warn!(%error, reason, "dead-letter reader: librdkafka error");
         }
     }
+}
+
+/// A partition's end, as a poll says it or as librdkafka's error callback
+/// does (a global error).
+fn is_end(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    )
 }
 
 impl ConsumerContext for EndsExpected {}
@@ -186,4 +196,19 @@ fn ends(
         }
     }
     Ok(ends)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partitions_end_is_no_error_however_librdkafka_says_it() {
+        assert!(is_end(&KafkaError::PartitionEOF(3)));
+        // The callback's form, which once filled the logs with warnings.
+        assert!(is_end(&KafkaError::Global(RDKafkaErrorCode::PartitionEOF)));
+        assert!(!is_end(&KafkaError::Global(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )));
+    }
 }
