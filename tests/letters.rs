@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
@@ -226,9 +227,18 @@ async fn letters_replayed_after_a_fix_are_applied_once_even_when_the_replay_runs
     assert!(!again.status.success(), "a letter failed again: {again:?}");
     assert!(text.contains("0 replayed, 1 failed again"), "{text}");
     assert_same_projections(&redis_projections(&setup.redis_url).await, &expected);
+    // One failure pending: the garbage. Usually as one letter; once in CI
+    // (tansu, 2 busy cores) as two letters about it that appeared after the
+    // replay read the topic's end. A later replay reads both and passes the
+    // second over, so one failure is what the listing must show.
     let pending = listing(&setup, "?pending=true");
-    assert_eq!(pending.len(), 1, "{pending:#?}");
+    let failures: BTreeSet<String> = pending
+        .iter()
+        .map(|letter| format!("{} {}", letter["source"], letter["reason"]))
+        .collect();
+    assert_eq!(failures.len(), 1, "{pending:#?}");
     assert_eq!(pending[0]["reason"], "invalid_json");
+    assert_eq!(pending[0]["source"]["topic"].as_str(), Some(&*setup.orders));
     // The garbage and its letters sent back (one by each replica that
     // reached it, a duplicate the second replay passed over) are handled.
     let all = listing(&setup, "");
