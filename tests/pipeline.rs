@@ -347,4 +347,15 @@ async fn each_partitions_lag_is_the_age_of_its_newest_record_with_a_timestamp() 
             "partition {partition}: lag {lag} s, expected about {hours} h"
         );
     }
+    // The status board ages each partition by the same record.
+    let topics = ["shop.inventory".to_owned()];
+    let statuses = rig.health.progress().partitions("default", &topics);
+    let ages: Vec<(i32, f64)> = statuses
+        .iter()
+        .filter_map(|status| Some((status.partition, status.lag_seconds? / 3600.0)))
+        .collect();
+    assert_eq!(ages.len(), 2, "{ages:?}");
+    for ((partition, age), hours) in ages.iter().zip([2.0, 3.0]) {
+        assert!((age - hours).abs() < 0.1, "partition {partition}: {age} h");
+    }
 }

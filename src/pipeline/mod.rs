@@ -332,19 +332,9 @@ impl Pipeline {
         }
         self.release_held(&held, false).await;
         self.store_offsets(plan.partitions.iter().map(|(partition, _)| partition));
-        let newest: Vec<(Partition, Option<i64>)> = plan
-            .partitions
-            .iter()
-            .map(|(partition, indexes)| {
-                let last = indexes.last().map(|&index| &plan.records[index].record);
-                (
-                    partition.clone(),
-                    last.and_then(|record| record.timestamp_ms),
-                )
-            })
-            .collect();
+        let newest = plan.newest_timestamps();
         self.publish_progress(&newest);
-        self.observe_lag(&plan);
+        self.observe_lag(&newest);
         self.metrics.batch_size.observe(plan.records.len() as f64);
         self.metrics
             .batch_duration

@@ -32,6 +32,21 @@ impl Plan {
     pub fn record_of(&self, event: usize) -> &Admitted {
         &self.records[self.sources[event]]
     }
+
+    /// Per partition, the timestamp of its newest record that has one: a
+    /// record without one says nothing of how far the partition is.
+    pub fn newest_timestamps(&self) -> Vec<(Partition, Option<i64>)> {
+        self.partitions
+            .iter()
+            .map(|(partition, indexes)| {
+                let newest = indexes
+                    .iter()
+                    .rev()
+                    .find_map(|&index| self.records[index].record.timestamp_ms);
+                (partition.clone(), newest)
+            })
+            .collect()
+    }
 }
 
 impl Pipeline {

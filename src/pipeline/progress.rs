@@ -5,7 +5,6 @@
 use tracing::warn;
 
 use super::Pipeline;
-use super::plan::Plan;
 use crate::cache::Partition;
 use crate::source::Offsets;
 
@@ -60,17 +59,13 @@ impl Pipeline {
         }
     }
 
-    /// How old the newest record of each partition is: the last of the
-    /// chunk's records with a timestamp, found from the plan's index per
-    /// partition (a map keyed per record cost 1% of a catch-up).
-    pub(super) fn observe_lag(&self, plan: &Plan) {
+    /// How old the newest record of each partition is, by
+    /// [`Plan::newest_timestamps`](super::plan::Plan::newest_timestamps) (a
+    /// map keyed per record cost 1% of a catch-up).
+    pub(super) fn observe_lag(&self, newest: &[(Partition, Option<i64>)]) {
         let now_ms = chrono::Utc::now().timestamp_millis();
-        for (partition, indexes) in &plan.partitions {
-            let newest = indexes
-                .iter()
-                .rev()
-                .find_map(|&index| plan.records[index].record.timestamp_ms);
-            if let Some(timestamp) = newest {
+        for (partition, newest_ms) in newest {
+            if let Some(timestamp) = newest_ms {
                 let age = (now_ms - timestamp).max(0) as f64 / 1000.0;
                 self.metrics
                     .consumer_lag_seconds

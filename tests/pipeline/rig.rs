@@ -256,6 +256,8 @@ pub struct Rig {
     pub cache: Arc<Flaky>,
     pub dead_letters: Arc<LoggingDeadLetters>,
     pub log: Log,
+    /// The pipeline's health, whose progress board `status` reads.
+    pub health: Health,
 }
 
 /// A pipeline over the shipped definitions and a memory cache, reading as
@@ -279,12 +281,14 @@ pub async fn rig_reading(
         letters: Mutex::default(),
     });
     let metrics = Metrics::new();
-    let pipeline = pipeline_over(
+    let health = Health::new();
+    let pipeline = pipeline_with_health(
         &cache,
         &log,
         Some(Arc::clone(&dead_letters) as Arc<dyn DeadLetters>),
         &metrics,
         positioning,
+        health.clone(),
     )
     .await;
     log.lock().unwrap().clear();
@@ -294,6 +298,7 @@ pub async fn rig_reading(
         cache,
         dead_letters,
         log,
+        health,
     }
 }
 
@@ -305,6 +310,19 @@ pub async fn pipeline_over(
     dead_letters: Option<Arc<dyn DeadLetters>>,
     metrics: &Metrics,
     positioning: Positioning,
+) -> Pipeline {
+    let health = Health::new();
+    pipeline_with_health(cache, log, dead_letters, metrics, positioning, health).await
+}
+
+/// [`pipeline_over`], reporting to `health`.
+pub async fn pipeline_with_health(
+    cache: &Arc<Flaky>,
+    log: &Log,
+    dead_letters: Option<Arc<dyn DeadLetters>>,
+    metrics: &Metrics,
+    positioning: Positioning,
+    health: Health,
 ) -> Pipeline {
     let mut settings = Settings::defaults();
     settings.projections_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("projections");
@@ -318,7 +336,7 @@ pub async fn pipeline_over(
         retry: Retry {
             max_backoff: Duration::from_millis(20),
             metrics: metrics.clone(),
-            health: Health::new(),
+            health,
         },
         source: Arc::new(LoggingSource(Arc::clone(log))),
         dead_letters,
