@@ -66,7 +66,15 @@ impl Status {
         }
     }
 
-    /// As stored: the serde name.
+    const ALL: [Status; 4] = [
+        Status::Placed,
+        Status::Paid,
+        Status::Shipped,
+        Status::Cancelled,
+    ];
+
+    /// As stored: the serde name (a test holds the two together), without
+    /// serde's machinery on the in-place path.
     fn name(self) -> &'static str {
         match self {
             Status::Placed => "placed",
@@ -77,14 +85,7 @@ impl Status {
     }
 
     fn named(name: &str) -> Option<Status> {
-        [
-            Status::Placed,
-            Status::Paid,
-            Status::Shipped,
-            Status::Cancelled,
-        ]
-        .into_iter()
-        .find(|status| status.name() == name)
+        Status::ALL.into_iter().find(|status| status.name() == name)
     }
 }
 
@@ -135,66 +136,67 @@ impl Projector for CustomerOrdersProjector {
         fields::string(event, "customer_id")?;
         let order_id = fields::string(event, "order_id")?;
         if let Some(Value::Object(customer)) = state
-            && in_shape(customer)
+            && fold_in_place(customer, order_id, status)
         {
-            move_order(customer, order_id, status);
             return Ok(Folding::Applied);
         }
         Ok(self.project(state.as_ref(), event)?.fold_into(state))
     }
 }
 
-/// Whether `customer` is exactly what serializing [`CustomerOrders`] gives:
-/// those members only, of those types, every status one it names.
-fn in_shape(customer: &Map<String, Value>) -> bool {
-    let (Some(Value::String(_)), Some(Value::Array(orders)), Some(open)) = (
-        customer.get("customer_id"),
-        customer.get("orders"),
-        customer.get("open_orders"),
-    ) else {
+/// `project`'s fold on the stored tree itself, in one walk of its orders:
+/// the order moves forward (or is appended) and the open ones are counted
+/// again. Only when the tree is exactly what serializing [`CustomerOrders`]
+/// gives (those members only, of those types, every status one it names);
+/// otherwise `false`, with the tree untouched.
+fn fold_in_place(customer: &mut Map<String, Value>, order_id: &str, status: Status) -> bool {
+    let in_shape = customer.len() == 3
+        && matches!(customer.get("customer_id"), Some(Value::String(_)))
+        && customer.get("open_orders").is_some_and(Value::is_u64);
+    let Some(Value::Array(orders)) = customer.get_mut("orders").filter(|_| in_shape) else {
         return false;
     };
-    customer.len() == 3
-        && open.is_u64()
-        && orders.iter().all(|entry| {
-            let Value::Object(entry) = entry else {
-                return false;
-            };
-            entry.len() == 2
-                && matches!(entry.get("order_id"), Some(Value::String(_)))
-                && matches!(entry.get("status"), Some(Value::String(name)) if Status::named(name).is_some())
-        })
-}
-
-/// `project`'s fold on a tree [`in_shape`]: the order moves forward (or is
-/// appended), and the open ones are counted again.
-fn move_order(customer: &mut Map<String, Value>, order_id: &str, status: Status) {
-    let Some(Value::Array(orders)) = customer.get_mut("orders") else {
-        unreachable!("checked by in_shape");
-    };
-    let entry = orders
-        .iter_mut()
-        .find(|entry| entry["order_id"].as_str() == Some(order_id));
-    match entry {
-        Some(entry) => {
-            let stored = entry["status"].as_str().and_then(Status::named);
-            if stored.is_some_and(|stored| status.progress() >= stored.progress()) {
-                entry["status"] = Value::from(status.name());
-            }
+    let mut open = 0;
+    // The first entry for the order, as `project` finds it.
+    let mut found = None;
+    for (index, entry) in orders.iter().enumerate() {
+        let Some((id, stored)) = stored_entry(entry) else {
+            return false;
+        };
+        open += usize::from(stored.is_open());
+        if found.is_none() && id == order_id {
+            found = Some((index, stored));
         }
+    }
+    match found {
+        Some((index, stored)) if status.progress() >= stored.progress() => {
+            orders[index]["status"] = Value::from(status.name());
+            open = open - usize::from(stored.is_open()) + usize::from(status.is_open());
+        }
+        Some(_) => {}
         None => {
             let mut entry = Map::new();
             entry.insert("order_id".to_owned(), Value::from(order_id));
             entry.insert("status".to_owned(), Value::from(status.name()));
             orders.push(Value::Object(entry));
+            open += usize::from(status.is_open());
         }
     }
-    let open = orders
-        .iter()
-        .filter_map(|entry| entry["status"].as_str().and_then(Status::named))
-        .filter(|status| status.is_open())
-        .count();
     customer.insert("open_orders".to_owned(), Value::from(open));
+    true
+}
+
+/// An order entry as [`OrderEntry`] serializes: its id and status.
+fn stored_entry(entry: &Value) -> Option<(&str, Status)> {
+    let Value::Object(entry) = entry else {
+        return None;
+    };
+    if entry.len() != 2 {
+        return None;
+    }
+    let id = entry.get("order_id")?.as_str()?;
+    let status = Status::named(entry.get("status")?.as_str()?)?;
+    Some((id, status))
 }
 
 #[cfg(test)]

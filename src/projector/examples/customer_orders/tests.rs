@@ -143,6 +143,12 @@ fn apply_in_place_gives_what_project_gives() {
                    {"order_id": "ord-4", "status": "cancelled"}]),
             2,
         )),
+        // The first entry for an order is the one that moves.
+        Some(customer(
+            json!([{"order_id": "ord-1", "status": "placed"},
+                   {"order_id": "ord-1", "status": "paid"}]),
+            2,
+        )),
         // A wrong count is counted again.
         Some(customer(
             json!([{"order_id": "ord-1", "status": "paid"}]),
@@ -213,5 +219,15 @@ fn refuses_bad_events() {
     for (name, event, message) in cases {
         let outcome = CustomerOrdersProjector.project(None, &event);
         assert_eq!(outcome, Err(ProjectorError::new(message)), "{name}");
+    }
+}
+
+/// The in-place path names statuses itself: as serde does, both ways.
+#[test]
+fn statuses_are_named_as_serde_names_them() {
+    for status in Status::ALL {
+        assert_eq!(serde_json::to_value(status).unwrap(), json!(status.name()));
+        let read: Status = serde_json::from_value(json!(status.name())).unwrap();
+        assert_eq!(read, status);
     }
 }
