@@ -50,7 +50,15 @@ async fn restarted_after_25() -> (Rig, Metrics, Pipeline) {
     rig.pipeline.process(stock(0..25)).await.unwrap();
     rig.log.lock().unwrap().clear();
     let metrics = Metrics::new();
-    let restarted = pipeline_over(&rig.cache, &rig.log, None, &metrics, Positioning::Seek).await;
+    let restarted = pipeline_over(
+        &rig.cache,
+        &rig.log,
+        None,
+        &metrics,
+        Positioning::Seek,
+        Health::new(),
+    )
+    .await;
     (rig, metrics, restarted)
 }
 
@@ -151,6 +159,7 @@ async fn a_zombie_writes_nothing_once_another_owner_claimed() {
         None,
         &metrics,
         Positioning::Seek,
+        Health::new(),
     )
     .await;
     sought(&mut owner, 10).await;

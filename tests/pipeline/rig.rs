@@ -282,7 +282,7 @@ pub async fn rig_reading(
     });
     let metrics = Metrics::new();
     let health = Health::new();
-    let pipeline = pipeline_with_health(
+    let pipeline = pipeline_over(
         &cache,
         &log,
         Some(Arc::clone(&dead_letters) as Arc<dyn DeadLetters>),
@@ -303,20 +303,9 @@ pub async fn rig_reading(
 }
 
 /// A pipeline of group "test" over `cache` and the shipped definitions, with
-/// partitions 0-3 of both topics assigned (so claimed in the cache).
+/// partitions 0-3 of both topics assigned (so claimed in the cache),
+/// reporting to `health`.
 pub async fn pipeline_over(
-    cache: &Arc<Flaky>,
-    log: &Log,
-    dead_letters: Option<Arc<dyn DeadLetters>>,
-    metrics: &Metrics,
-    positioning: Positioning,
-) -> Pipeline {
-    let health = Health::new();
-    pipeline_with_health(cache, log, dead_letters, metrics, positioning, health).await
-}
-
-/// [`pipeline_over`], reporting to `health`.
-pub async fn pipeline_with_health(
     cache: &Arc<Flaky>,
     log: &Log,
     dead_letters: Option<Arc<dyn DeadLetters>>,
