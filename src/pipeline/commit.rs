@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracing::debug;
 
-use super::fold::{Folded, KeyMap, KeySet, Work, Write, fold};
+use super::fold::{Folded, Work, Write, fold};
 use super::plan::Plan;
 use super::positions::Span;
+use super::{KeyMap, KeySet};
 use super::{Pipeline, PipelineError};
 use crate::cache::{
     Advance, CacheError, Claim, Commit, CommitOutcome, Expiry, Floors, Partition, Projection, Ttl,

@@ -11,21 +11,14 @@
 //! applied: projectors are pure, so that gives back exactly the state before
 //! the failure, and only a failure pays for it.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::KeyMap;
 use super::router::Router;
 use crate::cache::Version;
 use crate::event::{Event, json_kind};
 use crate::projector::{Folding, ProjectorError};
-
-/// A map keyed per batch by projection keys: foldhash, not SipHash (these
-/// keys come from our own cache, not from a client who could collide them).
-pub type KeyMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-/// A set of such keys.
-pub type KeySet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// One application of one projection to one event.
 #[derive(Debug, Clone)]

@@ -52,6 +52,13 @@ pub use replayed::DUPLICATE_OF;
 pub use retry::{Classified, Retry};
 pub use router::{Route, Router};
 
+/// A map the batch path looks up per record or per key (projection keys,
+/// topic names): foldhash, not SipHash, as these keys come from our own
+/// cache and configuration, not from a client who could collide them.
+pub type KeyMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A set of such keys.
+pub type KeySet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 /// Records per atomic commit at most: a larger delivery is split, so one
 /// script never holds Redis for long (about a millisecond per thousand keys).
 pub const MAX_CHUNK: usize = 2000;

@@ -12,7 +12,7 @@ mod admit;
 
 use tracing::warn;
 
-use super::fold::KeyMap;
+use super::KeyMap;
 use crate::cache::{Claim, Epoch, Partition};
 use crate::event::RawRecord;
 use crate::source::SourceControl;
