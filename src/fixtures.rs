@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::event::{Position, RawRecord};
 
@@ -34,14 +35,63 @@ impl FixtureRecord {
 
     /// The record as the consumer would hand it over at `offset`.
     pub fn to_raw_record(&self, offset: i64) -> RawRecord {
+        FileRecord::from(self).into_raw_record(offset)
+    }
+}
+
+/// A line of an event file as the offline pipeline takes it: the event's
+/// text as the file holds it, for the decoder to read as it reads a Kafka
+/// payload. Reading each event into a tree, writing it out again and
+/// decoding that text took a third of a `replay`'s instructions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    pub topic: String,
+    pub key: Option<String>,
+    pub partition: Option<i32>,
+    /// The event, as JSON text.
+    pub payload: Vec<u8>,
+}
+
+/// A line as read: the event borrowed from the line's text, still checked
+/// to be one JSON value.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line<'a> {
+    topic: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    partition: Option<i32>,
+    #[serde(borrow)]
+    event: &'a RawValue,
+}
+
+impl FileRecord {
+    fn parse(line: &str) -> serde_json::Result<FileRecord> {
+        let Line {
+            topic,
+            key,
+            partition,
+            event,
+        } = serde_json::from_str(line)?;
+        Ok(FileRecord {
+            topic,
+            key,
+            partition,
+            payload: event.get().as_bytes().to_vec(),
+        })
+    }
+
+    /// The record as the consumer would hand it over at `offset`.
+    pub fn into_raw_record(self, offset: i64) -> RawRecord {
         RawRecord {
             position: Position {
-                topic: self.topic.clone(),
+                topic: self.topic,
                 partition: self.partition.unwrap_or(0),
                 offset,
             },
-            key: self.key.as_ref().map(|key| key.as_bytes().to_vec()),
-            payload: Some(self.payload()),
+            key: self.key.map(String::into_bytes),
+            payload: Some(self.payload),
             headers: vec![(
                 "content-type".to_owned(),
                 Some(CLOUDEVENTS_JSON.as_bytes().to_vec()),
@@ -51,16 +101,35 @@ impl FixtureRecord {
     }
 }
 
+impl From<&FixtureRecord> for FileRecord {
+    fn from(record: &FixtureRecord) -> FileRecord {
+        FileRecord {
+            topic: record.topic.clone(),
+            key: record.key.clone(),
+            partition: record.partition,
+            payload: record.payload(),
+        }
+    }
+}
+
 /// Read an event file; an error names the file and line.
 pub fn read_jsonl(path: &Path) -> Result<Vec<FixtureRecord>, String> {
-    jsonl_records(path)?.collect()
+    jsonl_lines(path, |line| serde_json::from_str(line))?.collect()
 }
 
 /// The records of an event file, one line at a time: memory holds a line, not
 /// the file. An error names the file and line.
 pub fn jsonl_records(
     path: &Path,
-) -> Result<impl Iterator<Item = Result<FixtureRecord, String>>, String> {
+) -> Result<impl Iterator<Item = Result<FileRecord, String>>, String> {
+    jsonl_lines(path, FileRecord::parse)
+}
+
+/// Each non-blank line of `path` read by `parse`.
+fn jsonl_lines<T>(
+    path: &Path,
+    parse: impl Fn(&str) -> serde_json::Result<T>,
+) -> Result<impl Iterator<Item = Result<T, String>>, String> {
     let shown = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|error| format!("{shown}: {error}"))?;
     let lines = std::io::BufReader::new(file).lines().enumerate();
@@ -72,6 +141,74 @@ pub fn jsonl_records(
         if line.trim().is_empty() {
             return None;
         }
-        Some(serde_json::from_str(&line).map_err(|error| format!("{shown}:{}: {error}", index + 1)))
+        Some(parse(&line).map_err(|error| format!("{shown}:{}: {error}", index + 1)))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Envelope, decode};
+
+    /// Odd but valid lines: spacing, member order, trailing zeros, escapes,
+    /// a repeated member, and events the decoder refuses.
+    const LINES: &[&str] = &[
+        r#"{"topic": "t", "key": "k", "event": {"data" : {"b": 1.50, "a": "\u00e9\n"}, "type": "x", "specversion": "1.0"}}"#,
+        r#"{"event":{"type":"x","type":"y","data":[1e2,-0.0,12345678901234567890]},"partition":3,"topic":"t"}"#,
+        r#"{"topic": "t", "event": {"type": "x", "time": "2024-05-01T10:00:00+02:00", "data": null}}"#,
+        r#"{"topic": "t", "event": ["1.0", "x"]}"#,
+        r#"{"topic": "t", "event": {"data": {}}}"#,
+        r#"{"topic": "t", "event": null}"#,
+    ];
+
+    /// The event reaches the decoder as the file writes it, not written out
+    /// again from a tree.
+    #[test]
+    fn a_file_record_carries_the_event_as_the_file_writes_it() {
+        let record = FileRecord::parse(LINES[0]).unwrap();
+        assert_eq!(
+            String::from_utf8(record.payload).unwrap(),
+            r#"{"data" : {"b": 1.50, "a": "\u00e9\n"}, "type": "x", "specversion": "1.0"}"#
+        );
+        assert_eq!(
+            (record.topic.as_str(), record.key.as_deref()),
+            ("t", Some("k"))
+        );
+    }
+
+    /// Read either way, a line decodes to the same event, or fails the same.
+    #[test]
+    fn the_text_decodes_as_the_tree_written_out_does() {
+        for (offset, line) in LINES.iter().enumerate() {
+            let file = FileRecord::parse(line)
+                .unwrap()
+                .into_raw_record(offset as i64);
+            let tree: FixtureRecord = serde_json::from_str(line).unwrap();
+            let tree = tree.to_raw_record(offset as i64);
+            assert_eq!(file.position, tree.position, "{line}");
+            assert_eq!(
+                decode(&file, &Envelope::CloudEvents),
+                decode(&tree, &Envelope::CloudEvents),
+                "{line}"
+            );
+        }
+    }
+
+    /// What the tree reading refuses, the text reading refuses too.
+    #[test]
+    fn a_bad_line_is_refused_by_both_readings() {
+        for line in [
+            r#"{"topic": "t"}"#,
+            r#"{"topic": "t", "event": {"type": "x"}, "extra": 1}"#,
+            r#"{"topic": "t", "event": {"type": "x"}"#,
+            r#"{"topic": 7, "event": {}}"#,
+            r#"{"topic": "t", "event": {"type": tru}}"#,
+        ] {
+            assert!(FileRecord::parse(line).is_err(), "{line}");
+            assert!(
+                serde_json::from_str::<FixtureRecord>(line).is_err(),
+                "{line}"
+            );
+        }
+    }
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::cache::memory::MemoryCache;
 use crate::cache::{Cache, CacheResult, KEY_SEPARATOR};
 use crate::config::Settings;
-use crate::fixtures::FixtureRecord;
+use crate::fixtures::{FileRecord, FixtureRecord};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError, Positioning, Retry, Router, Wiring};
@@ -83,7 +83,7 @@ pub async fn fold_records(
     caches: &BTreeMap<String, Arc<dyn Cache>>,
     records: &[FixtureRecord],
 ) -> Result<Vec<DeadLetter>, FoldError> {
-    let records = records.iter().cloned().map(Ok);
+    let records = records.iter().map(|record| Ok(FileRecord::from(record)));
     let folding = fold_stream(settings, definitions, caches, records).await?;
     Ok(folding.failures)
 }
@@ -94,7 +94,7 @@ pub async fn fold_stream(
     settings: &Settings,
     definitions: Vec<Definition>,
     caches: &BTreeMap<String, Arc<dyn Cache>>,
-    records: impl Iterator<Item = Result<FixtureRecord, String>>,
+    records: impl Iterator<Item = Result<FileRecord, String>>,
 ) -> Result<Folding, FoldError> {
     let metrics = Metrics::new();
     let failures = Arc::new(CollectedFailures::default());
@@ -122,7 +122,7 @@ pub async fn fold_stream(
     while let Some(record) = records.next() {
         let record = record.map_err(FoldError::Input)?;
         // Offsets are line numbers: they name the line in a failure's report.
-        batch.push(record.to_raw_record(count as i64));
+        batch.push(record.into_raw_record(count as i64));
         count += 1;
         if batch.len() < batch_size && records.peek().is_some() {
             continue;
