@@ -8,130 +8,23 @@
 
 mod checkpoint;
 mod keyspace;
+mod store;
 mod sweep;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+pub use store::Store;
+use store::{Inner, PreparedWrite};
+
 use super::{
-    Cache, CacheResult, Claim, Commit, CommitOutcome, Connection, Epoch, Expiry, Generation,
-    Partition, Projection, RemainingTtl, RotateWhen, Rotation, Ttl, Version, WriteOp,
-    check_note_key, check_page_size, decode_value, glob,
+    Cache, CacheResult, Claim, Commit, CommitOutcome, Connection, Expiry, Generation, Partition,
+    Projection, RemainingTtl, RotateWhen, Rotation, Ttl, Version, WriteOp, check_note_key,
+    check_page_size, decode_value,
 };
-
-/// A write ready to land: the key and its JSON text with its expiry, or `None`
-/// for a delete.
-type PreparedWrite = (String, Option<(Box<str>, Option<Instant>)>);
-
-#[derive(Debug)]
-struct Entry {
-    json: Box<str>,
-    expires_at: Option<Instant>,
-}
-
-impl Entry {
-    fn is_live(&self, now: Instant) -> bool {
-        self.expires_at.is_none_or(|at| at > now)
-    }
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    /// Sorted, so `get_all` pages in key order without sorting.
-    entries: BTreeMap<String, Entry>,
-    /// Scope -> partition -> (owner's epoch, next offset): in the same memory
-    /// as the entries, so a restart loses both together and starts over.
-    checkpoints: HashMap<String, HashMap<Partition, (Epoch, Option<i64>)>>,
-    /// The last epoch handed out, by any scope.
-    last_epoch: Epoch,
-    /// Group -> paused projections; like the checkpoints, gone with the process.
-    paused: HashMap<String, BTreeSet<String>>,
-    /// Scope -> the generation of its definitions (absent: 0).
-    generations: HashMap<String, Generation>,
-    /// Our own notes (rebuild states, stored definitions), by key.
-    notes: HashMap<String, String>,
-}
-
-impl Inner {
-    fn live(&self, key: &str, now: Instant) -> Option<&Entry> {
-        self.entries.get(key).filter(|entry| entry.is_live(now))
-    }
-
-    fn insert(&mut self, key: String, json: Box<str>, expires_at: Option<Instant>) {
-        self.entries.insert(key, Entry { json, expires_at });
-    }
-
-    fn remove(&mut self, key: &str) -> bool {
-        self.entries.remove(key).is_some()
-    }
-
-    fn set_expiry(&mut self, key: &str, expires_at: Instant) {
-        if let Some(entry) = self.entries.get_mut(key) {
-            entry.expires_at = Some(expires_at);
-        }
-    }
-
-    fn write_all(&mut self, prepared: Vec<PreparedWrite>) {
-        for (key, write) in prepared {
-            match write {
-                Some((json, expires_at)) => self.insert(key, json, expires_at),
-                None => {
-                    self.remove(&key);
-                }
-            }
-        }
-    }
-
-    /// Live projection keys matching `pattern`, in key order. Only the keys that
-    /// share the pattern's literal prefix are visited, so `order_summary:::*`
-    /// does not walk the other projections.
-    fn matching<'a>(
-        &'a self,
-        pattern: &'a str,
-        now: Instant,
-    ) -> impl Iterator<Item = (&'a String, &'a Entry)> {
-        let prefix = glob::literal_prefix(pattern);
-        self.entries
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(move |(key, _)| key.starts_with(prefix))
-            .filter(move |(key, entry)| {
-                crate::cache::is_entry_key(key) && entry.is_live(now) && glob::matches(pattern, key)
-            })
-    }
-}
-
-/// The shared store behind a [`MemoryCache`]; what `get_connection` hands out.
-#[derive(Debug, Default)]
-pub struct Store {
-    inner: RwLock<Inner>,
-}
-
-impl Store {
-    fn read(&self) -> RwLockReadGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way
-        // that matters more than losing the cache, so poisoning is ignored.
-        self.inner
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.inner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// How many entries are held, expired ones not yet swept included.
-    pub fn stored_entries(&self) -> usize {
-        self.read().entries.len()
-    }
-}
 
 /// The in-process cache (see the module docs).
 #[derive(Debug, Clone)]

@@ -26,8 +26,8 @@ use redis::{FromRedisValue, RedisError};
 
 pub(crate) use checked::{check_keys_lua, checked_keys, checked_values, write_keys_lua};
 pub use uri::{masked_uri, validate_uri};
-pub(crate) use wire::ArgWriter;
 use wire::ScanPages;
+pub(crate) use wire::{ArgWriter, decode_page, missing_of};
 
 use super::{
     Cache, CacheError, CacheResult, Claim, Commit, CommitOutcome, Connection, Expiry, Generation,
@@ -379,42 +379,4 @@ impl operator::KeyCommands for RedisCache {
     ) -> redis::RedisResult<T> {
         RedisCache::query(self, command).await
     }
-}
-
-/// The keys of a page that MGET answered nil for. MGET answers nil both for
-/// a key deleted since the SCAN and for a key of another type; only the
-/// first may be skipped silently, so their types are asked next.
-pub(crate) fn missing_of<'a>(page: &[&'a String], texts: &[Option<Vec<u8>>]) -> Vec<&'a String> {
-    page.iter()
-        .zip(texts)
-        .filter(|(_, text)| text.is_none())
-        .map(|(key, _)| *key)
-        .collect()
-}
-
-/// A page's projections from its MGET answers and the types of the keys
-/// that answered nil (see [`missing_of`]): a vanished key is skipped, a key of
-/// another type is a corrupt value.
-pub(crate) fn decode_page(
-    page: Vec<&String>,
-    texts: Vec<Option<Vec<u8>>>,
-    missing_types: Vec<String>,
-) -> CacheResult<Vec<Projection>> {
-    let mut missing_types = missing_types.into_iter();
-    let mut projections = Vec::with_capacity(page.len());
-    for (key, text) in page.into_iter().zip(texts) {
-        match text {
-            Some(text) => projections.push(decode_value(key, &text)?),
-            None => match missing_types.next() {
-                Some(redis_type) if redis_type != "none" => {
-                    return Err(CacheError::CorruptValue {
-                        key: key.clone(),
-                        reason: format!("the key holds a Redis {redis_type}, not a string"),
-                    });
-                }
-                _ => {}
-            },
-        }
-    }
-    Ok(projections)
 }

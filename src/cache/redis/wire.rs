@@ -1,11 +1,12 @@
 //! How the adapter talks to Redis below the trait: arguments written straight
-//! into command buffers, and `SCAN` walks that only yield projection keys.
+//! into command buffers, `SCAN` walks that only yield projection keys, and
+//! the projections of a page read back from its `MGET`.
 
 use redis::Cmd;
 use serde_json::Value;
 
 use super::{RedisCache, unavailable};
-use crate::cache::{CacheResult, KEY_SEPARATOR, Projection, glob};
+use crate::cache::{CacheError, CacheResult, KEY_SEPARATOR, Projection, decode_value, glob};
 
 /// Keys Redis examines per `SCAN` call: big enough to keep round trips few, small
 /// enough not to block the server for long.
@@ -93,4 +94,42 @@ impl ScanPages {
             .collect();
         Ok(Some(keys))
     }
+}
+
+/// The keys of a page that MGET answered nil for. MGET answers nil both for
+/// a key deleted since the SCAN and for a key of another type; only the
+/// first may be skipped silently, so their types are asked next.
+pub(crate) fn missing_of<'a>(page: &[&'a String], texts: &[Option<Vec<u8>>]) -> Vec<&'a String> {
+    page.iter()
+        .zip(texts)
+        .filter(|(_, text)| text.is_none())
+        .map(|(key, _)| *key)
+        .collect()
+}
+
+/// A page's projections from its MGET answers and the types of the keys
+/// that answered nil (see [`missing_of`]): a vanished key is skipped, a key of
+/// another type is a corrupt value.
+pub(crate) fn decode_page(
+    page: Vec<&String>,
+    texts: Vec<Option<Vec<u8>>>,
+    missing_types: Vec<String>,
+) -> CacheResult<Vec<Projection>> {
+    let mut missing_types = missing_types.into_iter();
+    let mut projections = Vec::with_capacity(page.len());
+    for (key, text) in page.into_iter().zip(texts) {
+        match text {
+            Some(text) => projections.push(decode_value(key, &text)?),
+            None => match missing_types.next() {
+                Some(redis_type) if redis_type != "none" => {
+                    return Err(CacheError::CorruptValue {
+                        key: key.clone(),
+                        reason: format!("the key holds a Redis {redis_type}, not a string"),
+                    });
+                }
+                _ => {}
+            },
+        }
+    }
+    Ok(projections)
 }
