@@ -42,7 +42,9 @@ impl FixtureRecord {
 /// A line of an event file as the offline pipeline takes it: the event's
 /// text as the file holds it, for the decoder to read as it reads a Kafka
 /// payload. Reading each event into a tree, writing it out again and
-/// decoding that text took a third of a `replay`'s instructions.
+/// decoding that text took a third of a `replay`'s instructions. Text the
+/// decoder then refuses (a number past `f64`) is that record's failure, as
+/// the same bytes from Kafka would be, not a bad file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileRecord {
     pub topic: String,
@@ -192,6 +194,17 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    /// A number past `f64` is JSON to the line's reading and the decoder's
+    /// to refuse, as it refuses it from Kafka: the record fails, the file
+    /// reads on.
+    #[test]
+    fn an_event_the_decoder_refuses_is_its_records_failure() {
+        let line = r#"{"topic": "t", "event": {"type": "x", "data": {"n": 1e400}}}"#;
+        let record = FileRecord::parse(line).unwrap().into_raw_record(0);
+        let refused = decode(&record, &Envelope::CloudEvents).unwrap_err();
+        assert_eq!(refused.reason(), "invalid_json", "{refused}");
     }
 
     /// What the tree reading refuses, the text reading refuses too.
