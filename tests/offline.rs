@@ -177,6 +177,60 @@ async fn replay_writes_the_projections_to_redis() {
     assert_eq!(stored, expected);
 }
 
+/// The story with its 5th line changed to `broken`.
+fn story_with_line_five(dir: &Path, broken: &str) -> PathBuf {
+    let story =
+        std::fs::read_to_string(shipped().join("fixtures/order_summary/events.jsonl")).unwrap();
+    let mut lines: Vec<&str> = story.lines().collect();
+    lines[4] = broken;
+    let path = dir.join("events.jsonl");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+/// A line that is not a record stops the replay before it writes anything,
+/// naming the line; an event the decoder refuses fails alone, named by its
+/// line number (its offset), and the rest is applied.
+#[tokio::test]
+async fn a_bad_line_stops_a_replay_and_a_bad_event_fails_alone() {
+    let redis = support::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_cache(
+        dir.path(),
+        &format!("provider = \"redis\"\nURI = {:?}", redis.url(3)),
+    );
+    let replay = |events: &Path| {
+        projectionist(&[
+            "replay",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ])
+    };
+
+    let not_a_record = story_with_line_five(dir.path(), r#"{"topic": "shop.orders", "evnt": {}}"#);
+    let output = replay(&not_a_record);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("events.jsonl:5:"), "{stderr}");
+    assert!(
+        support::daemon::redis_projections(&redis.url(3))
+            .await
+            .is_empty(),
+        "nothing is written before the file is known good"
+    );
+
+    let refused = r#"{"topic": "shop.orders", "key": "x", "event": {"specversion": "1.0", "type": "shop.order.paid", "data": {"order_id": "x", "amount_cents": 1e400}}}"#;
+    let output = replay(&story_with_line_five(dir.path(), refused));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("failed record 5: invalid_json"), "{stderr}");
+    assert!(stderr.contains("(1 failures)"), "{stderr}");
+    let stored = support::daemon::redis_projections(&redis.url(3)).await;
+    assert!(stored.len() > 1, "the other lines are applied: {stored:?}");
+}
+
 /// A file's offsets are its line numbers, not a log's: a replay keeps no
 /// checkpoint, so a second replay of the same file applies it again, as asked
 /// (a checkpoint would have skipped every line).
