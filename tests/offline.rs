@@ -116,6 +116,17 @@ fn config_with_cache(dir: &Path, cache: &str) -> PathBuf {
     path
 }
 
+/// A Redis of the test's own and a config whose default cache is its db 3.
+fn on_redis() -> (support::redis::RedisServer, tempfile::TempDir, PathBuf) {
+    let redis = support::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_cache(
+        dir.path(),
+        &format!("provider = \"redis\"\nURI = {:?}", redis.url(3)),
+    );
+    (redis, dir, config)
+}
+
 /// `projectionist replay` of the `order_summary` story under `config`, which
 /// must succeed.
 fn replay_story(config: &Path, extra: &[&str]) -> Output {
@@ -158,12 +169,7 @@ fn replay_dry_run_prints_the_projections_of_the_file() {
 
 #[tokio::test]
 async fn replay_writes_the_projections_to_redis() {
-    let redis = support::redis::RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_with_cache(
-        dir.path(),
-        &format!("provider = \"redis\"\nURI = {:?}", redis.url(3)),
-    );
+    let (redis, _dir, config) = on_redis();
     let output = replay_story(&config, &[]);
     assert!(
         output.stdout.is_empty(),
@@ -193,12 +199,7 @@ fn story_with_line_five(dir: &Path, broken: &str) -> PathBuf {
 /// line number (its offset), and the rest is applied.
 #[tokio::test]
 async fn a_bad_line_stops_a_replay_and_a_bad_event_fails_alone() {
-    let redis = support::redis::RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_with_cache(
-        dir.path(),
-        &format!("provider = \"redis\"\nURI = {:?}", redis.url(3)),
-    );
+    let (redis, dir, config) = on_redis();
     let replay = |events: &Path| {
         projectionist(&[
             "replay",
@@ -236,12 +237,7 @@ async fn a_bad_line_stops_a_replay_and_a_bad_event_fails_alone() {
 /// (a checkpoint would have skipped every line).
 #[tokio::test]
 async fn a_replay_keeps_no_checkpoint_so_a_second_one_applies_again() {
-    let redis = support::redis::RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_with_cache(
-        dir.path(),
-        &format!("provider = \"redis\"\nURI = {:?}", redis.url(3)),
-    );
+    let (redis, _dir, config) = on_redis();
     replay_story(&config, &[]);
     let once = support::daemon::redis_projections(&redis.url(3)).await;
     replay_story(&config, &[]);
