@@ -6,6 +6,7 @@ use std::io::BufRead as _;
 use std::path::Path;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -45,47 +46,22 @@ impl FixtureRecord {
 /// decoding that text took a third of a `replay`'s instructions. Text the
 /// decoder then refuses (a number past `f64`) is that record's failure, as
 /// the same bytes from Kafka would be, not a bad file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileRecord {
     pub topic: String,
+    #[serde(default)]
     pub key: Option<String>,
+    #[serde(default)]
     pub partition: Option<i32>,
-    /// The event, as JSON text.
-    pub payload: Vec<u8>,
-}
-
-/// A line as read: the event borrowed from the line's text, still checked
-/// to be one JSON value.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line<'a> {
-    topic: String,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    partition: Option<i32>,
-    #[serde(borrow)]
-    event: &'a RawValue,
+    /// The event as JSON text, checked to be one value and no more.
+    pub event: Box<RawValue>,
 }
 
 impl FileRecord {
-    fn parse(line: &str) -> serde_json::Result<FileRecord> {
-        let Line {
-            topic,
-            key,
-            partition,
-            event,
-        } = serde_json::from_str(line)?;
-        Ok(FileRecord {
-            topic,
-            key,
-            partition,
-            payload: event.get().as_bytes().to_vec(),
-        })
-    }
-
     /// The record as the consumer would hand it over at `offset`.
     pub fn into_raw_record(self, offset: i64) -> RawRecord {
+        let payload: Box<str> = self.event.into();
         RawRecord {
             position: Position {
                 topic: self.topic,
@@ -93,7 +69,7 @@ impl FileRecord {
                 offset,
             },
             key: self.key.map(String::into_bytes),
-            payload: Some(self.payload),
+            payload: Some(payload.into_boxed_bytes().into_vec()),
             headers: vec![(
                 "content-type".to_owned(),
                 Some(CLOUDEVENTS_JSON.as_bytes().to_vec()),
@@ -109,14 +85,15 @@ impl From<&FixtureRecord> for FileRecord {
             topic: record.topic.clone(),
             key: record.key.clone(),
             partition: record.partition,
-            payload: record.payload(),
+            event: serde_json::value::to_raw_value(&record.event)
+                .expect("a JSON value writes as JSON text"),
         }
     }
 }
 
 /// Read an event file; an error names the file and line.
 pub fn read_jsonl(path: &Path) -> Result<Vec<FixtureRecord>, String> {
-    jsonl_lines(path, |line| serde_json::from_str(line))?.collect()
+    jsonl_lines(path)?.collect()
 }
 
 /// The records of an event file, one line at a time: memory holds a line, not
@@ -124,13 +101,12 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<FixtureRecord>, String> {
 pub fn jsonl_records(
     path: &Path,
 ) -> Result<impl Iterator<Item = Result<FileRecord, String>>, String> {
-    jsonl_lines(path, FileRecord::parse)
+    jsonl_lines(path)
 }
 
-/// Each non-blank line of `path` read by `parse`.
-fn jsonl_lines<T>(
+/// Each non-blank line of `path`, read as a `T`.
+fn jsonl_lines<T: DeserializeOwned>(
     path: &Path,
-    parse: impl Fn(&str) -> serde_json::Result<T>,
 ) -> Result<impl Iterator<Item = Result<T, String>>, String> {
     let shown = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|error| format!("{shown}: {error}"))?;
@@ -143,7 +119,7 @@ fn jsonl_lines<T>(
         if line.trim().is_empty() {
             return None;
         }
-        Some(parse(&line).map_err(|error| format!("{shown}:{}: {error}", index + 1)))
+        Some(serde_json::from_str(&line).map_err(|error| format!("{shown}:{}: {error}", index + 1)))
     }))
 }
 
@@ -167,9 +143,9 @@ mod tests {
     /// again from a tree.
     #[test]
     fn a_file_record_carries_the_event_as_the_file_writes_it() {
-        let record = FileRecord::parse(LINES[0]).unwrap();
+        let record = serde_json::from_str::<FileRecord>(LINES[0]).unwrap();
         assert_eq!(
-            String::from_utf8(record.payload).unwrap(),
+            record.event.get(),
             r#"{"data" : {"b": 1.50, "a": "\u00e9\n"}, "type": "x", "specversion": "1.0"}"#
         );
         assert_eq!(
@@ -182,7 +158,7 @@ mod tests {
     #[test]
     fn the_text_decodes_as_the_tree_written_out_does() {
         for (offset, line) in LINES.iter().enumerate() {
-            let file = FileRecord::parse(line)
+            let file = serde_json::from_str::<FileRecord>(line)
                 .unwrap()
                 .into_raw_record(offset as i64);
             let tree: FixtureRecord = serde_json::from_str(line).unwrap();
@@ -202,7 +178,9 @@ mod tests {
     #[test]
     fn an_event_the_decoder_refuses_is_its_records_failure() {
         let line = r#"{"topic": "t", "event": {"type": "x", "data": {"n": 1e400}}}"#;
-        let record = FileRecord::parse(line).unwrap().into_raw_record(0);
+        let record = serde_json::from_str::<FileRecord>(line)
+            .unwrap()
+            .into_raw_record(0);
         let refused = decode(&record, &Envelope::CloudEvents).unwrap_err();
         assert_eq!(refused.reason(), "invalid_json", "{refused}");
     }
@@ -217,7 +195,7 @@ mod tests {
             r#"{"topic": 7, "event": {}}"#,
             r#"{"topic": "t", "event": {"type": tru}}"#,
         ] {
-            assert!(FileRecord::parse(line).is_err(), "{line}");
+            assert!(serde_json::from_str::<FileRecord>(line).is_err(), "{line}");
             assert!(
                 serde_json::from_str::<FixtureRecord>(line).is_err(),
                 "{line}"

@@ -127,10 +127,8 @@ fn on_redis() -> (support::redis::RedisServer, tempfile::TempDir, PathBuf) {
     (redis, dir, config)
 }
 
-/// `projectionist replay` of the `order_summary` story under `config`, which
-/// must succeed.
-fn replay_story(config: &Path, extra: &[&str]) -> Output {
-    let events = shipped().join("fixtures/order_summary/events.jsonl");
+/// `projectionist replay` of `events` under `config`.
+fn replay(config: &Path, events: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "replay",
         "--config",
@@ -139,7 +137,17 @@ fn replay_story(config: &Path, extra: &[&str]) -> Output {
         events.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let output = projectionist(&args);
+    projectionist(&args)
+}
+
+/// The `order_summary` story, whose events every replay test starts from.
+fn story() -> PathBuf {
+    shipped().join("fixtures/order_summary/events.jsonl")
+}
+
+/// `projectionist replay` of the story under `config`, which must succeed.
+fn replay_story(config: &Path, extra: &[&str]) -> Output {
+    let output = replay(config, &story(), extra);
     assert!(
         output.status.success(),
         "{}",
@@ -185,8 +193,7 @@ async fn replay_writes_the_projections_to_redis() {
 
 /// The story with its 5th line changed to `broken`.
 fn story_with_line_five(dir: &Path, broken: &str) -> PathBuf {
-    let story =
-        std::fs::read_to_string(shipped().join("fixtures/order_summary/events.jsonl")).unwrap();
+    let story = std::fs::read_to_string(story()).unwrap();
     let mut lines: Vec<&str> = story.lines().collect();
     lines[4] = broken;
     let path = dir.join("events.jsonl");
@@ -200,18 +207,8 @@ fn story_with_line_five(dir: &Path, broken: &str) -> PathBuf {
 #[tokio::test]
 async fn a_bad_line_stops_a_replay_and_a_bad_event_fails_alone() {
     let (redis, dir, config) = on_redis();
-    let replay = |events: &Path| {
-        projectionist(&[
-            "replay",
-            "--config",
-            config.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-        ])
-    };
-
     let not_a_record = story_with_line_five(dir.path(), r#"{"topic": "shop.orders", "evnt": {}}"#);
-    let output = replay(&not_a_record);
+    let output = replay(&config, &not_a_record, &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("events.jsonl:5:"), "{stderr}");
@@ -223,7 +220,7 @@ async fn a_bad_line_stops_a_replay_and_a_bad_event_fails_alone() {
     );
 
     let refused = r#"{"topic": "shop.orders", "key": "x", "event": {"specversion": "1.0", "type": "shop.order.paid", "data": {"order_id": "x", "amount_cents": 1e400}}}"#;
-    let output = replay(&story_with_line_five(dir.path(), refused));
+    let output = replay(&config, &story_with_line_five(dir.path(), refused), &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("failed record 5: invalid_json"), "{stderr}");
