@@ -15,17 +15,18 @@ use crate::event::{Position, RawRecord};
 /// Content type of a structured-mode CloudEvent record.
 pub const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
 
-/// One line of an event file.
+/// One line of an event file, its event read as `E`: a tree by default
+/// (`dev`, the golden fixtures, tests), or its text ([`FileRecord`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FixtureRecord {
+pub struct FixtureRecord<E = Value> {
     pub topic: String,
     #[serde(default)]
     pub key: Option<String>,
     #[serde(default)]
     pub partition: Option<i32>,
     /// The structured CloudEvent (or any JSON payload).
-    pub event: Value,
+    pub event: E,
 }
 
 impl FixtureRecord {
@@ -45,18 +46,9 @@ impl FixtureRecord {
 /// payload. Reading each event into a tree, writing it out again and
 /// decoding that text took a third of a `replay`'s instructions. Text the
 /// decoder then refuses (a number past `f64`) is that record's failure, as
-/// the same bytes from Kafka would be, not a bad file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRecord {
-    pub topic: String,
-    #[serde(default)]
-    pub key: Option<String>,
-    #[serde(default)]
-    pub partition: Option<i32>,
-    /// The event as JSON text, checked to be one value and no more.
-    pub event: Box<RawValue>,
-}
+/// the same bytes from Kafka would be, not a bad file. The text is checked
+/// to be one JSON value and no more.
+pub type FileRecord = FixtureRecord<Box<RawValue>>;
 
 impl FileRecord {
     /// The record as the consumer would hand it over at `offset`.

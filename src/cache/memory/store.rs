@@ -92,7 +92,7 @@ impl Inner {
     }
 }
 
-/// The shared store behind a [`MemoryCache`]; what `get_connection` hands out.
+/// The shared store behind a [`MemoryCache`](super::MemoryCache); what `get_connection` hands out.
 #[derive(Debug, Default)]
 pub struct Store {
     inner: RwLock<Inner>,
