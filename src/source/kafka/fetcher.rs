@@ -86,6 +86,7 @@ impl Fetcher {
                     if pending == 1 {
                         opened = Instant::now();
                     }
+                    pending = self.take_at_hand(pending, &mut opened);
                 }
                 Some(Err(error)) => self.log_poll_error(&error),
                 None => {}
@@ -101,6 +102,32 @@ impl Fetcher {
                 pending = 0;
             }
         }
+    }
+
+    /// Add the records librdkafka already holds to the batch, up to its
+    /// size; returns how many are pending. Polls that cannot block need no
+    /// clock, heartbeat, seek or queue check each: per record those cost
+    /// about as much as the poll itself, and the loop makes them once per
+    /// round instead. A rebalance inside one of these polls still finds
+    /// every record before it in the outbox.
+    fn take_at_hand(&self, mut pending: usize, opened: &mut Instant) -> usize {
+        while pending < self.batch_size {
+            match self.consumer.poll(Duration::ZERO) {
+                Some(Ok(message)) => {
+                    pending = self.outbox.push(to_record(&message));
+                    // A rebalance flushed the batch: this record opens the next.
+                    if pending == 1 {
+                        *opened = Instant::now();
+                    }
+                }
+                Some(Err(error)) => {
+                    self.log_poll_error(&error);
+                    break;
+                }
+                None => break,
+            }
+        }
+        pending
     }
 
     /// Make the seeks the pipeline asked for, each announced by a
