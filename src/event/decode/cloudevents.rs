@@ -3,8 +3,6 @@
 //!
 //! A JSON `null` attribute counts as absent, as the JSON event format allows.
 
-use std::borrow::Cow;
-
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
@@ -60,17 +58,22 @@ fn binary(record: &RawRecord) -> Result<Attributes, DecodeError> {
 /// built as a tree. Anything this shape refuses (a wrong type, a repeated
 /// member, bad JSON) is read again by [`structured_in_full`], whose errors
 /// say exactly what is wrong.
+///
+/// `specversion` and `time` are only read, so they borrow the payload's
+/// text (an `Option<Cow>` would always copy it: serde borrows only a bare
+/// `Cow`). One written with an escape cannot be borrowed, and the full
+/// reading takes it.
 #[derive(serde::Deserialize)]
 struct Structured<'a> {
     #[serde(borrow)]
-    specversion: Option<Cow<'a, str>>,
+    specversion: Option<&'a str>,
     #[serde(rename = "type")]
     event_type: Option<String>,
     id: Option<String>,
     source: Option<String>,
     subject: Option<String>,
     #[serde(borrow)]
-    time: Option<Cow<'a, str>>,
+    time: Option<&'a str>,
     datacontenttype: Option<String>,
     data: Option<Value>,
     data_base64: Option<String>,
@@ -89,7 +92,7 @@ fn structured(record: &RawRecord) -> Result<Attributes, DecodeError> {
     let Some(event) = fast else {
         return structured_in_full(bytes);
     };
-    if let Some(version) = &event.specversion {
+    if let Some(version) = event.specversion {
         check_spec_version(version)?;
     }
     let event_type = event
@@ -98,7 +101,7 @@ fn structured(record: &RawRecord) -> Result<Attributes, DecodeError> {
             name: "type",
             location: "no `type` member in the structured event".to_owned(),
         })?;
-    let time = event.time.as_deref().map(parse_time).transpose()?;
+    let time = event.time.map(parse_time).transpose()?;
     let data = match (event.data, event.data_base64) {
         (data, None) => data.unwrap_or(Value::Null),
         (Some(_), Some(_)) => return Err(DecodeError::ConflictingData),
@@ -225,6 +228,7 @@ mod tests {
         let payloads: &[&str] = &[
             r#"{"specversion":"1.0","type":"t","id":"1","source":"s","subject":"x","time":"2024-05-01T10:00:00+02:00","data":{"a":[1,2.5,"\u00e9"]},"ext":{"deep":[null]}}"#,
             r#"{"type":"t\"q","time":"2024-05-01T10:00:00\u005a","data":null,"data_base64":null}"#,
+            r#"{"specversion":"1\u002e0","type":"t","time":"2024-05-01T10:00:00Z"}"#,
             r#"{"type":"t","type":"u"}"#,
             r#"{"type":"t","data_base64":"eyJhIjoxfQ==","datacontenttype":"application/json"}"#,
             r#"{"type":"t","data_base64":"aGk=","datacontenttype":"text/plain"}"#,
