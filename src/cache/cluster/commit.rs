@@ -34,7 +34,7 @@ use super::wire::SlotShare;
 use super::{ClusterCache, concurrently, unavailable};
 use crate::cache::redis::checkpoint::{foreign_checkpoint, outcome};
 use crate::cache::redis::{
-    ArgWriter, check_keys_lua, checked_keys, checked_values, write_keys_lua,
+    ArgWriter, check_keys_lua, checked_command, checked_keys, checked_values, write_keys_lua,
 };
 use crate::cache::{
     Advance, BOOKKEEPING_PREFIX, CacheResult, Commit, CommitOutcome, Floors, Version, WriteOp,
@@ -315,11 +315,15 @@ impl ClusterCache {
         // By digest: a batch is hundreds of slot scripts, and sending the
         // script's text with each (and having Redis hash it) costs more than
         // the writes.
-        let mut command = if by_digest {
-            redis::cmd("EVALSHA").arg(slot_script_digest()).to_owned()
+        let (name, script) = if by_digest {
+            ("EVALSHA", slot_script_digest())
         } else {
-            redis::cmd("EVAL").arg(SLOT_SCRIPT).to_owned()
+            ("EVAL", SLOT_SCRIPT)
         };
+        let own = 7 + 4 * advances.len();
+        let own_bytes = script.len() + scope.len() + 64 * (1 + advances.len());
+        let mut command = checked_command(name, own, own_bytes, expected, batch);
+        command.arg(script);
         command
             .arg(1 + expected.len() + batch.len())
             .arg(mark_key(scope, slot));

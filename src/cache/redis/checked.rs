@@ -74,7 +74,8 @@ impl RedisCache {
         }
         // One script: Redis runs it atomically, so the check and the writes
         // cannot interleave with another writer's.
-        let mut command = redis::cmd("EVAL");
+        let mut command =
+            checked_command("EVAL", 2, CHECKED_APPLY_SCRIPT.len() + 8, expected, batch);
         command
             .arg(CHECKED_APPLY_SCRIPT)
             .arg(expected.len() + batch.len());
@@ -84,6 +85,49 @@ impl RedisCache {
         let applied: i64 = self.query(&command).await.map_err(unavailable)?;
         Ok(applied == 1)
     }
+}
+
+/// A command named `name` (`EVAL`, `EVALSHA`) for a checked write of
+/// `expected` and `batch`, its buffers allocated once: grown argument by
+/// argument, they were copied over and over, a batch's texts at a time.
+/// `extra` counts the arguments the caller adds besides the checked keys
+/// and values (its script, counts, checkpoint fields); `extra_bytes`
+/// their size. Each written JSON is estimated at the average stored text
+/// read (a capacity, so a wrong guess costs a copy, nothing more).
+pub(crate) fn checked_command(
+    name: &str,
+    extra: usize,
+    extra_bytes: usize,
+    expected: &[(String, Version)],
+    batch: &[WriteOp],
+) -> redis::Cmd {
+    let (read_keys, read_texts) = expected
+        .iter()
+        .fold((0, 0), |(keys, texts), (key, version)| {
+            (
+                keys + key.len(),
+                texts + version.as_ref().map_or(0, Vec::len),
+            )
+        });
+    let json_estimate = if expected.is_empty() {
+        256
+    } else {
+        read_texts / expected.len() + 64
+    };
+    let written: usize = batch
+        .iter()
+        .map(|op| match op {
+            WriteOp::Upsert { projection, .. } => {
+                projection.name().len() + 3 + projection.id().len() + json_estimate + 20
+            }
+            WriteOp::Delete { key } => key.len() + 2,
+        })
+        .sum();
+    let arguments = 1 + extra + 1 + 2 * expected.len() + 3 * batch.len();
+    let bytes = name.len() + extra_bytes + expected.len() + read_keys + read_texts + written;
+    let mut command = redis::Cmd::with_capacity(arguments, bytes);
+    command.arg(name);
+    command
 }
 
 /// The arguments of a checked write after its own: which checked keys

@@ -8,7 +8,8 @@ use redis::Value as Reply;
 use super::ArgWriter;
 use super::operator::KeyCommands;
 use super::{
-    RedisCache, check_keys_lua, checked_keys, checked_values, unavailable, write_keys_lua,
+    RedisCache, check_keys_lua, checked_command, checked_keys, checked_values, unavailable,
+    write_keys_lua,
 };
 use crate::cache::{
     CacheError, CacheResult, Claim, Commit, CommitOutcome, Partition, checkpoint_key,
@@ -101,11 +102,18 @@ impl RedisCache {
         if commit.advances.is_empty() && commit.writes.is_empty() {
             return Ok(CommitOutcome::Applied);
         }
-        let mut command = redis::cmd("EVAL");
+        let scope_key = checkpoint_key(commit.scope);
+        let mut command = checked_command(
+            "EVAL",
+            5 + 4 * commit.advances.len(),
+            COMMIT_SCRIPT.len() + scope_key.len() + 48 * (1 + commit.advances.len()),
+            commit.expected,
+            commit.writes,
+        );
         command
             .arg(COMMIT_SCRIPT)
             .arg(1 + commit.expected.len() + commit.writes.len())
-            .arg(checkpoint_key(commit.scope));
+            .arg(scope_key);
         let mut args = ArgWriter::default();
         checked_keys(&mut command, &mut args, commit.expected, commit.writes);
         command.arg(commit.advances.len()).arg(commit.generation);

@@ -24,7 +24,9 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError};
 
-pub(crate) use checked::{check_keys_lua, checked_keys, checked_values, write_keys_lua};
+pub(crate) use checked::{
+    check_keys_lua, checked_command, checked_keys, checked_values, write_keys_lua,
+};
 pub use uri::{masked_uri, validate_uri};
 use wire::ScanPages;
 pub(crate) use wire::{ArgWriter, decode_page, missing_of};
