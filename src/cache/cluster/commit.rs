@@ -320,10 +320,7 @@ impl ClusterCache {
         } else {
             ("EVAL", SLOT_SCRIPT)
         };
-        let own = 7 + 4 * advances.len();
-        let own_bytes = script.len() + scope.len() + 64 * (1 + advances.len());
-        let mut command = checked_command(name, own, own_bytes, expected, batch);
-        command.arg(script);
+        let mut command = checked_command(name, script, advances.len(), expected, batch);
         command
             .arg(1 + expected.len() + batch.len())
             .arg(mark_key(scope, slot));

@@ -74,11 +74,8 @@ impl RedisCache {
         }
         // One script: Redis runs it atomically, so the check and the writes
         // cannot interleave with another writer's.
-        let mut command =
-            checked_command("EVAL", 2, CHECKED_APPLY_SCRIPT.len() + 8, expected, batch);
-        command
-            .arg(CHECKED_APPLY_SCRIPT)
-            .arg(expected.len() + batch.len());
+        let mut command = checked_command("EVAL", CHECKED_APPLY_SCRIPT, 0, expected, batch);
+        command.arg(expected.len() + batch.len());
         let mut args = ArgWriter::default();
         checked_keys(&mut command, &mut args, expected, batch);
         checked_values(&mut command, &mut args, expected, batch, self.default_ttl);
@@ -87,20 +84,25 @@ impl RedisCache {
     }
 }
 
-/// A command named `name` (`EVAL`, `EVALSHA`) for a checked write of
-/// `expected` and `batch`, its buffers allocated once: grown argument by
-/// argument, they were copied over and over, a batch's texts at a time.
-/// `extra` counts the arguments the caller adds besides the checked keys
-/// and values (its script, counts, checkpoint fields); `extra_bytes`
-/// their size. Each written JSON is estimated at the average stored text
-/// read (a capacity, so a wrong guess costs a copy, nothing more).
+/// `name script` (`EVAL` or `EVALSHA`) for a checked write of `expected`
+/// and `batch` that also advances `advances` partitions, its buffers
+/// allocated once: grown argument by argument, they were copied over and
+/// over, a batch's texts at a time. Each written JSON is estimated at the
+/// average stored text read: a capacity, so a wrong guess costs a copy,
+/// nothing more.
 pub(crate) fn checked_command(
     name: &str,
-    extra: usize,
-    extra_bytes: usize,
+    script: &str,
+    advances: usize,
     expected: &[(String, Version)],
     batch: &[WriteOp],
 ) -> redis::Cmd {
+    // What the callers add besides the checked keys and values: key and
+    // partition counts, a checkpoint or mark key, flags, and per advancing
+    // partition its field, epoch and offsets.
+    const OWN_ARGUMENTS: usize = 8;
+    const OWN_BYTES: usize = 256;
+    const PER_ADVANCE: (usize, usize) = (4, 64);
     let (read_keys, read_texts) = expected
         .iter()
         .fold((0, 0), |(keys, texts), (key, version)| {
@@ -123,10 +125,17 @@ pub(crate) fn checked_command(
             WriteOp::Delete { key } => key.len() + 2,
         })
         .sum();
-    let arguments = 1 + extra + 1 + 2 * expected.len() + 3 * batch.len();
-    let bytes = name.len() + extra_bytes + expected.len() + read_keys + read_texts + written;
+    let arguments = OWN_ARGUMENTS + PER_ADVANCE.0 * advances + 2 * expected.len() + 3 * batch.len();
+    let bytes = name.len()
+        + script.len()
+        + OWN_BYTES
+        + PER_ADVANCE.1 * advances
+        + expected.len()
+        + read_keys
+        + read_texts
+        + written;
     let mut command = redis::Cmd::with_capacity(arguments, bytes);
-    command.arg(name);
+    command.arg(name).arg(script);
     command
 }
 

@@ -102,18 +102,16 @@ impl RedisCache {
         if commit.advances.is_empty() && commit.writes.is_empty() {
             return Ok(CommitOutcome::Applied);
         }
-        let scope_key = checkpoint_key(commit.scope);
         let mut command = checked_command(
             "EVAL",
-            5 + 4 * commit.advances.len(),
-            COMMIT_SCRIPT.len() + scope_key.len() + 48 * (1 + commit.advances.len()),
+            COMMIT_SCRIPT,
+            commit.advances.len(),
             commit.expected,
             commit.writes,
         );
         command
-            .arg(COMMIT_SCRIPT)
             .arg(1 + commit.expected.len() + commit.writes.len())
-            .arg(scope_key);
+            .arg(checkpoint_key(commit.scope));
         let mut args = ArgWriter::default();
         checked_keys(&mut command, &mut args, commit.expected, commit.writes);
         command.arg(commit.advances.len()).arg(commit.generation);

@@ -82,10 +82,7 @@ impl Fetcher {
             match self.consumer.poll(wait) {
                 Some(Ok(message)) => {
                     polled = true;
-                    pending = self.outbox.push(to_record(&message));
-                    if pending == 1 {
-                        opened = Instant::now();
-                    }
+                    pending = self.push(&message, &mut opened);
                     pending = self.take_at_hand(pending, &mut opened);
                 }
                 Some(Err(error)) => self.log_poll_error(&error),
@@ -113,19 +110,23 @@ impl Fetcher {
     fn take_at_hand(&self, mut pending: usize, opened: &mut Instant) -> usize {
         while pending < self.batch_size {
             match self.consumer.poll(Duration::ZERO) {
-                Some(Ok(message)) => {
-                    pending = self.outbox.push(to_record(&message));
-                    // A rebalance flushed the batch: this record opens the next.
-                    if pending == 1 {
-                        *opened = Instant::now();
-                    }
-                }
+                Some(Ok(message)) => pending = self.push(&message, opened),
                 Some(Err(error)) => {
                     self.log_poll_error(&error);
                     break;
                 }
                 None => break,
             }
+        }
+        pending
+    }
+
+    /// Queue `message`; returns how many are pending. The first record of
+    /// a batch (also after a rebalance flushed the last one) opens it.
+    fn push(&self, message: &BorrowedMessage<'_>, opened: &mut Instant) -> usize {
+        let pending = self.outbox.push(to_record(message));
+        if pending == 1 {
+            *opened = Instant::now();
         }
         pending
     }
