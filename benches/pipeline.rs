@@ -44,7 +44,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
 use daemon::{
-    baseline_build, baseline_config, catch_up, freshness_rates, live_freshness, this_build,
+    Build, baseline_build, baseline_config, catch_up, freshness_rates, live_freshness, this_build,
 };
 use support::daemon::{Setup, setup};
 use support::kafka::Broker;
@@ -89,8 +89,8 @@ async fn freshness_only(full: bool) {
     let redis = RedisServer::start();
     let setup = setup(&broker, &redis.url(0), "").await;
     let baseline = baseline_build().map(|binary| {
-        let (config, _, redis_url) = baseline_config(&setup, 2);
-        (binary, config, redis_url)
+        let (config, group, redis_url) = baseline_config(&setup, 2);
+        (binary, config, group, redis_url)
     });
     freshness_figures(&broker, &setup, full, baseline.as_ref()).await;
 }
@@ -102,16 +102,27 @@ async fn freshness_figures(
     broker: &Broker,
     setup: &Setup,
     full: bool,
-    baseline: Option<&(PathBuf, PathBuf, String)>,
+    baseline: Option<&(PathBuf, PathBuf, String, String)>,
 ) {
-    let this = this_build();
+    let binary = this_build();
+    let this = Build {
+        binary: &binary,
+        config: &setup.config,
+        group: &setup.group,
+        redis_url: &setup.redis_url,
+    };
     let (seconds, rates) = freshness_rates(full);
     for &rate in rates {
-        let (config, redis_url) = (&setup.config, &setup.redis_url);
-        live_freshness(&this, config, redis_url, broker, setup, rate, seconds).await;
-        if let Some((binary, config, redis_url)) = baseline {
+        live_freshness(&this, broker, setup, rate, seconds).await;
+        if let Some((binary, config, group, redis_url)) = baseline {
             println!("the same with BENCH_BASELINE_BIN:");
-            live_freshness(binary, config, redis_url, broker, setup, rate, seconds).await;
+            let other = Build {
+                binary,
+                config,
+                group,
+                redis_url,
+            };
+            live_freshness(&other, broker, setup, rate, seconds).await;
         }
     }
 }
@@ -280,10 +291,7 @@ async fn run(scale: Scale, full: bool) {
 
     second_stream(&broker, &redis, &scale, timeout).await;
 
-    let baseline_freshness = baseline
-        .as_ref()
-        .map(|(binary, config, _, redis_url)| (binary.clone(), config.clone(), redis_url.clone()));
-    freshness_figures(&broker, &setup, full, baseline_freshness.as_ref()).await;
+    freshness_figures(&broker, &setup, full, baseline.as_ref()).await;
 
     // The daemon is bound by the broker above; offline, without Kafka or Redis,
     // the projector's own cost shows.

@@ -169,29 +169,51 @@ pub fn freshness_rates(full: bool) -> (u32, &'static [(u32, f64)]) {
     }
 }
 
+/// A build of the daemon as freshness runs it: its binary, its config, the
+/// group that config names and the Redis it writes.
+pub struct Build<'a> {
+    pub binary: &'a Path,
+    pub config: &'a Path,
+    pub group: &'a str,
+    pub redis_url: &'a str,
+}
+
 /// The caught-up daemon (default settings but the group's) on a live stream
 /// at `rate` events/s for `seconds`: produce -> visible in Redis, beside the
 /// broker's floor (a plain consumer) on the same events.
 pub async fn live_freshness(
-    binary: &Path,
-    config: &Path,
-    redis_url: &str,
+    build: &Build<'_>,
     broker: &Broker,
     setup: &Setup,
     (rate, allowance): (u32, f64),
     seconds: u32,
 ) {
-    let child = daemon_process(binary, &with_default_batching(config));
+    let child = daemon_process(build.binary, &with_default_batching(build.config));
     wait_for(
         "the daemon to be ready",
         Duration::from_secs(60),
         || async { setup.http("/readyz").0 == 200 },
     )
     .await;
+    // Caught up before the clock starts: another build's runs produced to
+    // these topics, and a daemon still folding those while the live events
+    // arrive measured its backlog, not its freshness (the build measured
+    // second lagged by tens of seconds).
+    let end = setup.end(broker).await;
+    wait_for(
+        "the daemon to catch up before the live stream",
+        Duration::from_secs(300),
+        || async { setup.committed_by(broker, build.group).await >= end },
+    )
+    .await;
+    let redis_url = build.redis_url;
+    let before = LiveLoad::read(&child, setup, redis_url);
     let (daemon, floor) = freshness::measure(broker, &setup.orders, redis_url, rate, seconds).await;
+    let load = LiveLoad::read(&child, setup, redis_url).since(&before);
     println!("freshness at {rate} events/s (produce -> visible):");
     println!("  {}", floor.line("broker floor (plain consumer)"));
     println!("  {}", daemon.line("daemon (seen written in Redis)"));
+    println!("  {}", load.line(rate * seconds));
     let excess = daemon.p99() - floor.p99();
     println!(
         "  daemon p99 - floor p99 = {excess:.1} ms (target <= {allowance} ms: {})",
@@ -202,6 +224,69 @@ pub async fn live_freshness(
         }
     );
     cpu::stop_and_reap(child);
+}
+
+/// What a live daemon has spent so far: its CPU (all threads) and its
+/// batches. On a live stream batches are small, so what each batch costs
+/// beside its records decides the CPU per event, and whether the daemon
+/// keeps up.
+struct LiveLoad {
+    cpu_seconds: f64,
+    redis_cpu_seconds: f64,
+    batches: f64,
+    records: f64,
+}
+
+impl LiveLoad {
+    fn read(child: &std::process::Child, setup: &Setup, redis_url: &str) -> LiveLoad {
+        let metrics = setup.http("/metrics").1;
+        let sample = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        LiveLoad {
+            cpu_seconds: cpu::by_thread(child.id()).values().sum(),
+            redis_cpu_seconds: redis_cpu_seconds(redis_url),
+            batches: sample("projectionist_batch_size_events_count"),
+            records: sample("projectionist_batch_size_events_sum"),
+        }
+    }
+
+    fn since(self, before: &LiveLoad) -> LiveLoad {
+        LiveLoad {
+            cpu_seconds: self.cpu_seconds - before.cpu_seconds,
+            redis_cpu_seconds: self.redis_cpu_seconds - before.redis_cpu_seconds,
+            batches: self.batches - before.batches,
+            records: self.records - before.records,
+        }
+    }
+
+    fn line(&self, events: u32) -> String {
+        format!(
+            "meanwhile, per event produced: daemon {:.2} µs CPU, redis-server {:.2} µs; {} batches of {:.1} records on average",
+            self.cpu_seconds * 1e6 / f64::from(events),
+            self.redis_cpu_seconds * 1e6 / f64::from(events),
+            self.batches,
+            self.records / self.batches.max(1.0),
+        )
+    }
+}
+
+/// The CPU seconds `redis-server` has used (`INFO cpu`), 0 when it does not say.
+fn redis_cpu_seconds(url: &str) -> f64 {
+    let info: String = redis::Client::open(url)
+        .and_then(|client| client.get_connection())
+        .and_then(|mut connection| redis::cmd("INFO").arg("cpu").query(&mut connection))
+        .unwrap_or_default();
+    ["used_cpu_sys:", "used_cpu_user:"]
+        .iter()
+        .filter_map(|name| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+        })
+        .sum()
 }
 
 /// `config` without its batching settings: freshness is measured with the
