@@ -111,18 +111,18 @@ async fn freshness_figures(
         group: &setup.group,
         redis_url: &setup.redis_url,
     };
+    let other = baseline.map(|(binary, config, group, redis_url)| Build {
+        binary,
+        config,
+        group,
+        redis_url,
+    });
     let (seconds, rates) = freshness_rates(full);
     for &rate in rates {
         live_freshness(&this, broker, setup, rate, seconds).await;
-        if let Some((binary, config, group, redis_url)) = baseline {
+        if let Some(other) = &other {
             println!("the same with BENCH_BASELINE_BIN:");
-            let other = Build {
-                binary,
-                config,
-                group,
-                redis_url,
-            };
-            live_freshness(&other, broker, setup, rate, seconds).await;
+            live_freshness(other, broker, setup, rate, seconds).await;
         }
     }
 }

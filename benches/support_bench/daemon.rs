@@ -142,11 +142,7 @@ pub async fn catch_up(
     }
     let seconds = started.elapsed().as_secs_f64();
     let (_, metrics) = super::support::daemon::http_get(setup.http_port, "/metrics");
-    let busy_seconds = metrics.lines().find_map(|line| {
-        line.strip_prefix("projectionist_batch_duration_seconds_sum ")?
-            .parse()
-            .ok()
-    });
+    let busy_seconds = reading(&metrics, "projectionist_batch_duration_seconds_sum ");
     let threads = cpu::by_thread(child.id());
     let cpu_seconds = cpu::stop_and_reap(child);
     CatchUp {
@@ -199,13 +195,9 @@ pub async fn live_freshness(
     // these topics, and a daemon still folding those while the live events
     // arrive measured its backlog, not its freshness (the build measured
     // second lagged by tens of seconds).
-    let end = setup.end(broker).await;
-    wait_for(
-        "the daemon to catch up before the live stream",
-        Duration::from_secs(300),
-        || async { setup.committed_by(broker, build.group).await >= end },
-    )
-    .await;
+    setup
+        .wait_caught_up_by(broker, build.group, Duration::from_secs(300))
+        .await;
     let redis_url = build.redis_url;
     let before = LiveLoad::read(&child, setup, redis_url);
     let (daemon, floor) = freshness::measure(broker, &setup.orders, redis_url, rate, seconds).await;
@@ -240,17 +232,12 @@ struct LiveLoad {
 impl LiveLoad {
     fn read(child: &std::process::Child, setup: &Setup, redis_url: &str) -> LiveLoad {
         let metrics = setup.http("/metrics").1;
-        let sample = |name: &str| {
-            metrics
-                .lines()
-                .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
+        let sample = |name: &str| reading(&metrics, name).unwrap_or(0.0);
         LiveLoad {
             cpu_seconds: cpu::by_thread(child.id()).values().sum(),
             redis_cpu_seconds: redis_cpu_seconds(redis_url),
-            batches: sample("projectionist_batch_size_events_count"),
-            records: sample("projectionist_batch_size_events_sum"),
+            batches: sample("projectionist_batch_size_events_count "),
+            records: sample("projectionist_batch_size_events_sum "),
         }
     }
 
@@ -282,11 +269,15 @@ fn redis_cpu_seconds(url: &str) -> f64 {
         .unwrap_or_default();
     ["used_cpu_sys:", "used_cpu_user:"]
         .iter()
-        .filter_map(|name| {
-            info.lines()
-                .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
-        })
+        .filter_map(|name| reading(&info, name))
         .sum()
+}
+
+/// The number after `name` on the first line that starts with it: a
+/// Prometheus sample (`name value`) or an `INFO` field (`name:value`).
+fn reading(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
 }
 
 /// `config` without its batching settings: freshness is measured with the

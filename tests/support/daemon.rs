@@ -187,15 +187,21 @@ impl Setup {
     /// Wait until the group has committed everything produced so far, and not
     /// one offset more: an overshoot would mean records were skipped.
     pub async fn wait_caught_up(&self, broker: &Broker, timeout: Duration) {
+        self.wait_caught_up_by(broker, &self.group, timeout).await;
+    }
+
+    /// [`Setup::wait_caught_up`] for `group` (another daemon reading the
+    /// same topics under a group of its own).
+    pub async fn wait_caught_up_by(&self, broker: &Broker, group: &str, timeout: Duration) {
         let end = self.end(broker).await;
         wait_for(
-            &format!("committed offsets to reach {end}"),
+            &format!("committed offsets of {group} to reach {end}"),
             timeout,
-            || async { self.committed(broker).await >= end },
+            || async { self.committed_by(broker, group).await >= end },
         )
         .await;
         assert_eq!(
-            self.committed(broker).await,
+            self.committed_by(broker, group).await,
             end,
             "committed offsets past the end of the topics"
         );
