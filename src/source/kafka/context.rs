@@ -1,19 +1,21 @@
 //! librdkafka callbacks: rebalances (told to the pipeline in order, on the
 //! delivery queue: a revocation waits until the pipeline finished what it
-//! holds, then commits), statistics (consumer lag, and the end of each log for
-//! the progress board), errors (logged).
+//! holds, then commits; an assignment gives each partition its own queue
+//! first), statistics (consumer lag, and the end of each log for the progress
+//! board), errors (logged). Each tells the fetch thread's [`Queues`] that an
+//! event was served.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tracing::{info, warn};
 
-use super::Outbox;
+use super::{Outbox, Queues};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::source::{Delivery, Partition};
@@ -24,6 +26,7 @@ pub struct SourceContext {
     pub metrics: Metrics,
     /// How long a revocation waits for the batch in flight before letting go.
     pub drain_timeout: Duration,
+    pub queues: Arc<Queues>,
 }
 
 fn partitions(list: &TopicPartitionList) -> Vec<Partition> {
@@ -41,6 +44,7 @@ fn shown(partitions: &[Partition]) -> String {
 
 impl ClientContext for SourceContext {
     fn stats(&self, statistics: Statistics) {
+        self.queues.mark_served();
         for (topic, stats) in &statistics.topics {
             for (partition, partition_stats) in &stats.partitions {
                 // librdkafka reports -1 for the internal UA partition and for
@@ -78,8 +82,13 @@ impl ClientContext for SourceContext {
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(list) = rebalance else {
-            return;
+        self.queues.mark_served();
+        let list = match rebalance {
+            // Split before the assignment starts fetching, so that no record of
+            // these partitions reaches the consumer's own queue.
+            Rebalance::Assign(list) => return self.queues.split(&partitions(list)),
+            Rebalance::Revoke(list) => list,
+            Rebalance::Error(_) => return,
         };
         let revoked = partitions(list);
         self.metrics.rebalances.with_label_values(&["revoke"]).inc();
@@ -122,9 +131,14 @@ impl ConsumerContext for SourceContext {
         if let Err(error) = super::commit_stored(consumer) {
             warn!(%error, "commit on revocation failed");
         }
+        self.queues.remove(&revoked);
         self.health.set_assigned(false);
         self.metrics.consumer_assigned.set(0);
         info!(partitions = %shown(&revoked), "partitions revoked");
+    }
+
+    fn commit_callback(&self, _result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        self.queues.mark_served();
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -1,6 +1,7 @@
-//! The fetch thread: it polls the consumer, makes the seeks the pipeline
-//! asks for, and hands records over in batches that adapt to the pipeline
-//! (see [`poll_wait`]).
+//! The fetch thread: it takes records from the partitions' queues in turn
+//! (see [`super::queues`]), serves the consumer's events, makes the seeks the
+//! pipeline asks for, and hands records over in batches that adapt to the
+//! pipeline (see [`poll_wait`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Consumer_, Outbox, POLL_INTERVAL, Seeks};
+use super::{Consumer_, Outbox, POLL_INTERVAL, Queues, Seeks};
 use crate::event::{Position, RawRecord};
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -20,16 +21,15 @@ use crate::source::{Delivery, Partition};
 
 /// How long a seek may wait for librdkafka to take it.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long one poll may block while records wait for a busy pipeline: the
-/// fetcher cannot be woken inside librdkafka's poll, so this is how late it
-/// may notice that the pipeline took what was queued and is ready for more.
-/// A poll that long was the next fetch's arrival (up to `fetch.wait.max.ms`)
-/// and added that much to a reader's wait.
+/// How long the thread may sleep while records wait for a busy pipeline:
+/// nothing wakes it when the pipeline takes what was queued, so this is how
+/// late it may notice that the pipeline is ready for more.
 const DRAIN_CHECK: Duration = Duration::from_millis(1);
 
-/// How long the next poll may block: `pending` records wait to be handed
-/// over, `drained` says the pipeline took everything queued, and the batch
-/// was opened `opened_for` ago.
+/// How long the thread may sleep once every queue is empty, unless a record
+/// or event wakes it: `pending` records wait to be handed over, `drained`
+/// says the pipeline took everything queued, and the batch was opened
+/// `opened_for` ago.
 fn poll_wait(
     pending: usize,
     drained: bool,
@@ -48,6 +48,7 @@ fn poll_wait(
 pub(super) struct Fetcher {
     pub(super) consumer: Arc<Consumer_>,
     pub(super) outbox: Arc<Outbox>,
+    pub(super) queues: Arc<Queues>,
     pub(super) seeks: Arc<Seeks>,
     pub(super) health: Health,
     pub(super) metrics: Metrics,
@@ -59,12 +60,16 @@ pub(super) struct Fetcher {
 impl Fetcher {
     pub(super) fn run(self) {
         self.fetch();
+        // The queues hold the consumer; the consumer holds them.
+        self.queues.clear();
         // Closing the queue is how the pipeline learns that fetching is over.
         self.outbox.close();
         info!("fetching stopped");
     }
 
-    /// Fetch until shutdown, or until the pipeline is gone.
+    /// Fetch until shutdown, or until the pipeline is gone. Each round serves
+    /// the consumer's events (rebalances run here, after every record taken
+    /// before them), then takes what the partitions' queues hold, in turn.
     fn fetch(&self) {
         let mut opened = Instant::now();
         let mut pending = 0;
@@ -72,49 +77,44 @@ impl Fetcher {
             if !self.make_seeks() {
                 return;
             }
+            pending = self.serve_events(pending, &mut opened);
+            let room = self.batch_size.saturating_sub(pending);
+            let emptied = self.queues.take_in_turn(room, |polled| match polled {
+                Ok(message) => pending = self.push(&message, &mut opened),
+                Err(error) => self.log_poll_error(&error),
+            });
+            self.health.beat();
             // Batches adapt to the pipeline: while it has nothing queued, what
             // has arrived goes over as soon as nothing more is at hand (no wait
             // on a quiet stream); while deliveries queue up, a batch grows
             // toward its size or its timeout.
             let drained = pending > 0 && self.outbox.is_drained();
-            let wait = poll_wait(pending, drained, opened.elapsed(), self.batch_timeout);
-            let mut polled = false;
-            match self.consumer.poll(wait) {
-                Some(Ok(message)) => {
-                    polled = true;
-                    pending = self.push(&message, &mut opened);
-                    pending = self.take_at_hand(pending, &mut opened);
-                }
-                Some(Err(error)) => self.log_poll_error(&error),
-                None => {}
-            }
-            self.health.beat();
             let full = pending >= self.batch_size;
             let due = pending > 0 && opened.elapsed() >= self.batch_timeout;
-            let at_hand_taken = drained && !polled;
-            if full || due || at_hand_taken {
+            if full || due || (drained && emptied) {
                 if !self.outbox.flush() {
                     return;
                 }
                 pending = 0;
+            } else if emptied {
+                let wait = poll_wait(pending, drained, opened.elapsed(), self.batch_timeout);
+                self.queues.wakeup().wait(wait);
             }
         }
     }
 
-    /// Add the records librdkafka already holds to the batch, up to its
-    /// size; returns how many are pending. Polls that cannot block need no
-    /// clock, heartbeat, seek or queue check each: per record those cost
-    /// about as much as the poll itself, and the loop makes them once per
-    /// round instead. A rebalance inside one of these polls still finds
-    /// every record before it in the outbox.
-    fn take_at_hand(&self, mut pending: usize, opened: &mut Instant) -> usize {
+    /// Serve what the consumer's own queue holds: rebalances, statistics and
+    /// commit results (their callbacks run inside the poll), errors, and the
+    /// records of a partition without a queue of its own. Returns how many
+    /// records are pending.
+    fn serve_events(&self, mut pending: usize, opened: &mut Instant) -> usize {
         while pending < self.batch_size {
             match self.consumer.poll(Duration::ZERO) {
                 Some(Ok(message)) => pending = self.push(&message, opened),
-                Some(Err(error)) => {
-                    self.log_poll_error(&error);
-                    break;
-                }
+                Some(Err(error)) => self.log_poll_error(&error),
+                // A served event also polls as nothing: only a poll that ran
+                // no callback says the queue is empty.
+                None if self.queues.take_served() => {}
                 None => break,
             }
         }

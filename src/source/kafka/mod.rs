@@ -14,6 +14,9 @@ mod context;
 mod dead_letter;
 mod fetcher;
 mod outbox;
+mod queues;
+#[cfg(test)]
+mod tests;
 mod topics;
 
 use std::collections::BTreeMap;
@@ -44,6 +47,7 @@ pub use dead_letter::{
 };
 use fetcher::Fetcher;
 pub use outbox::Outbox;
+pub use queues::{Queues, Wakeup};
 pub use topics::{commit_offsets, offsets_at, partitions_of};
 
 /// How long one poll may block, so shutdown, seeks and batch deadlines are noticed.
@@ -78,20 +82,26 @@ impl KafkaSource {
     ) -> Result<(KafkaSource, mpsc::Receiver<Delivery>), SourceError> {
         let (sender, receiver) = mpsc::channel(pipeline.queue_batches);
         let outbox = Arc::new(Outbox::new(sender));
+        let wakeup = Arc::new(Wakeup::default());
+        let queues = Arc::new(Queues::new(Arc::clone(&wakeup)));
         let context = SourceContext {
             outbox: Arc::clone(&outbox),
             health: health.clone(),
             metrics: metrics.clone(),
             drain_timeout: pipeline.drain_timeout,
+            queues: Arc::clone(&queues),
         };
-        let consumer: Consumer_ = consumer_config(kafka)
+        let mut consumer: Consumer_ = consumer_config(kafka)
             .create_with_context(context)
             .map_err(|error| SourceError::Permanent(format!("kafka consumer: {error}")))?;
+        // Rebalances and errors wake the fetch thread as records do.
+        consumer.set_nonempty_callback(move || wakeup.raise());
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&names)
             .map_err(|error| SourceError::Permanent(format!("subscribe to {names:?}: {error}")))?;
         let consumer = Arc::new(consumer);
+        queues.bind(&consumer);
         let seeks = Arc::new(Seeks::default());
         let probe = Probe {
             consumer: Arc::clone(&consumer),
@@ -106,6 +116,7 @@ impl KafkaSource {
         let fetcher = Fetcher {
             consumer: Arc::clone(&consumer),
             outbox,
+            queues,
             seeks: Arc::clone(&seeks),
             health,
             metrics,

@@ -1,0 +1,201 @@
+//! The consumer's queues as the fetch thread takes them: one per assigned
+//! partition, taken in turn, and the consumer's own queue, which carries the
+//! rebalances, errors, statistics and commit results.
+//!
+//! librdkafka hands a consumer its records in the order the fetch responses
+//! arrived, and a broker may fill a response from one partition (tansu fills
+//! up to `fetch.max.bytes` from one): a catch-up then applied one partition's
+//! backlog after another, and the others' readers waited. With a queue per
+//! partition the fetch thread takes one record of each partition in turn, so
+//! every partition librdkafka has prefetched advances together.
+//!
+//! A partition is split off in the rebalance callback before it is assigned,
+//! so none of its records can be left behind in the consumer's queue. The
+//! split outlives the assignment (librdkafka keeps an application's
+//! forwarding), and each assignment splits again, which is harmless.
+//!
+//! Waiting: librdkafka calls back when a queue goes from empty to not empty,
+//! and the callback wakes the fetch thread ([`Wakeup`]). So the thread only
+//! sleeps after it found every queue empty: a record that arrives after that
+//! look wakes it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::Duration;
+
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::BorrowedMessage;
+use tracing::warn;
+
+use super::{Consumer_, SourceContext};
+use crate::source::Partition;
+
+/// A flag the fetch thread sleeps on; raised by librdkafka's callbacks. It
+/// stays raised until the thread wakes, so a callback that comes between the
+/// thread's last look and its sleep is not lost.
+#[derive(Default)]
+pub struct Wakeup {
+    raised: Mutex<bool>,
+    ring: Condvar,
+}
+
+impl Wakeup {
+    pub fn raise(&self) {
+        *self.raised.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.ring.notify_one();
+    }
+
+    /// Sleep until raised or `timeout` passed, and lower the flag.
+    pub fn wait(&self, timeout: Duration) {
+        let raised = self.raised.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut raised, _) = self
+            .ring
+            .wait_timeout_while(raised, timeout, |raised| !*raised)
+            .unwrap_or_else(PoisonError::into_inner);
+        *raised = false;
+    }
+}
+
+/// The assigned partitions' queues, shared by the rebalance callbacks (which
+/// add and remove them) and the fetch thread (which takes from them). Both
+/// run on the fetch thread, so the lock is never contended; it is never held
+/// across a poll of the consumer's own queue, where the callbacks run.
+pub struct Queues {
+    /// Set once the consumer exists; weak, because the consumer owns these
+    /// queues through its context.
+    consumer: OnceLock<Weak<Consumer_>>,
+    partitions: Mutex<Turns>,
+    wakeup: Arc<Wakeup>,
+    /// Raised by the callbacks of events the consumer's queue served (a
+    /// poll returns nothing for those, as when the queue is empty).
+    served: AtomicBool,
+}
+
+#[derive(Default)]
+struct Turns {
+    queues: Vec<(Partition, PartitionQueue<SourceContext>)>,
+    /// Which queue goes first in the next round, so none is always first.
+    first: usize,
+    /// The queues still holding records in this round (indices), kept to
+    /// spare an allocation per round.
+    holding: Vec<usize>,
+}
+
+impl Queues {
+    pub fn new(wakeup: Arc<Wakeup>) -> Queues {
+        Queues {
+            consumer: OnceLock::new(),
+            partitions: Mutex::default(),
+            wakeup,
+            served: AtomicBool::new(false),
+        }
+    }
+
+    fn turns(&self) -> MutexGuard<'_, Turns> {
+        // Each update is one push, one retain or one round: a poisoned list
+        // is consistent.
+        self.partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn bind(&self, consumer: &Arc<Consumer_>) {
+        let _ = self.consumer.set(Arc::downgrade(consumer));
+    }
+
+    /// Give `partitions` queues of their own; called before they are assigned.
+    pub(super) fn split(&self, partitions: &[Partition]) {
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let mut turns = self.turns();
+        for partition in partitions {
+            if turns.queues.iter().any(|(held, _)| held == partition) {
+                continue;
+            }
+            match consumer.split_partition_queue(&partition.topic, partition.number) {
+                Some(mut queue) => {
+                    let wakeup = Arc::clone(&self.wakeup);
+                    queue.set_nonempty_callback(move || wakeup.raise());
+                    turns.queues.push((partition.clone(), queue));
+                }
+                // Only for a topic name librdkafka cannot take; its records
+                // then come through the consumer's queue, in order all the same.
+                None => warn!(%partition, "no queue of its own for this partition"),
+            }
+        }
+    }
+
+    /// Drop the queues of `partitions`, revoked: what they still hold is no
+    /// longer ours.
+    pub(super) fn remove(&self, partitions: &[Partition]) {
+        self.turns()
+            .queues
+            .retain(|(partition, _)| !partitions.contains(partition));
+    }
+
+    /// Drop every queue. They hold the consumer, whose context holds them:
+    /// without this the consumer would never be destroyed.
+    pub(super) fn clear(&self) {
+        self.turns().queues.clear();
+    }
+
+    /// Take up to `room` records, one per partition in turn, handing each
+    /// poll's result to `take`; `true` when every queue was found empty (an
+    /// error ends its partition's turns for this round).
+    pub(super) fn take_in_turn(
+        &self,
+        room: usize,
+        mut take: impl FnMut(KafkaResult<BorrowedMessage<'_>>),
+    ) -> bool {
+        let mut turns = self.turns();
+        let Turns {
+            queues,
+            first,
+            holding,
+        } = &mut *turns;
+        if queues.is_empty() {
+            return true;
+        }
+        let count = queues.len();
+        *first = (*first + 1) % count;
+        holding.clear();
+        holding.extend((0..count).map(|turn| (*first + turn) % count));
+        let mut taken = 0;
+        while taken < room && !holding.is_empty() {
+            holding.retain(|&index| {
+                if taken >= room {
+                    return true;
+                }
+                match queues[index].1.poll(Duration::ZERO) {
+                    Some(Ok(message)) => {
+                        taken += 1;
+                        take(Ok(message));
+                        true
+                    }
+                    Some(Err(error)) => {
+                        take(Err(error));
+                        false
+                    }
+                    None => false,
+                }
+            });
+        }
+        holding.is_empty()
+    }
+
+    /// An event was served on the consumer's queue (a callback ran).
+    pub(super) fn mark_served(&self) {
+        self.served.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether an event was served since the last call.
+    pub(super) fn take_served(&self) -> bool {
+        self.served.swap(false, Ordering::Relaxed)
+    }
+
+    pub(super) fn wakeup(&self) -> &Wakeup {
+        &self.wakeup
+    }
+}
