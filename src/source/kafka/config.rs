@@ -42,6 +42,16 @@ pub const FETCH_MAX_BYTES: (&str, &str) = ("fetch.max.bytes", "1048576");
 /// A check per 10 ms per held-off partition costs nothing that shows.
 pub const FETCH_QUEUE_BACKOFF_MS: (&str, &str) = ("fetch.queue.backoff.ms", "10");
 
+/// How much librdkafka may prefetch per assigned partition. Its 64 MiB (and
+/// `queued.min.messages`, 100,000) bound the one queue a consumer's
+/// partitions share; the fetch thread gives each partition a queue of its
+/// own (to take them in turn), and the bounds then hold per partition. 8 MiB
+/// keeps a partition's queue deep enough that a catch-up's batches are runs
+/// of one partition (see `queues`), and 8 assigned partitions prefetch at
+/// most what the one shared queue could. A replica owning many more
+/// partitions can lower it in `kafka.properties`.
+pub const QUEUED_MAX_KBYTES: (&str, &str) = ("queued.max.messages.kbytes", "8192");
+
 /// The consumer settings the daemon chooses unless `kafka.properties` does.
 pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.auto.commit", "true"),
@@ -51,6 +61,7 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     FETCH_WAIT_MAX_MS,
     FETCH_MAX_BYTES,
     FETCH_QUEUE_BACKOFF_MS,
+    QUEUED_MAX_KBYTES,
 ];
 
 pub(super) fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
@@ -93,6 +104,11 @@ mod tests {
             consumer_config(&kafka).get("fetch.queue.backoff.ms"),
             Some("10"),
             "librdkafka's 1 s leaves a catching-up pipeline idle once its prefetch queue drains"
+        );
+        assert_eq!(
+            consumer_config(&kafka).get("queued.max.messages.kbytes"),
+            Some("8192"),
+            "librdkafka's 64 MiB would hold per partition, each having a queue of its own"
         );
         kafka
             .properties

@@ -39,7 +39,8 @@ use crate::metrics::Metrics;
 
 use config::consumer_config;
 pub use config::{
-    CONSUMER_DEFAULTS, FETCH_MAX_BYTES, FETCH_QUEUE_BACKOFF_MS, FETCH_WAIT_MAX_MS, client_config,
+    CONSUMER_DEFAULTS, FETCH_MAX_BYTES, FETCH_QUEUE_BACKOFF_MS, FETCH_WAIT_MAX_MS,
+    QUEUED_MAX_KBYTES, client_config,
 };
 pub use context::SourceContext;
 pub use dead_letter::{
