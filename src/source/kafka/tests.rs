@@ -20,12 +20,16 @@ const PER_PARTITION: usize = 5_000;
 /// The whole backlog is produced before the consumer starts, each partition's
 /// records in one go, so librdkafka's fetches bring whole partitions at once:
 /// taken from one consumer queue, the first half of the records would be the
-/// first two partitions' backlogs.
+/// first two partitions' backlogs. A second, empty topic is subscribed too,
+/// as a daemon's quiet topics are: its partitions' turns must not all fall
+/// to one partition of the first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_comes_out_with_the_partitions_in_turn() {
     let cluster = MockCluster::new(1).unwrap();
     let topic = "shop.orders";
+    let quiet = "shop.inventory";
     cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    cluster.create_topic(quiet, PARTITIONS, 1).unwrap();
     let producer: BaseProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", cluster.bootstrap_servers())
         .set("linger.ms", "50")
@@ -60,7 +64,7 @@ async fn a_backlog_comes_out_with_the_partitions_in_turn() {
     let (source, mut deliveries) = KafkaSource::start(
         &kafka,
         &pipeline,
-        &[topic.to_owned()],
+        &[topic.to_owned(), quiet.to_owned()],
         Health::new(),
         Metrics::new(),
         shutdown.clone(),
