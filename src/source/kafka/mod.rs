@@ -1,7 +1,8 @@
 //! The Kafka adapter: a consumer-group member on a thread of its own that fetches
-//! records, forms batches (up to N records or T milliseconds) and hands them to
-//! the pipeline through a bounded queue, with the rebalances and seeks between
-//! them ([`Delivery`]); plus the dead-letter producer.
+//! records, takes the partitions in turn ([`Queues`]), forms batches (up to N
+//! records or T milliseconds) and hands them to the pipeline through a bounded
+//! queue, with the rebalances and seeks between them ([`Delivery`]); plus the
+//! dead-letter producer.
 //!
 //! Offsets: `enable.auto.offset.store=false`, so librdkafka commits only offsets
 //! the pipeline stored via [`SourceControl`], i.e. after their writes were
