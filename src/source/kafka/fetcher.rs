@@ -98,7 +98,7 @@ impl Fetcher {
                 pending = 0;
             } else if emptied {
                 let wait = poll_wait(pending, drained, opened.elapsed(), self.batch_timeout);
-                self.queues.wakeup().wait(wait);
+                self.queues.sleep(wait);
             }
         }
     }

@@ -40,8 +40,7 @@ use crate::metrics::Metrics;
 
 use config::consumer_config;
 pub use config::{
-    CONSUMER_DEFAULTS, FETCH_MAX_BYTES, FETCH_QUEUE_BACKOFF_MS, FETCH_WAIT_MAX_MS,
-    QUEUED_MAX_KBYTES, client_config,
+    CONSUMER_DEFAULTS, FETCH_MAX_BYTES, FETCH_QUEUE_BACKOFF_MS, FETCH_WAIT_MAX_MS, client_config,
 };
 pub use context::SourceContext;
 pub use dead_letter::{
@@ -49,7 +48,7 @@ pub use dead_letter::{
 };
 use fetcher::Fetcher;
 pub use outbox::Outbox;
-pub use queues::{Queues, Wakeup};
+pub use queues::Queues;
 pub use topics::{commit_offsets, offsets_at, partitions_of};
 
 /// How long one poll may block, so shutdown, seeks and batch deadlines are noticed.
@@ -84,8 +83,7 @@ impl KafkaSource {
     ) -> Result<(KafkaSource, mpsc::Receiver<Delivery>), SourceError> {
         let (sender, receiver) = mpsc::channel(pipeline.queue_batches);
         let outbox = Arc::new(Outbox::new(sender));
-        let wakeup = Arc::new(Wakeup::default());
-        let queues = Arc::new(Queues::new(Arc::clone(&wakeup)));
+        let queues = Arc::new(Queues::default());
         let context = SourceContext {
             outbox: Arc::clone(&outbox),
             health: health.clone(),
@@ -97,7 +95,7 @@ impl KafkaSource {
             .create_with_context(context)
             .map_err(|error| SourceError::Permanent(format!("kafka consumer: {error}")))?;
         // Rebalances and errors wake the fetch thread as records do.
-        consumer.set_nonempty_callback(move || wakeup.raise());
+        consumer.set_nonempty_callback(queues.waker());
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&names)

@@ -45,19 +45,19 @@ use crate::source::Partition;
 /// stays raised until the thread wakes, so a callback that comes between the
 /// thread's last look and its sleep is not lost.
 #[derive(Default)]
-pub struct Wakeup {
+struct Wakeup {
     raised: Mutex<bool>,
     ring: Condvar,
 }
 
 impl Wakeup {
-    pub fn raise(&self) {
+    fn raise(&self) {
         *self.raised.lock().unwrap_or_else(PoisonError::into_inner) = true;
         self.ring.notify_one();
     }
 
     /// Sleep until raised or `timeout` passed, and lower the flag.
-    pub fn wait(&self, timeout: Duration) {
+    fn wait(&self, timeout: Duration) {
         let raised = self.raised.lock().unwrap_or_else(PoisonError::into_inner);
         let (mut raised, _) = self
             .ring
@@ -71,6 +71,7 @@ impl Wakeup {
 /// add and remove them) and the fetch thread (which takes from them). Both
 /// run on the fetch thread, so the lock is never contended; it is never held
 /// across a poll of the consumer's own queue, where the callbacks run.
+#[derive(Default)]
 pub struct Queues {
     /// Set once the consumer exists; weak, because the consumer owns these
     /// queues through its context.
@@ -90,15 +91,6 @@ struct Turns {
 }
 
 impl Queues {
-    pub fn new(wakeup: Arc<Wakeup>) -> Queues {
-        Queues {
-            consumer: OnceLock::new(),
-            partitions: Mutex::default(),
-            wakeup,
-            served: AtomicBool::new(false),
-        }
-    }
-
     fn turns(&self) -> MutexGuard<'_, Turns> {
         // Each update is one push, one retain or one round: a poisoned list
         // is consistent.
@@ -123,8 +115,7 @@ impl Queues {
             }
             match consumer.split_partition_queue(&partition.topic, partition.number) {
                 Some(mut queue) => {
-                    let wakeup = Arc::clone(&self.wakeup);
-                    queue.set_nonempty_callback(move || wakeup.raise());
+                    queue.set_nonempty_callback(self.waker());
                     turns.queues.push((partition.clone(), queue));
                 }
                 // Only for a topic name librdkafka cannot take; its records
@@ -204,7 +195,14 @@ impl Queues {
         self.served.swap(false, Ordering::Relaxed)
     }
 
-    pub(super) fn wakeup(&self) -> &Wakeup {
-        &self.wakeup
+    /// A callback for librdkafka that wakes the fetch thread.
+    pub(super) fn waker(&self) -> impl Fn() + Send + Sync + 'static {
+        let wakeup = Arc::clone(&self.wakeup);
+        move || wakeup.raise()
+    }
+
+    /// Sleep until a callback woke the fetch thread, or `timeout` passed.
+    pub(super) fn sleep(&self, timeout: Duration) {
+        self.wakeup.wait(timeout);
     }
 }
