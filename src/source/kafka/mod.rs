@@ -70,7 +70,8 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// Create the consumer, subscribe to `topics` and start fetching on a thread.
+    /// Create the consumer, subscribe to `topics` and start fetching on a thread
+    /// (called within a tokio runtime, which wakes the thread at shutdown).
     /// Deliveries arrive on the returned queue, which holds at most
     /// `pipeline.queue_batches` of them: when it is full, fetching waits.
     pub fn start(
@@ -102,6 +103,7 @@ impl KafkaSource {
             .map_err(|error| SourceError::Permanent(format!("subscribe to {names:?}: {error}")))?;
         let consumer = Arc::new(consumer);
         queues.bind(&consumer);
+        queues.wake_on(shutdown.clone());
         let seeks = Arc::new(Seeks::default());
         let probe = Probe {
             consumer: Arc::clone(&consumer),

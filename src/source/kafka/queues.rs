@@ -36,6 +36,7 @@ use std::time::Duration;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{Consumer_, SourceContext};
@@ -204,5 +205,42 @@ impl Queues {
     /// Sleep until a callback woke the fetch thread, or `timeout` passed.
     pub(super) fn sleep(&self, timeout: Duration) {
         self.wakeup.wait(timeout);
+    }
+
+    /// Wake the fetch thread when `shutdown` is cancelled, so an idle thread
+    /// stops at once rather than at the end of its sleep (the drain waits for
+    /// it). Runs on the calling tokio runtime; the task holds only the wakeup.
+    pub(super) fn wake_on(&self, shutdown: CancellationToken) {
+        let wake = self.waker();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            wake();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// An idle fetch thread sleeps until a record arrives; shutdown must end
+    /// that sleep, not wait it out.
+    #[tokio::test]
+    async fn shutdown_wakes_a_sleeping_fetch_thread() {
+        let queues = Arc::new(Queues::default());
+        let shutdown = CancellationToken::new();
+        queues.wake_on(shutdown.clone());
+        let sleeper = Arc::clone(&queues);
+        let slept = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            sleeper.sleep(Duration::from_secs(30));
+            started.elapsed()
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        shutdown.cancel();
+        let slept = slept.await.unwrap();
+        assert!(slept < Duration::from_secs(10), "slept {slept:?}");
     }
 }
