@@ -306,8 +306,16 @@ fn unsupported(what: &str, subject: &str) -> CacheError {
 }
 
 /// Parse stored JSON text into a projection, naming the key when it is not an object.
+///
+/// UTF-8 is checked once over the text: reading bytes, serde_json checks each
+/// string on its own, which cost more than the whole check. Text that is not
+/// UTF-8 is read as bytes, for serde_json's exact error.
 pub(crate) fn decode_value(key: &str, text: &[u8]) -> CacheResult<Projection> {
-    let value: Value = serde_json::from_slice(text).map_err(|error| CacheError::CorruptValue {
+    let parsed = match std::str::from_utf8(text) {
+        Ok(text) => serde_json::from_str::<Value>(text),
+        Err(_) => serde_json::from_slice::<Value>(text),
+    };
+    let value = parsed.map_err(|error| CacheError::CorruptValue {
         key: key.to_owned(),
         reason: error.to_string(),
     })?;
@@ -325,4 +333,37 @@ pub(crate) fn check_page_size(size: usize) -> CacheResult<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_text_decodes_into_its_projection() {
+        let projection = decode_value("order:::1", br#"{"total":"12.50","lines":[1,2]}"#).unwrap();
+        assert_eq!((projection.name(), projection.id()), ("order", "1"));
+        assert_eq!(projection.value()["total"], "12.50");
+    }
+
+    /// Text is checked for UTF-8 once, up front; text that fails it is still
+    /// refused with serde_json's exact place, naming the key.
+    #[test]
+    fn stored_text_that_is_not_utf8_is_corrupt_and_says_where() {
+        let error = decode_value("order:::1", b"{\"note\":\"\xff\"}").unwrap_err();
+        let CacheError::CorruptValue { key, reason } = error else {
+            panic!("not a corrupt value: {error:?}");
+        };
+        assert_eq!(key, "order:::1");
+        assert_eq!(reason, "invalid unicode code point at line 1 column 10");
+    }
+
+    #[test]
+    fn stored_text_that_is_not_an_object_is_corrupt() {
+        let error = decode_value("order:::1", b"[1]").unwrap_err();
+        assert!(
+            matches!(error, CacheError::CorruptValue { .. }),
+            "{error:?}"
+        );
+    }
 }

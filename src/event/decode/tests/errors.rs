@@ -37,6 +37,28 @@ fn rejects_invalid_records() {
             "the payload is not valid JSON: EOF while parsing a value at line 1 column 8",
         ),
         (
+            // UTF-8 is checked over the whole payload first; bytes that fail
+            // it are read as bytes, so the message still says where.
+            "structured mode, a string that is not UTF-8",
+            record(Some(b"{\"type\":\"t\",\"data\":\"\xff\"}"), &[]),
+            ce.clone(),
+            DecodeError::InvalidJson {
+                what: "the payload",
+                message: "invalid unicode code point at line 1 column 21".to_owned(),
+            },
+            "the payload is not valid JSON: invalid unicode code point at line 1 column 21",
+        ),
+        (
+            "binary mode, JSON data with a string that is not UTF-8",
+            record(Some(b"[\"\xff\"]"), &[("ce_type", Some(b"t"))]),
+            ce.clone(),
+            DecodeError::InvalidJson {
+                what: "the payload",
+                message: "invalid unicode code point at line 1 column 3".to_owned(),
+            },
+            "the payload is not valid JSON: invalid unicode code point at line 1 column 3",
+        ),
+        (
             "binary mode, JSON content type but invalid JSON",
             record(Some(b"nope"), &[("ce_type", Some(b"t"))]),
             ce.clone(),
