@@ -1,8 +1,9 @@
 //! Which projections an event feeds: a lookup by `(topic, event type)`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::KeyMap;
 use crate::cache::Cache;
 use crate::projection::Definition;
 
@@ -18,8 +19,8 @@ pub struct Route {
 pub struct Router {
     routes: Vec<Route>,
     /// Topic -> event type -> routes; nested so a lookup by `&str` allocates
-    /// nothing (it runs for every event).
-    by_type: HashMap<String, HashMap<String, Vec<usize>>>,
+    /// nothing (it runs for every event, twice: a fast hasher, see [`KeyMap`]).
+    by_type: KeyMap<String, KeyMap<String, Vec<usize>>>,
 }
 
 impl Router {
@@ -27,7 +28,7 @@ impl Router {
     /// validated against the same settings the caches were built from.
     pub fn new(definitions: Vec<Definition>, caches: &BTreeMap<String, Arc<dyn Cache>>) -> Router {
         let mut routes = Vec::with_capacity(definitions.len());
-        let mut by_type: HashMap<String, HashMap<String, Vec<usize>>> = HashMap::new();
+        let mut by_type: KeyMap<String, KeyMap<String, Vec<usize>>> = KeyMap::default();
         for definition in definitions {
             let cache = Arc::clone(
                 caches
