@@ -83,7 +83,7 @@ impl KafkaSource {
         shutdown: CancellationToken,
     ) -> Result<(KafkaSource, mpsc::Receiver<Delivery>), SourceError> {
         let (sender, receiver) = mpsc::channel(pipeline.queue_batches);
-        let outbox = Arc::new(Outbox::new(sender));
+        let outbox = Arc::new(Outbox::new(sender, pipeline.batch_size));
         let queues = Arc::new(Queues::default());
         let context = SourceContext {
             outbox: Arc::clone(&outbox),

@@ -8,6 +8,10 @@ use tokio::sync::mpsc;
 use crate::event::RawRecord;
 use crate::source::Delivery;
 
+/// The most records a batch's list is allocated for ahead (half a MiB): a
+/// larger configured batch grows past it as records come.
+const RESERVE_MAX: usize = 4096;
+
 /// The fetch thread's end of the queue, shared with the rebalance callbacks
 /// (which librdkafka runs inside `poll`, on the same thread): the records
 /// gathered so far go out before any rebalance event, so the pipeline sees
@@ -17,18 +21,33 @@ pub struct Outbox {
     /// drains what is left and finishes.
     sender: Mutex<Option<mpsc::Sender<Delivery>>>,
     pending: Mutex<Vec<RawRecord>>,
+    /// Records each batch's list is allocated for at once, rather than
+    /// grown (and copied) a doubling at a time.
+    reserve: usize,
 }
 
 impl Outbox {
-    pub fn new(sender: mpsc::Sender<Delivery>) -> Outbox {
+    /// `batch_size`: the records a batch holds at most.
+    pub fn new(sender: mpsc::Sender<Delivery>, batch_size: usize) -> Outbox {
+        let reserve = batch_size.min(RESERVE_MAX);
         Outbox {
             sender: Mutex::new(Some(sender)),
-            pending: Mutex::default(),
+            pending: Mutex::new(Vec::with_capacity(reserve)),
+            reserve,
         }
     }
 
     fn pending(&self) -> MutexGuard<'_, Vec<RawRecord>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The pending records, leaving an empty list behind.
+    fn take_pending(&self) -> Vec<RawRecord> {
+        let mut pending = self.pending();
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        std::mem::replace(&mut *pending, Vec::with_capacity(self.reserve))
     }
 
     /// The queue's sending end, while it is open. A clone: sending may wait,
@@ -50,7 +69,7 @@ impl Outbox {
     /// Send the pending records, waiting while the queue is full; `false` when
     /// the pipeline is gone.
     pub(super) fn flush(&self) -> bool {
-        let records = std::mem::take(&mut *self.pending());
+        let records = self.take_pending();
         records.is_empty() || self.send_now(Delivery::Records(records))
     }
 
@@ -67,7 +86,7 @@ impl Outbox {
     /// Send `delivery` after the pending records, giving up at `deadline` (a
     /// pipeline stuck on an outage must not hold a rebalance forever).
     pub(super) fn send_by(&self, delivery: Delivery, deadline: Instant) -> bool {
-        let records = std::mem::take(&mut *self.pending());
+        let records = self.take_pending();
         if !records.is_empty() && !self.try_send_by(Delivery::Records(records), deadline) {
             return false;
         }
