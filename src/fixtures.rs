@@ -56,7 +56,7 @@ impl FileRecord {
         let payload: Box<str> = self.event.into();
         RawRecord {
             position: Position {
-                topic: self.topic,
+                topic: self.topic.into(),
                 partition: self.partition.unwrap_or(0),
                 offset,
             },

@@ -6,6 +6,8 @@
 
 mod decode;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -15,7 +17,9 @@ pub use decode::{DecodeError, Envelope, Headers, RawRecord, decode};
 /// Where a record sits in Kafka.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Position {
-    pub topic: String,
+    /// Shared: every record of a partition names the same topic, and a
+    /// record's position is copied into its event and its progress.
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
 }

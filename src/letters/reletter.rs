@@ -128,7 +128,7 @@ mod tests {
     fn a_letter_about_a_letter_is_about_the_original_record() {
         let read = RawRecord {
             position: Position {
-                topic: "dead-letters".to_owned(),
+                topic: "dead-letters".into(),
                 partition: 1,
                 offset: 17,
             },

@@ -70,7 +70,7 @@ fn letter(offset: i64, payload: Vec<u8>, projection: Option<&str>) -> DeadLetter
     DeadLetter {
         record: RawRecord {
             position: Position {
-                topic: "bank".to_owned(),
+                topic: "bank".into(),
                 partition: 0,
                 offset,
             },

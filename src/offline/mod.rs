@@ -130,7 +130,7 @@ pub async fn fold_stream(
         // A partition is assigned when the file first names it.
         let new: Vec<Partition> = batch
             .iter()
-            .map(|record| Partition::new(record.position.topic.as_str(), record.position.partition))
+            .map(|record| Partition::new(&*record.position.topic, record.position.partition))
             .filter(|partition| !assigned.contains(partition))
             .collect::<BTreeSet<_>>()
             .into_iter()

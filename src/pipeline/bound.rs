@@ -38,7 +38,7 @@ impl Pipeline {
         let mut limits: HashMap<Partition, Option<i64>> = HashMap::new();
         for record in &admitted {
             let position = &record.record.position;
-            let partition = Partition::new(position.topic.clone(), position.partition);
+            let partition = Partition::new(&*position.topic, position.partition);
             if limits.contains_key(&partition) {
                 continue;
             }
@@ -53,7 +53,7 @@ impl Pipeline {
         let mut held: Vec<(Partition, i64)> = Vec::new();
         for record in admitted {
             let position = &record.record.position;
-            let partition = Partition::new(position.topic.clone(), position.partition);
+            let partition = Partition::new(&*position.topic, position.partition);
             if held.iter().any(|(known, _)| *known == partition) {
                 continue;
             }

@@ -268,7 +268,7 @@ mod tests {
             time: None,
             data: json!({"id": "a", "by": by}),
             position: Position {
-                topic: "t".to_owned(),
+                topic: "t".into(),
                 partition: 0,
                 offset,
             },

@@ -89,12 +89,12 @@ impl Pipeline {
             // A chunk spans a few partitions: a scan beats hashing a topic name
             // (and allocating one) per record.
             let known = plan.partitions.iter().position(|(partition, _)| {
-                partition.number == position.partition && partition.topic == position.topic
+                partition.number == position.partition && *partition.topic == *position.topic
             });
             match known {
                 Some(at) => plan.partitions[at].1.push(index),
                 None => plan.partitions.push((
-                    Partition::new(position.topic.as_str(), position.partition),
+                    Partition::new(&*position.topic, position.partition),
                     vec![index],
                 )),
             }
@@ -156,7 +156,7 @@ impl Pipeline {
         let mut consumed: BTreeMap<&str, u64> = BTreeMap::new();
         for admitted in records {
             *consumed
-                .entry(admitted.record.position.topic.as_str())
+                .entry(&*admitted.record.position.topic)
                 .or_default() += 1;
         }
         for (topic, count) in consumed {

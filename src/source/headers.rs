@@ -62,7 +62,7 @@ impl Origin {
     /// position (the record is not one of our letters).
     pub fn of(headers: &Headers) -> Option<Origin> {
         let position = Position {
-            topic: text(headers, SOURCE_TOPIC)?.to_owned(),
+            topic: text(headers, SOURCE_TOPIC)?.into(),
             partition: text(headers, SOURCE_PARTITION)?.parse().ok()?,
             offset: text(headers, SOURCE_OFFSET)?.parse().ok()?,
         };

@@ -222,7 +222,7 @@ pub fn reference_fold(records: &[ShopRecord], orders_topic: &str) -> BTreeMap<St
                 .map(|time| time.parse().unwrap()),
             data: record.event["data"].clone(),
             position: Position {
-                topic: topic.to_owned(),
+                topic: topic.into(),
                 partition: 0,
                 offset: offset as i64,
             },

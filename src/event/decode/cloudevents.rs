@@ -250,7 +250,7 @@ mod tests {
         for payload in payloads {
             let record = RawRecord {
                 position: crate::event::Position {
-                    topic: "t".to_owned(),
+                    topic: "t".into(),
                     partition: 0,
                     offset: 0,
                 },

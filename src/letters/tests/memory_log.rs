@@ -71,7 +71,7 @@ impl MemoryLog {
             (ERROR, letter.error.clone()),
             (REASON, letter.reason.to_owned()),
             (PROJECTION, letter.projection.clone().unwrap_or_default()),
-            (SOURCE_TOPIC, position.topic.clone()),
+            (SOURCE_TOPIC, position.topic.to_string()),
             (SOURCE_PARTITION, position.partition.to_string()),
             (SOURCE_OFFSET, position.offset.to_string()),
         ] {
@@ -79,7 +79,7 @@ impl MemoryLog {
         }
         letters.push(RawRecord {
             position: Position {
-                topic: TOPIC.to_owned(),
+                topic: TOPIC.into(),
                 partition,
                 offset,
             },

@@ -31,7 +31,7 @@ impl Positions {
             let position = &record.position;
             let Some(stream) = self
                 .topics
-                .get_mut(position.topic.as_str())
+                .get_mut(&*position.topic)
                 .and_then(|streams| streams.get_mut(&position.partition))
             else {
                 *dropped.entry("not_assigned").or_default() += 1;

@@ -131,7 +131,7 @@ pub fn event_json(event: &Event) -> Value {
         "subject": event.subject,
         "time": time_text(event),
         "data": event.data,
-        "topic": event.position.topic,
+        "topic": &*event.position.topic,
         "partition": event.position.partition,
         "offset": event.position.offset,
     })

@@ -113,7 +113,7 @@ pub(super) mod testing {
             }),
             data,
             position: Position {
-                topic: "shop.orders".to_owned(),
+                topic: "shop.orders".into(),
                 partition: 0,
                 offset: 0,
             },

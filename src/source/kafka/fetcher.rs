@@ -79,10 +79,12 @@ impl Fetcher {
             }
             pending = self.serve_events(pending, &mut opened);
             let room = self.batch_size.saturating_sub(pending);
-            let emptied = self.queues.take_in_turn(room, |polled| match polled {
-                Ok(message) => pending = self.push(&message, &mut opened),
-                Err(error) => self.log_poll_error(&error),
-            });
+            let emptied = self
+                .queues
+                .take_in_turn(room, |topic, polled| match polled {
+                    Ok(message) => pending = self.push(to_record(&message, topic), &mut opened),
+                    Err(error) => self.log_poll_error(&error),
+                });
             self.health.beat();
             // Batches adapt to the pipeline: while it has nothing queued, what
             // has arrived goes over as soon as nothing more is at hand (no wait
@@ -110,7 +112,10 @@ impl Fetcher {
     fn serve_events(&self, mut pending: usize, opened: &mut Instant) -> usize {
         while pending < self.batch_size {
             match self.consumer.poll(Duration::ZERO) {
-                Some(Ok(message)) => pending = self.push(&message, opened),
+                Some(Ok(message)) => {
+                    let topic = message.topic().into();
+                    pending = self.push(to_record(&message, &topic), opened);
+                }
                 Some(Err(error)) => self.log_poll_error(&error),
                 // A served event also polls as nothing: only a poll that ran
                 // no callback says the queue is empty.
@@ -123,8 +128,8 @@ impl Fetcher {
 
     /// Queue `message`; returns how many are pending. The first record of
     /// a batch (also after a rebalance flushed the last one) opens it.
-    fn push(&self, message: &BorrowedMessage<'_>, opened: &mut Instant) -> usize {
-        let pending = self.outbox.push(to_record(message));
+    fn push(&self, record: RawRecord, opened: &mut Instant) -> usize {
+        let pending = self.outbox.push(record);
         if pending == 1 {
             *opened = Instant::now();
         }
@@ -176,9 +181,10 @@ impl Fetcher {
     }
 }
 
-/// A polled message as the pipeline takes it, copied out of librdkafka's
-/// buffer (which the next poll reuses); the dead-letter log reads letters so too.
-pub(super) fn to_record(message: &BorrowedMessage<'_>) -> RawRecord {
+/// A polled message of `topic` as the pipeline takes it, copied out of
+/// librdkafka's buffer (which the next poll reuses); the dead-letter log
+/// reads letters so too.
+pub(super) fn to_record(message: &BorrowedMessage<'_>, topic: &Arc<str>) -> RawRecord {
     let headers = message
         .headers()
         .map(|headers| {
@@ -190,7 +196,7 @@ pub(super) fn to_record(message: &BorrowedMessage<'_>) -> RawRecord {
         .unwrap_or_default();
     RawRecord {
         position: Position {
-            topic: message.topic().to_owned(),
+            topic: Arc::clone(topic),
             partition: message.partition(),
             offset: message.offset(),
         },

@@ -84,9 +84,18 @@ pub struct Queues {
     served: AtomicBool,
 }
 
+/// An assigned partition's queue.
+struct Held {
+    partition: Partition,
+    /// Its topic's name as its records' positions share it (one allocation
+    /// per assignment, not one per record).
+    topic: Arc<str>,
+    queue: PartitionQueue<SourceContext>,
+}
+
 #[derive(Default)]
 struct Turns {
-    queues: Vec<(Partition, PartitionQueue<SourceContext>)>,
+    queues: Vec<Held>,
     /// Which queue the next round starts with (modulo their number).
     next: usize,
 }
@@ -111,13 +120,17 @@ impl Queues {
         };
         let mut turns = self.turns();
         for partition in partitions {
-            if turns.queues.iter().any(|(held, _)| held == partition) {
+            if turns.queues.iter().any(|held| held.partition == *partition) {
                 continue;
             }
             match consumer.split_partition_queue(&partition.topic, partition.number) {
                 Some(mut queue) => {
                     queue.set_nonempty_callback(self.waker());
-                    turns.queues.push((partition.clone(), queue));
+                    turns.queues.push(Held {
+                        topic: partition.topic.as_str().into(),
+                        partition: partition.clone(),
+                        queue,
+                    });
                 }
                 // Only for a topic name librdkafka cannot take; its records
                 // then come through the consumer's queue, in order all the same.
@@ -131,7 +144,7 @@ impl Queues {
     pub(super) fn remove(&self, partitions: &[Partition]) {
         self.turns()
             .queues
-            .retain(|(partition, _)| !partitions.contains(partition));
+            .retain(|held| !partitions.contains(&held.partition));
     }
 
     /// Drop every queue. They hold the consumer, whose context holds them:
@@ -149,7 +162,7 @@ impl Queues {
     pub(super) fn take_in_turn(
         &self,
         room: usize,
-        mut take: impl FnMut(KafkaResult<BorrowedMessage<'_>>),
+        mut take: impl FnMut(&Arc<str>, KafkaResult<BorrowedMessage<'_>>),
     ) -> bool {
         let mut turns = self.turns();
         let Turns { queues, next } = &mut *turns;
@@ -169,14 +182,15 @@ impl Queues {
                     *next = index + 1;
                     return false;
                 }
-                match queues[index].1.poll(Duration::ZERO) {
+                let held = &queues[index];
+                match held.queue.poll(Duration::ZERO) {
                     Some(Ok(message)) => {
                         taken += 1;
                         *next = index + 1;
-                        take(Ok(message));
+                        take(&held.topic, Ok(message));
                     }
                     Some(Err(error)) => {
-                        take(Err(error));
+                        take(&held.topic, Err(error));
                         break;
                     }
                     None => break,

@@ -10,7 +10,7 @@ use super::*;
 
 pub(super) fn position() -> Position {
     Position {
-        topic: "shop.orders".to_owned(),
+        topic: "shop.orders".into(),
         partition: 2,
         offset: 41,
     }

@@ -16,7 +16,7 @@ fn event_with(data: Value) -> Event {
         time: Some("2026-11-01T10:00:00Z".parse::<DateTime<Utc>>().unwrap()),
         data,
         position: Position {
-            topic: "shop.orders".to_owned(),
+            topic: "shop.orders".into(),
             partition: 2,
             offset: 7,
         },

@@ -24,7 +24,7 @@ fn event(data: Value) -> Event {
         ),
         data,
         position: Position {
-            topic: "shop.orders".to_owned(),
+            topic: "shop.orders".into(),
             partition: 3,
             offset: 42,
         },

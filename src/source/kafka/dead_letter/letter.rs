@@ -160,7 +160,7 @@ fn ours(letter: &DeadLetter, error: &str) -> Headers {
         (ERROR, error),
         (REASON, letter.reason),
         (PROJECTION, letter.projection.as_deref().unwrap_or("")),
-        (SOURCE_TOPIC, position.topic.as_str()),
+        (SOURCE_TOPIC, &*position.topic),
         (SOURCE_PARTITION, partition.as_str()),
         (SOURCE_OFFSET, offset.as_str()),
     ];

@@ -72,7 +72,7 @@ impl LetterId {
     fn of(letter: &DeadLetter) -> LetterId {
         let position = &letter.record.position;
         LetterId {
-            topic: position.topic.clone(),
+            topic: position.topic.to_string(),
             partition: position.partition,
             offset: position.offset,
             projection: letter.projection.clone(),

@@ -21,7 +21,7 @@ fn letter(offset: i64, key: &str, payload: Vec<u8>) -> DeadLetter {
     DeadLetter {
         record: RawRecord {
             position: Position {
-                topic: "shop.orders".to_owned(),
+                topic: "shop.orders".into(),
                 partition: 3,
                 offset,
             },
@@ -175,7 +175,7 @@ fn read_back(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> 
         });
         records.push(RawRecord {
             position: Position {
-                topic: topic.to_owned(),
+                topic: topic.into(),
                 partition: message.partition(),
                 offset: message.offset(),
             },
