@@ -476,14 +476,16 @@ fn raw_consume(broker: &Broker, topics: &[&str], events: usize) -> (f64, Option<
         daemon::fetching_as_the_daemon(broker.consumer_config(&support::kafka::unique("raw")))
             .create()
             .expect("a consumer");
+    // The backlog's ends are read before the clock starts, as the daemon's
+    // catch-up reads them (see `daemon::catch_up`).
+    let ends = watermarks(&consumer, topics[0]);
+    let first_topic_total: i64 = ends.values().sum();
     consumer.subscribe(topics).expect("subscribe");
     let started = Instant::now();
     let mut seen = 0usize;
     let mut bytes = 0usize;
     let mut per_partition: BTreeMap<i32, usize> = BTreeMap::new();
     let mut halfway = None;
-    let ends = watermarks(&consumer, topics[0]);
-    let first_topic_total: i64 = ends.values().sum();
     while seen < events {
         assert!(
             started.elapsed() < Duration::from_secs(1800),

@@ -78,9 +78,10 @@ pub struct CatchUp {
     cpu_seconds: f64,
     /// Per thread name, read just before it was asked to stop.
     threads: BTreeMap<String, f64>,
-    /// The least and most advanced partitions of the orders topic, as
-    /// fractions of their backlog, when half of it had been applied.
-    halfway: Option<(f64, f64)>,
+    /// The share of the orders backlog applied when the bench first saw
+    /// half of it applied, and the least and most advanced of its
+    /// partitions then, as fractions of theirs.
+    halfway: Option<(f64, f64, f64)>,
     /// The daemon's own time in chunks (its batch duration's sum): the rest
     /// of `seconds` it waited for records, or had not started.
     busy_seconds: Option<f64>,
@@ -116,9 +117,10 @@ impl CatchUp {
                 busy * 100.0 / self.seconds
             );
         }
-        if let Some((least, most)) = self.halfway {
+        if let Some((applied, least, most)) = self.halfway {
             println!(
-                "  fairness: with half the orders backlog applied, its partitions stood at {:.0}%-{:.0}% of theirs (all alike: 50%)",
+                "  fairness: with {:.0}% of the orders backlog applied (first seen past half), its partitions stood at {:.0}%-{:.0}% of theirs",
+                applied * 100.0,
                 least * 100.0,
                 most * 100.0
             );
@@ -178,10 +180,12 @@ pub async fn catch_up(
         let numbers = broker.end_offsets(topic).await.into_keys().collect();
         partitions.push((topic.clone(), numbers));
     }
-    let started = Instant::now();
-    let child = daemon_process(binary, config);
+    // Read before the start: asking the broker takes long enough for the
+    // daemon to get well past half its backlog meanwhile.
     let end = setup.end(broker).await;
     let orders_end = broker.end_offsets(&setup.orders).await;
+    let started = Instant::now();
+    let child = daemon_process(binary, config);
     let mut halfway = None;
     let deadline = Instant::now() + timeout;
     // Polled often, as it is cheap: this is the figure the rate is made of.
@@ -205,10 +209,6 @@ pub async fn catch_up(
             Instant::now() < deadline,
             "the daemon did not catch up in {timeout:?}"
         );
-        if halfway.is_none() {
-            let committed = broker.committed_offsets(group, &setup.orders).await;
-            halfway = fairness(&committed, &orders_end);
-        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let committed_seconds = started.elapsed().as_secs_f64();
@@ -367,9 +367,9 @@ fn with_default_batching(config: &Path) -> PathBuf {
     path
 }
 
-/// Once `committed` covers half of the backlog up to `ends`, the least and the
-/// most advanced partition's share of its own backlog.
-fn fairness(applied: &BTreeMap<i32, i64>, ends: &BTreeMap<i32, i64>) -> Option<(f64, f64)> {
+/// Once `applied` covers half of the backlog up to `ends`: the share it
+/// covers, and the least and the most advanced partition's share of its own.
+fn fairness(applied: &BTreeMap<i32, i64>, ends: &BTreeMap<i32, i64>) -> Option<(f64, f64, f64)> {
     let total: i64 = ends.values().sum();
     let done: i64 = applied.values().map(|offset| (*offset).max(0)).sum();
     if total == 0 || done * 2 < total {
@@ -384,5 +384,5 @@ fn fairness(applied: &BTreeMap<i32, i64>, ends: &BTreeMap<i32, i64>) -> Option<(
     let (least, most) = shares.fold((f64::MAX, 0.0f64), |(least, most), share| {
         (least.min(share), most.max(share))
     });
-    Some((least, most))
+    Some((done as f64 / total as f64, least, most))
 }
