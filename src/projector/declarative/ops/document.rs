@@ -37,11 +37,7 @@ pub(super) fn slot<'d>(
             return Err(not_an_object(&path[..depth], here));
         }
         let object = here.as_object_mut().expect("checked just above");
-        // Looked up before inserting: `entry` would allocate the key on every write.
-        if !object.contains_key(step) {
-            object.insert(step.clone(), Value::Null);
-        }
-        here = object.get_mut(step).expect("present or just inserted");
+        here = object.entry(step.as_str()).or_insert(Value::Null);
     }
     Ok(here)
 }
