@@ -7,6 +7,8 @@
 //!   [`cache::cluster`] (Redis Cluster: hash slots, per-slot marks, lost-write replays).
 //! - [`config`]: configuration read -> validated (no IO) -> [`config::Settings`].
 //! - [`event`]: domain events and their decoding from Kafka records.
+//! - [`json`]: JSON read from bytes with UTF-8 checked once (events, stored
+//!   projections).
 //! - [`projector`]: the pure projector trait, its registry, the Rust shop
 //!   examples, and [`projector::declarative`] (TOML handlers with jq).
 //! - [`projection`]: projection definitions (TOML) and identifier templates.
@@ -43,6 +45,7 @@ pub mod event;
 pub mod fixtures;
 pub mod health;
 pub mod http;
+pub mod json;
 pub mod letters;
 pub mod metrics;
 pub mod offline;

@@ -306,16 +306,8 @@ fn unsupported(what: &str, subject: &str) -> CacheError {
 }
 
 /// Parse stored JSON text into a projection, naming the key when it is not an object.
-///
-/// UTF-8 is checked once over the text: reading bytes, serde_json checks each
-/// string on its own, which cost more than the whole check. Text that is not
-/// UTF-8 is read as bytes, for serde_json's exact error.
 pub(crate) fn decode_value(key: &str, text: &[u8]) -> CacheResult<Projection> {
-    let parsed = match std::str::from_utf8(text) {
-        Ok(text) => serde_json::from_str::<Value>(text),
-        Err(_) => serde_json::from_slice::<Value>(text),
-    };
-    let value = parsed.map_err(|error| CacheError::CorruptValue {
+    let value: Value = crate::json::from_bytes(text).map_err(|error| CacheError::CorruptValue {
         key: key.to_owned(),
         reason: error.to_string(),
     })?;

@@ -86,12 +86,9 @@ fn structured(record: &RawRecord) -> Result<Attributes, DecodeError> {
     // A struct also deserializes from a JSON array (its members in order):
     // only an object takes the fast path.
     let is_object = bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{');
-    // UTF-8 is checked once over the payload: reading bytes, serde_json
-    // checks each string on its own, which cost more than the whole check.
     let fast = is_object
-        .then(|| std::str::from_utf8(bytes).ok())
-        .flatten()
-        .and_then(|text| serde_json::from_str::<Structured<'_>>(text).ok());
+        .then(|| crate::json::from_bytes::<Structured<'_>>(bytes).ok())
+        .flatten();
     let Some(event) = fast else {
         return structured_in_full(bytes);
     };

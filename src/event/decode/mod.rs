@@ -184,14 +184,8 @@ fn payload(record: &RawRecord) -> Option<&[u8]> {
     record.payload.as_deref().filter(|bytes| !bytes.is_empty())
 }
 
-/// UTF-8 is checked once over `bytes` (see [`crate::cache`]'s `decode_value`);
-/// bytes that are not UTF-8 are read as such, for serde_json's exact error.
 fn parse_json(what: &'static str, bytes: &[u8]) -> Result<Value, DecodeError> {
-    let parsed = match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(bytes),
-    };
-    parsed.map_err(|error| DecodeError::InvalidJson {
+    crate::json::from_bytes(bytes).map_err(|error| DecodeError::InvalidJson {
         what,
         message: error.to_string(),
     })
