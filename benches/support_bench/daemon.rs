@@ -138,18 +138,18 @@ fn redis_of(config: &Path) -> String {
         .to_owned()
 }
 
-/// How far `group`'s checkpoint in `cache` has applied each of `topics`'
-/// partitions (the next offset to apply), per topic in their order.
+/// How far `group`'s checkpoint in `cache` has applied each partition of
+/// `topics` (by their ends: the next offset to apply), per topic in order.
 async fn applied_by(
     cache: &RedisCache,
     group: &str,
-    topics: &[(String, Vec<i32>)],
+    topics: &[(String, BTreeMap<i32, i64>)],
 ) -> Vec<BTreeMap<i32, i64>> {
     let scope = checkpoint_scope(group, "default");
     let mut applied = Vec::new();
-    for (topic, partitions) in topics {
+    for (topic, ends) in topics {
         let mut offsets = BTreeMap::new();
-        for number in partitions {
+        for number in ends.keys() {
             let partition = Partition::new(topic.as_str(), *number);
             let next = cache
                 .applied(&scope, &partition)
@@ -175,24 +175,23 @@ pub async fn catch_up(
     let cache = connect_redis(&redis_of(config), Ttl::from_secs(300).unwrap())
         .await
         .expect("the daemon's Redis");
-    let mut partitions = Vec::new();
+    // The backlog's ends, per topic (orders first), read before the start:
+    // asking the broker takes long enough for the daemon to get well past
+    // half its backlog meanwhile.
+    let mut ends = Vec::new();
     for topic in [&setup.orders, &setup.inventory] {
-        let numbers = broker.end_offsets(topic).await.into_keys().collect();
-        partitions.push((topic.clone(), numbers));
+        ends.push((topic.clone(), broker.end_offsets(topic).await));
     }
-    // Read before the start: asking the broker takes long enough for the
-    // daemon to get well past half its backlog meanwhile.
-    let end = setup.end(broker).await;
-    let orders_end = broker.end_offsets(&setup.orders).await;
+    let end: i64 = ends.iter().flat_map(|(_, ends)| ends.values()).sum();
     let started = Instant::now();
     let child = daemon_process(binary, config);
     let mut halfway = None;
     let deadline = Instant::now() + timeout;
     // Polled often, as it is cheap: this is the figure the rate is made of.
     loop {
-        let applied = applied_by(&cache, group, &partitions).await;
+        let applied = applied_by(&cache, group, &ends).await;
         if halfway.is_none() {
-            halfway = fairness(&applied[0], &orders_end);
+            halfway = fairness(&applied[0], &ends[0].1);
         }
         if applied.iter().flat_map(BTreeMap::values).sum::<i64>() >= end {
             break;

@@ -112,10 +112,7 @@ impl Fetcher {
     fn serve_events(&self, mut pending: usize, opened: &mut Instant) -> usize {
         while pending < self.batch_size {
             match self.consumer.poll(Duration::ZERO) {
-                Some(Ok(message)) => {
-                    let topic = message.topic().into();
-                    pending = self.push(to_record(&message, &topic), opened);
-                }
+                Some(Ok(message)) => pending = self.push(to_own_record(&message), opened),
                 Some(Err(error)) => self.log_poll_error(&error),
                 // A served event also polls as nothing: only a poll that ran
                 // no callback says the queue is empty.
@@ -179,6 +176,12 @@ impl Fetcher {
         self.metrics.retries.with_label_values(&["kafka"]).inc();
         warn!(%error, "kafka poll failed; librdkafka retries by itself");
     }
+}
+
+/// A polled message with no queue's topic name to share (from the consumer's
+/// own queue, or the dead-letter log's): [`to_record`] with a name of its own.
+pub(super) fn to_own_record(message: &BorrowedMessage<'_>) -> RawRecord {
+    to_record(message, &message.topic().into())
 }
 
 /// A polled message of `topic` as the pipeline takes it, copied out of

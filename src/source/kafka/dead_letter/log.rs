@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::warn;
@@ -131,11 +130,9 @@ impl LetterLog for KafkaLetterLog {
     async fn poll(&self, wait: Duration) -> Result<Option<Polled>, SourceError> {
         self.blocking(move |consumer, _| match consumer.poll(wait) {
             None => Ok(None),
-            Some(Ok(message)) => {
-                let topic = message.topic().into();
-                let letter = super::super::fetcher::to_record(&message, &topic);
-                Ok(Some(Polled::Letter(letter)))
-            }
+            Some(Ok(message)) => Ok(Some(Polled::Letter(super::super::fetcher::to_own_record(
+                &message,
+            )))),
             Some(Err(KafkaError::PartitionEOF(partition))) => Ok(Some(Polled::End(partition))),
             Some(Err(error)) => Err(SourceError::Unavailable(format!(
                 "reading the dead-letter topic: {error}"
