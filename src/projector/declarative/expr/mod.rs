@@ -194,6 +194,14 @@ impl Expr {
             .is_some_and(|keys| keys == path)
     }
 
+    /// The value of an expression that is a plain path of keys on the event
+    /// (`.data.order_id`, `.time`), borrowed from it rather than copied:
+    /// `None` when the expression is anything else or finds no value, for
+    /// [`Self::eval`] to answer.
+    pub fn event_value<'s>(&self, scope: &'s Scope<'_>) -> Option<&'s Value> {
+        self.native.as_ref()?.event_path(scope)
+    }
+
     /// The one value the expression produces: `None` when it produces none or
     /// `null`; an error when it fails, produces several values, or produces
     /// something JSON cannot hold.

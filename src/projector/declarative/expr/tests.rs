@@ -125,6 +125,66 @@ fn the_native_subset_is_recognised_and_nothing_else() {
     }
 }
 
+/// A list that is only summed is summed as it is produced, never built;
+/// anything else after it keeps the list.
+#[test]
+fn a_summed_list_is_not_built() {
+    let sum = |node: &Node| matches!(node, Node::Sum(_));
+    assert!(Node::compile("[$state.lines[]?.quantity] | add").is_some_and(|node| sum(&node)));
+    match Node::compile("[$state.lines[]? | .quantity * .unit_price_cents] | add // 0") {
+        Some(Node::Alt(left, right)) => {
+            assert!(sum(&left));
+            assert!(matches!(*right, Node::Literal(_)));
+        }
+        other => panic!("not a sum with a default: {other:?}"),
+    }
+    for kept in [
+        "[.a[]] | add // .b",
+        "[.a[]] | length",
+        "[.a[]] | add | . + 1",
+    ] {
+        assert!(
+            !Node::compile(kept).is_some_and(|node| sum(&node)),
+            "{kept}"
+        );
+    }
+}
+
+/// Only a path of keys on the event is read in place; the value is the
+/// event's own, not a copy.
+#[test]
+fn event_paths_are_borrowed() {
+    let event = event_with(json!({"order_id": "o-1", "big": 18446744073709551615u64, "n": null}));
+    let input = EventInput::new(&event);
+    let scope = Scope {
+        event: &input,
+        state: Some(&json!({"status": "placed"})),
+        item: None,
+    };
+    let borrowed = |source: &str| Expr::compile(source).unwrap().event_value(&scope).cloned();
+    assert_eq!(borrowed(".data.order_id"), Some(json!("o-1")));
+    assert!(std::ptr::eq(
+        Expr::compile(".data.order_id")
+            .unwrap()
+            .event_value(&scope)
+            .unwrap(),
+        &event.data["order_id"]
+    ));
+    assert_eq!(borrowed("$event.data.order_id"), Some(json!("o-1")));
+    for none in [
+        "$state.status",
+        ".data.n",
+        ".data.missing",
+        ".data.order_id.x",
+        ".data.big",
+        ".data.order_id[0:1]",
+        "[.data.order_id]",
+    ] {
+        assert_eq!(borrowed(none), None, "{none}");
+    }
+    assert!(borrowed(".time").is_some());
+}
+
 /// Expressions over data that makes jq fail, overflow, produce floats,
 /// several values or none: the native evaluator must answer what jq answers
 /// (by giving up where it does not know).
@@ -232,12 +292,30 @@ fn the_native_evaluator_answers_exactly_what_jq_answers() {
         ".data.sku[1:3]",
         ".data.missing[:2]",
         "$state.status[1:]?",
+        "[.data[]?] | add",
+        "[.data[]?] | add // 0",
+        "[$state.lines[]?.quantity] | add // null",
+        "[$state.lines[]?.sku] | add // \"none\"",
+        "[.data.n, .data.text] | add // 0",
+        "[empty] | add // 7",
+        "[.data.n, .data.unit_price] | add",
+        "[(1, 2) | . * .data.n?] | add // 0",
     ];
     for source in sources {
         for event in &events {
             for state in states.iter().map(Some).chain([None]) {
                 for item in items.iter().map(Some).chain([None]) {
                     let (fast, slow) = eval_both(source, event, state, item);
+                    // A value borrowed from the event is the value jq gives.
+                    let input = EventInput::new(event);
+                    let scope = Scope {
+                        event: &input,
+                        state,
+                        item,
+                    };
+                    if let Some(borrowed) = Expr::compile(source).unwrap().event_value(&scope) {
+                        assert_eq!(Ok(Some(borrowed.clone())), slow, "{source} borrowed");
+                    }
                     assert_eq!(
                         fast, slow,
                         "{source} with data {}, state {state:?}, item {item:?}",

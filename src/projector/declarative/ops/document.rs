@@ -42,6 +42,39 @@ pub(super) fn slot<'d>(
     Ok(here)
 }
 
+/// `write` on the field at `path`, created as [`slot`] creates it when
+/// absent. Most events write fields the projection already has: those are
+/// found without `slot`'s copy of each key.
+pub(super) fn with_slot<T>(
+    document: &mut Option<Value>,
+    path: &[String],
+    write: impl FnOnce(&mut Value) -> Result<T, String>,
+) -> Result<T, String> {
+    if let Some(field) = present_mut(document, path) {
+        return write(field);
+    }
+    write(slot(document, path)?)
+}
+
+/// The field at `path` when it and every parent exist (`null` included).
+fn present_mut<'d>(document: &'d mut Option<Value>, path: &[String]) -> Option<&'d mut Value> {
+    let mut here = document.as_mut()?;
+    for step in path {
+        here = here.as_object_mut()?.get_mut(step)?;
+    }
+    Some(here)
+}
+
+/// Make `field` equal to `value`, reusing its text's buffer: a field set on
+/// every event (`updated_at`) mostly holds a text of the same length.
+pub(super) fn assign(field: &mut Value, value: &Value) {
+    match (field, value) {
+        (Value::String(text), Value::String(new)) => text.clone_from(new),
+        (field, value) if field != value => *field = value.clone(),
+        _ => {}
+    }
+}
+
 pub(super) fn not_an_object(path: &[String], found: &Value) -> String {
     if path.is_empty() {
         format!("the projection is {found}, not an object")

@@ -12,7 +12,7 @@ mod parse;
 use serde_json::{Map, Value};
 
 use super::expr::{EventInput, Expr, Scope, jaq_keeps};
-use document::{add, existing, list, not_an_object, slot};
+use document::{add, assign, existing, list, not_an_object, slot, with_slot};
 
 /// The keys that name an operation; a step has exactly one.
 pub const OPERATIONS: [&str; 9] = [
@@ -106,6 +106,13 @@ impl Step {
             state,
             item: None,
         };
+        // For what only reads the event: `here` borrows the document, which
+        // a value borrowed from this one can be written into.
+        let on_event = Scope {
+            event,
+            state: None,
+            item: None,
+        };
         match &self.op {
             Op::Delete => return Ok(Applied::Delete),
             Op::Set {
@@ -120,14 +127,39 @@ impl Step {
                 {
                     return Ok(Applied::Done);
                 }
+                // A literal, or a path on the event: copied only where the
+                // field differs, into the field's own buffer.
+                let borrowed = match source {
+                    Source::Literal(value) => Some(value),
+                    Source::Expr { expr, .. } => expr.event_value(&on_event),
+                };
+                if let Some(value) = borrowed {
+                    return with_slot(document, &self.target, |field| {
+                        assign(field, value);
+                        Ok(Applied::Done)
+                    });
+                }
                 if let Some(value) = resolve(source, &here)? {
-                    *slot(document, &self.target)? = value;
+                    with_slot(document, &self.target, |field| {
+                        *field = value;
+                        Ok(())
+                    })?;
                 }
             }
             Op::Add { by, sign } => {
+                if let Source::Expr { expr, .. } = by
+                    && let Some(by) = expr.event_value(&on_event)
+                {
+                    return with_slot(document, &self.target, |field| {
+                        *field = add(field, by, *sign, &self.target)?;
+                        Ok(Applied::Done)
+                    });
+                }
                 if let Some(by) = resolve(by, &here)? {
-                    let field = slot(document, &self.target)?;
-                    *field = add(field, &by, *sign, &self.target)?;
+                    with_slot(document, &self.target, |field| {
+                        *field = add(field, &by, *sign, &self.target)?;
+                        Ok(())
+                    })?;
                 }
             }
             Op::Append { element, unique } => {
@@ -232,26 +264,29 @@ impl Step {
         let Value::Object(fields) = &mut element else {
             return Err(format!("upsert needs an object, got {element}"));
         };
-        let key_value = match (fields.get(key).filter(|value| !value.is_null()), &wanted) {
-            (Some(found), Some(wanted)) if found != wanted => {
+        match (fields.get(key).filter(|value| !value.is_null()), wanted) {
+            (Some(found), Some(wanted)) if *found != wanted => {
                 return Err(format!(
                     "the element's {key} is {found} but `match` gave {wanted}"
                 ));
             }
-            (Some(found), _) => found.clone(),
+            (Some(_), _) => {}
+            // The element takes the matched value itself: `wanted` is not
+            // needed after this.
             (None, Some(wanted)) => {
-                fields.insert(key.to_owned(), wanted.clone());
-                wanted.clone()
+                fields.insert(key.to_owned(), wanted);
             }
             (None, None) => return Err(format!("the element {element} has no {key}")),
-        };
-        let index = matched.or_else(|| position(&key_value));
-        let list = list(slot(document, &self.target)?, &self.target)?;
-        match index {
-            Some(index) => list[index] = element,
-            None => list.push(element),
         }
-        Ok(())
+        let index = matched.or_else(|| fields.get(key).and_then(position));
+        with_slot(document, &self.target, |field| {
+            let list = list(field, &self.target)?;
+            match index {
+                Some(index) => list[index] = element,
+                None => list.push(element),
+            }
+            Ok(())
+        })
     }
 }
 

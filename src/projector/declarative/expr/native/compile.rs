@@ -70,7 +70,7 @@ pub(super) fn compile(term: &Term<&str>, at_event: bool) -> Option<Node> {
         Term::BinOp(left, op, right) => {
             let (l, r) = (left.as_ref(), right.as_ref());
             match op {
-                BinaryOp::Pipe(None) => Node::Pipe(boxed(l)?, Box::new(compile(r, false)?)),
+                BinaryOp::Pipe(None) => pipe(compile(l, at_event)?, compile(r, false)?),
                 BinaryOp::Comma => Node::Comma(boxed(l)?, boxed(r)?),
                 BinaryOp::Alt => Node::Alt(boxed(l)?, boxed(r)?),
                 BinaryOp::Math(math) => Node::Arith(boxed(l)?, arith_of(math)?, boxed(r)?),
@@ -105,6 +105,21 @@ pub(super) fn compile(term: &Term<&str>, at_event: bool) -> Option<Node> {
         },
         _ => return None,
     })
+}
+
+/// `left | right`, with `[inner] | add` (alone or before `// literal`)
+/// summed as `inner` produces, without the list: both add the same values
+/// in the same order, and give up on the same one.
+fn pipe(left: Node, right: Node) -> Node {
+    match (left, right) {
+        (Node::Array(Some(inner)), Node::Add) => Node::Sum(inner),
+        (Node::Array(Some(inner)), Node::Alt(add, otherwise))
+            if matches!(*add, Node::Add) && matches!(*otherwise, Node::Literal(_)) =>
+        {
+            Node::Alt(Box::new(Node::Sum(inner)), otherwise)
+        }
+        (left, right) => Node::Pipe(Box::new(left), Box::new(right)),
+    }
 }
 
 fn arith_of(math: &Math) -> Option<Arith> {

@@ -93,6 +93,10 @@ pub enum Node {
     Not,
     Empty,
     Add,
+    /// `[inner] | add`: the sum of `inner`'s values, added as they come
+    /// rather than collected into a list first (the total of a projection's
+    /// lines is recomputed per event).
+    Sum(Box<Node>),
     /// `.a.b op= by`: `by` runs on the input.
     Update(Vec<String>, Arith, Box<Node>),
 }
@@ -107,20 +111,51 @@ impl Node {
     /// The one value the expression produces (`None` for none or `null`),
     /// or [`GiveUp`] (also for several values: jaq words that error).
     pub fn eval(&self, roots: &dyn Roots) -> Result<Option<Value>, GiveUp> {
-        let mut first = None;
-        // At the top `.` is the event, compiled to `Root::Event`: the input is unused.
-        self.run(roots, &NULL, &mut |value| {
-            if first.is_some() {
-                return Err(GiveUp);
+        let first = match self {
+            // One value, built here: handed on whole rather than copied out
+            // of the callback (an upsert builds its element per event).
+            Node::Object(entries) => Some(object(entries, roots, &NULL)?),
+            _ => {
+                let mut first = None;
+                // At the top `.` is the event, compiled to `Root::Event`: the input is unused.
+                self.run(roots, &NULL, &mut |value| {
+                    if first.is_some() {
+                        return Err(GiveUp);
+                    }
+                    first = Some(value.clone());
+                    Ok(())
+                })?;
+                first
             }
-            first = Some(value.clone());
-            Ok(())
-        })?;
+        };
         match first {
             Some(value) if !jaq_keeps(&value) => Err(GiveUp),
             Some(value) => Ok((!value.is_null()).then_some(value)),
             None => Ok(None),
         }
+    }
+
+    /// The value of a path of keys on the event (`.data.order_id`, `.time`),
+    /// borrowed where it lies: `None` unless the expression is such a path
+    /// and finds a value jq would give back unchanged (not `null`), so the
+    /// caller evaluates it the usual way for anything else.
+    pub fn event_path<'r>(&self, roots: &'r dyn Roots) -> Option<&'r Value> {
+        let Node::Path(base, steps) = self else {
+            return None;
+        };
+        let (Node::Root(Root::Event), [(Step::Key(first), _), rest @ ..]) =
+            (base.as_ref(), steps.as_slice())
+        else {
+            return None;
+        };
+        let mut here = roots.event_field(first);
+        for step in rest {
+            here = match step {
+                (Step::Key(key), _) => here.as_object()?.get(key)?,
+                _ => return None,
+            };
+        }
+        (!here.is_null() && jaq_keeps(here)).then_some(here)
     }
 
     /// The keys of a path on the projection such as `$state.totals.cents`.
@@ -164,13 +199,7 @@ impl Node {
                 })?;
                 out(&Value::Array(items))
             }
-            Node::Object(entries) => {
-                let mut object = Map::new();
-                for (key, node) in entries {
-                    object.insert(key.clone(), node.single(roots, input)?);
-                }
-                out(&Value::Object(object))
-            }
+            Node::Object(entries) => out(&object(entries, roots, input)?),
             Node::Pipe(left, right) => {
                 left.run(roots, input, &mut |value| right.run(roots, value, out))
             }
@@ -179,17 +208,22 @@ impl Node {
                 right.run(roots, input, out)
             }
             Node::Alt(left, right) => {
-                let mut truthy = Vec::new();
+                // Most left sides give one value: it is kept without a list.
+                let (mut first, mut more) = (None, Vec::new());
                 left.run(roots, input, &mut |value| {
                     if is_true(value) {
-                        truthy.push(value.clone());
+                        match first {
+                            None => first = Some(value.clone()),
+                            Some(_) => more.push(value.clone()),
+                        }
                     }
                     Ok(())
                 })?;
-                if truthy.is_empty() {
+                let Some(first) = first else {
                     return right.run(roots, input, out);
-                }
-                truthy.iter().try_for_each(&mut *out)
+                };
+                out(&first)?;
+                more.iter().try_for_each(&mut *out)
             }
             Node::Arith(left, op, right) => {
                 let value = binary(left, right, roots, input, |l, r| arith(l, *op, r))?;
@@ -231,6 +265,14 @@ impl Node {
                 }
                 out(&sum)
             }
+            Node::Sum(inner) => {
+                let mut sum = Value::Null;
+                inner.run(roots, input, &mut |item| {
+                    sum = arith(&sum, Arith::Add, item)?;
+                    Ok(())
+                })?;
+                out(&sum)
+            }
             Node::Update(keys, op, by) => {
                 let by = by.single(roots, input)?;
                 let mut updated = input.clone();
@@ -261,6 +303,15 @@ impl Node {
         })?;
         found.ok_or(GiveUp)
     }
+}
+
+/// `{key: node, ...}`, each node giving exactly one value.
+fn object(entries: &[(String, Node)], roots: &dyn Roots, input: &Value) -> Result<Value, GiveUp> {
+    let mut object = Map::new();
+    for (key, node) in entries {
+        object.insert(key.clone(), node.single(roots, input)?);
+    }
+    Ok(Value::Object(object))
 }
 
 /// `left op right` with one value on each side (jaq combines several in an
