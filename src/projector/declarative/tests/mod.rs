@@ -8,6 +8,7 @@ use super::*;
 use crate::event::Position;
 
 mod operations;
+mod set;
 
 const EVENT_TYPE: &str = "shop.order.placed";
 
