@@ -226,6 +226,7 @@ async fn run(scale: Scale, full: bool) {
     let daemon = catch_up(
         &this_build(),
         &setup.config,
+        &setup.redis_url,
         &broker,
         &setup,
         &setup.group,
@@ -237,8 +238,8 @@ async fn run(scale: Scale, full: bool) {
         let (config, group, redis_url) = baseline_config(&setup, 2);
         (binary, config, group, redis_url)
     });
-    if let Some((binary, config, group, _)) = &baseline {
-        let other = catch_up(binary, config, &broker, &setup, group, timeout).await;
+    if let Some((binary, config, group, redis_url)) = &baseline {
+        let other = catch_up(binary, config, redis_url, &broker, &setup, group, timeout).await;
         other.print(
             "BENCH_BASELINE_BIN, declarative order_summary",
             events,
@@ -267,10 +268,11 @@ async fn run(scale: Scale, full: bool) {
 
     // The same backlog again, with order_summary folded by its Rust twin, into
     // another Redis database under another group.
-    let (twin_config, twin_group) = rust_twin(&setup);
+    let (twin_config, twin_group, twin_redis) = rust_twin(&setup);
     let twin = catch_up(
         &this_build(),
         &twin_config,
+        &twin_redis,
         &broker,
         &setup,
         &twin_group,
@@ -337,6 +339,7 @@ async fn second_stream(broker: &Broker, redis: &RedisServer, scale: &Scale, time
     let daemon = catch_up(
         &this_build(),
         &invoices.config,
+        &invoices.redis_url,
         broker,
         &invoices,
         &invoices.group,
@@ -363,8 +366,11 @@ async fn second_stream(broker: &Broker, redis: &RedisServer, scale: &Scale, time
         verdict(ratio, 0.9)
     );
     if let Some(binary) = baseline_build() {
-        let (config, group, _) = baseline_config(&invoices, 4);
-        let other = catch_up(&binary, &config, broker, &invoices, &group, timeout).await;
+        let (config, group, redis_url) = baseline_config(&invoices, 4);
+        let other = catch_up(
+            &binary, &config, &redis_url, broker, &invoices, &group, timeout,
+        )
+        .await;
         other.print(
             "BENCH_BASELINE_BIN, declarative invoice_summary",
             events,
@@ -400,8 +406,9 @@ fn verdict(ratio: f64, target: f64) -> &'static str {
 }
 
 /// A config like `setup`'s, but another group, Redis database 1, and the Rust
-/// `order_summary` projector in place of the declarative one.
-fn rust_twin(setup: &Setup) -> (PathBuf, String) {
+/// `order_summary` projector in place of the declarative one; with that
+/// database's URL.
+fn rust_twin(setup: &Setup) -> (PathBuf, String, String) {
     let group = support::kafka::unique("twin");
     let dir = setup.dir.path().join("twin-projections");
     std::fs::create_dir_all(&dir).unwrap();
@@ -425,7 +432,7 @@ fn rust_twin(setup: &Setup) -> (PathBuf, String) {
         );
     let path = setup.dir.path().join("twin.toml");
     std::fs::write(&path, config).unwrap();
-    (path, group)
+    (path, group, twin_redis)
 }
 
 /// `order_summary` on `orders_topic`, folded by the Rust projector.

@@ -128,16 +128,6 @@ impl CatchUp {
     }
 }
 
-/// The Redis URL of `config`'s one cache, where its checkpoint is.
-fn redis_of(config: &Path) -> String {
-    let text = std::fs::read_to_string(config).expect("the daemon's config");
-    let table: toml::Table = text.parse().expect("the daemon's config is TOML");
-    table["caches"]["default"]["URI"]
-        .as_str()
-        .expect("the bench's daemons write one Redis cache, `default`")
-        .to_owned()
-}
-
 /// How far `group`'s checkpoint in `cache` has applied each partition of
 /// `topics` (by their ends: the next offset to apply), per topic in order.
 async fn applied_by(
@@ -162,17 +152,19 @@ async fn applied_by(
     applied
 }
 
-/// Run the daemon binary with `config` until its checkpoint covers the whole
-/// backlog, and then until `group` has committed it to Kafka too.
+/// Run the daemon binary with `config` until its checkpoint (in the Redis at
+/// `redis_url`, the one `config` names) covers the whole backlog, and then
+/// until `group` has committed it to Kafka too.
 pub async fn catch_up(
     binary: &Path,
     config: &Path,
+    redis_url: &str,
     broker: &Broker,
     setup: &Setup,
     group: &str,
     timeout: Duration,
 ) -> CatchUp {
-    let cache = connect_redis(&redis_of(config), Ttl::from_secs(300).unwrap())
+    let cache = connect_redis(redis_url, Ttl::from_secs(300).unwrap())
         .await
         .expect("the daemon's Redis");
     // The backlog's ends, per topic (orders first), read before the start:

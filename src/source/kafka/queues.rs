@@ -86,11 +86,17 @@ pub struct Queues {
 
 /// An assigned partition's queue.
 struct Held {
-    partition: Partition,
     /// Its topic's name as its records' positions share it (one allocation
     /// per assignment, not one per record).
     topic: Arc<str>,
+    number: i32,
     queue: PartitionQueue<SourceContext>,
+}
+
+impl Held {
+    fn is(&self, partition: &Partition) -> bool {
+        self.number == partition.number && *self.topic == *partition.topic
+    }
 }
 
 #[derive(Default)]
@@ -120,7 +126,7 @@ impl Queues {
         };
         let mut turns = self.turns();
         for partition in partitions {
-            if turns.queues.iter().any(|held| held.partition == *partition) {
+            if turns.queues.iter().any(|held| held.is(partition)) {
                 continue;
             }
             match consumer.split_partition_queue(&partition.topic, partition.number) {
@@ -128,7 +134,7 @@ impl Queues {
                     queue.set_nonempty_callback(self.waker());
                     turns.queues.push(Held {
                         topic: partition.topic.as_str().into(),
-                        partition: partition.clone(),
+                        number: partition.number,
                         queue,
                     });
                 }
@@ -144,7 +150,7 @@ impl Queues {
     pub(super) fn remove(&self, partitions: &[Partition]) {
         self.turns()
             .queues
-            .retain(|held| !partitions.contains(&held.partition));
+            .retain(|held| !partitions.iter().any(|partition| held.is(partition)));
     }
 
     /// Drop every queue. They hold the consumer, whose context holds them:

@@ -24,10 +24,8 @@ pub(super) fn existing<'d>(
 }
 
 /// The field at `path`, created (as `null`, with object parents) when absent.
-pub(super) fn slot<'d>(
-    document: &'d mut Option<Value>,
-    path: &[String],
-) -> Result<&'d mut Value, String> {
+/// Callers go through [`with_slot`], which finds an existing field first.
+fn slot<'d>(document: &'d mut Option<Value>, path: &[String]) -> Result<&'d mut Value, String> {
     let mut here = document.get_or_insert_with(|| Value::Object(Map::new()));
     for (depth, step) in path.iter().enumerate() {
         if here.is_null() {

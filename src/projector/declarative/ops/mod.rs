@@ -12,7 +12,7 @@ mod parse;
 use serde_json::{Map, Value};
 
 use super::expr::{EventInput, Expr, Scope, jaq_keeps};
-use document::{add, assign, existing, list, not_an_object, slot, with_slot};
+use document::{add, assign, existing, list, not_an_object, with_slot};
 
 /// The keys that name an operation; a step has exactly one.
 pub const OPERATIONS: [&str; 9] = [
@@ -164,10 +164,13 @@ impl Step {
             }
             Op::Append { element, unique } => {
                 if let Some(element) = resolve(element, &here)? {
-                    let list = list(slot(document, &self.target)?, &self.target)?;
-                    if !(*unique && list.contains(&element)) {
-                        list.push(element);
-                    }
+                    with_slot(document, &self.target, |field| {
+                        let list = list(field, &self.target)?;
+                        if !(*unique && list.contains(&element)) {
+                            list.push(element);
+                        }
+                        Ok(())
+                    })?;
                 }
             }
             Op::Remove { element, key } => {
@@ -175,11 +178,13 @@ impl Step {
                     if existing(document.as_ref(), &self.target)?.is_none() {
                         return Ok(Applied::Done);
                     }
-                    let list = list(slot(document, &self.target)?, &self.target)?;
-                    list.retain(|candidate| match key {
-                        Some(key) => candidate.get(key) != Some(&element),
-                        None => *candidate != element,
-                    });
+                    with_slot(document, &self.target, |field| {
+                        list(field, &self.target)?.retain(|candidate| match key {
+                            Some(key) => candidate.get(key) != Some(&element),
+                            None => *candidate != element,
+                        });
+                        Ok(())
+                    })?;
                 }
             }
             Op::Upsert {
@@ -192,28 +197,31 @@ impl Step {
                     let Value::Object(additions) = value else {
                         return Err(format!("merge needs an object, got {value}"));
                     };
-                    let field = slot(document, &self.target)?;
-                    if field.is_null() {
-                        *field = Value::Object(Map::new());
-                    }
-                    let Value::Object(object) = field else {
-                        return Err(format!(
-                            "{} is {field}, not an object",
-                            self.target.join(".")
-                        ));
-                    };
-                    object.extend(additions);
+                    with_slot(document, &self.target, |field| {
+                        if field.is_null() {
+                            *field = Value::Object(Map::new());
+                        }
+                        let Value::Object(object) = field else {
+                            return Err(format!(
+                                "{} is {field}, not an object",
+                                self.target.join(".")
+                            ));
+                        };
+                        object.extend(additions);
+                        Ok(())
+                    })?;
                 }
             }
             Op::Unset => {
                 let (last, parents) = self.target.split_last().expect("paths are not empty");
                 if existing(document.as_ref(), parents)?.is_some() {
-                    match slot(document, parents)? {
+                    with_slot(document, parents, |parent| match parent {
                         Value::Object(parent) => {
                             parent.remove(last);
+                            Ok(())
                         }
-                        other => return Err(not_an_object(parents, other)),
-                    }
+                        other => Err(not_an_object(parents, other)),
+                    })?;
                 }
             }
         }
